@@ -1,0 +1,307 @@
+package bwrap
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Descriptor numbers the launcher hands to bwrap, after stdin, stdout, stderr.
+const (
+	infoFD   = 3
+	statusFD = 4
+)
+
+// Launch is one sandbox to start.
+type Launch struct {
+	// Bwrap is the absolute path of the bwrap binary.
+	Bwrap string
+	// Shim is the argv that starts the launcher shim, e.g. {"/proc/self/exe",
+	// ShimCommand}; the shim's flags and bwrap's argv are appended.
+	Shim []string
+	Spec *Spec
+	// Stdin, Stdout and Stderr are the only descriptors besides bwrap's own
+	// that reach the sandbox (bwrap passes every inherited descriptor on).
+	Stdin, Stdout, Stderr *os.File
+	// StatusPath is where bwrap's JSON status (and so the exit code) is kept.
+	// It must lie where the task cannot write: a task must not forge its exit.
+	StatusPath string
+	// Cgroups are cgroup directories the shim joins before it drops to the
+	// task's UID, so that nothing of the task ever runs outside them.
+	Cgroups []string
+	// NetNS is a network namespace file the shim joins first ("" keeps the
+	// host's network).
+	NetNS string
+}
+
+// Sandbox is a started (or reattached) bwrap sandbox.
+type Sandbox struct {
+	// Monitor is bwrap's own process, the launcher's pid after its exec.
+	Monitor Proc
+	// Init is the sandbox's pid 1 (bwrap's init) as the host sees it; the
+	// command is its first child.
+	Init       Proc
+	StatusPath string
+
+	done   chan struct{}
+	result ExitStatus
+	once   sync.Once
+}
+
+// ExitStatus is how a sandbox ended.
+type ExitStatus struct {
+	// Code is the command's exit code; 128+N when killed by signal N.
+	Code int
+	// Signal is N when the command was killed by signal N, else 0.
+	Signal int
+	// Err is set when bwrap itself failed (setup or exec of the command), or
+	// when the status could not be read: then Code means nothing.
+	Err error
+}
+
+// Start launches the sandbox through the shim and returns once bwrap reported
+// the sandbox's pid 1, or with an error if it never did.
+func Start(l Launch) (*Sandbox, error) {
+	if l.Spec == nil || len(l.Shim) == 0 || l.Bwrap == "" || l.StatusPath == "" {
+		return nil, errors.New("bwrap: incomplete launch")
+	}
+	spec := *l.Spec
+	spec.InfoFD, spec.StatusFD = infoFD, statusFD
+	argv, err := spec.Argv()
+	if err != nil {
+		return nil, err
+	}
+	// O_EXCL: an existing file could hold a stale or planted exit code.
+	status, err := os.OpenFile(l.StatusPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("bwrap: status file: %w", err)
+	}
+	defer status.Close()
+	infoR, infoW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer infoR.Close()
+
+	args := append([]string{}, l.Shim[1:]...)
+	args = append(args, "-uid", strconv.FormatUint(uint64(spec.UID), 10),
+		"-gid", strconv.FormatUint(uint64(spec.GID), 10))
+	for _, cg := range l.Cgroups {
+		args = append(args, "-cgroup", cg)
+	}
+	if l.NetNS != "" {
+		args = append(args, "-netns", l.NetNS)
+	}
+	args = append(args, "--", l.Bwrap)
+	args = append(args, argv...)
+	cmd := exec.Command(l.Shim[0], args...)
+	cmd.Env = []string{}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = l.Stdin, l.Stdout, l.Stderr
+	cmd.ExtraFiles = []*os.File{infoW, status}
+	// A session of its own: the sandbox must not get the plugin's signals, nor
+	// die with it (tasks outlive plugin restarts).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		infoW.Close()
+		return nil, fmt.Errorf("bwrap: starting launcher: %w", err)
+	}
+	infoW.Close()
+
+	s := &Sandbox{StatusPath: l.StatusPath, done: make(chan struct{})}
+	s.Monitor, err = ProcOf(cmd.Process.Pid)
+	if err != nil {
+		s.Monitor = Proc{Pid: cmd.Process.Pid}
+	}
+	initPid, infoErr := readChildPid(infoR)
+	if infoErr != nil {
+		// bwrap never got as far as a sandbox: collect its exit and report.
+		werr := cmd.Wait()
+		os.Remove(l.StatusPath)
+		return nil, fmt.Errorf("bwrap: sandbox did not start (%v): %v", werr, infoErr)
+	}
+	s.Init, err = ProcOf(initPid)
+	if err != nil {
+		// pid 1 already gone: the command failed at once; Wait reports it.
+		s.Init = Proc{Pid: initPid}
+	}
+	go func() {
+		werr := cmd.Wait()
+		s.finish(werr)
+	}()
+	return s, nil
+}
+
+// readChildPid reads bwrap's --info-fd output: {"child-pid": N, ...}. bwrap
+// closes the descriptor after writing it, and on failure writes nothing.
+func readChildPid(r io.Reader) (int, error) {
+	b, err := io.ReadAll(io.LimitReader(r, 1<<16))
+	if err != nil {
+		return 0, err
+	}
+	var info struct {
+		ChildPid  int    `json:"child-pid"`
+		ShimError string `json:"shim-error"`
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return 0, errors.New("bwrap reported no sandbox")
+	}
+	if err := json.Unmarshal(b, &info); err != nil {
+		return 0, fmt.Errorf("bwrap info %q: %w", b, err)
+	}
+	if info.ShimError != "" {
+		return 0, errors.New(info.ShimError)
+	}
+	if info.ChildPid <= 0 {
+		return 0, fmt.Errorf("bwrap info without child-pid: %q", b)
+	}
+	return info.ChildPid, nil
+}
+
+// Reattach picks up a sandbox started by an earlier process (a plugin that
+// restarted): it waits for the monitor without being its parent, and reads the
+// exit code from the status file.
+func Reattach(monitor, init Proc, statusPath string) *Sandbox {
+	s := &Sandbox{Monitor: monitor, Init: init, StatusPath: statusPath, done: make(chan struct{})}
+	go func() {
+		s.finish(monitor.waitExit())
+	}()
+	return s
+}
+
+// finish runs once the monitor has exited: it reads the exit status and kills
+// what is left in the sandbox (pid 1 waits for background children forever).
+func (s *Sandbox) finish(waitErr error) {
+	s.once.Do(func() {
+		if s.Init.Signal(syscall.SIGKILL) == nil {
+			_ = s.Init.waitExit()
+		}
+		s.result = ReadStatus(s.StatusPath)
+		if s.result.Err != nil && waitErr != nil {
+			var ee *exec.ExitError
+			if !errors.As(waitErr, &ee) {
+				s.result.Err = fmt.Errorf("%v (%v)", s.result.Err, waitErr)
+			}
+		}
+		close(s.done)
+	})
+}
+
+// ReadStatus reads bwrap's --json-status-fd file. bwrap writes the exit code
+// only when the command ran and exited; its absence means bwrap failed.
+func ReadStatus(path string) ExitStatus {
+	f, err := os.Open(path)
+	if err != nil {
+		return ExitStatus{Code: -1, Err: fmt.Errorf("reading sandbox status: %w", err)}
+	}
+	defer f.Close()
+	dec := json.NewDecoder(bufio.NewReader(io.LimitReader(f, 1<<20)))
+	for {
+		var line struct {
+			ExitCode *int `json:"exit-code"`
+		}
+		if err := dec.Decode(&line); err != nil {
+			break
+		}
+		if line.ExitCode != nil {
+			st := ExitStatus{Code: *line.ExitCode}
+			if st.Code > 128 && st.Code <= 128+64 {
+				st.Signal = st.Code - 128
+			}
+			return st
+		}
+	}
+	return ExitStatus{Code: -1, Err: errors.New("the sandbox failed before its command ran (bwrap reported no exit code; see the task's stderr)")}
+}
+
+// Done is closed when the sandbox has ended and Status is final.
+func (s *Sandbox) Done() <-chan struct{} { return s.done }
+
+// Status is the exit status; valid after Done is closed.
+func (s *Sandbox) Status() ExitStatus {
+	<-s.done
+	return s.result
+}
+
+// Wait blocks until the sandbox ends or the timeout passes (<0: no timeout),
+// and reports whether it ended.
+func (s *Sandbox) Wait(timeout time.Duration) bool {
+	if timeout < 0 {
+		<-s.done
+		return true
+	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-s.done:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+// Command returns the task's command process: the first child of the
+// sandbox's pid 1. Signals for the task go there, since bwrap's pid 1 ignores
+// them.
+func (s *Sandbox) Command() (Proc, error) {
+	if !s.Init.Alive() {
+		return Proc{}, os.ErrProcessDone
+	}
+	kids, err := s.Init.children()
+	if err != nil {
+		return Proc{}, err
+	}
+	for _, pid := range kids {
+		st, err := readStat(pid)
+		if err == nil && st.ppid == s.Init.Pid {
+			return Proc{Pid: pid, StartTime: st.startTime}, nil
+		}
+	}
+	return Proc{}, os.ErrProcessDone
+}
+
+// Signal sends sig to the task's command.
+func (s *Sandbox) Signal(sig syscall.Signal) error {
+	if sig == syscall.SIGKILL {
+		return s.Kill()
+	}
+	p, err := s.Command()
+	if err != nil {
+		return err
+	}
+	return p.Signal(sig)
+}
+
+// Kill ends the whole sandbox: SIGKILL to its pid 1 ends its pid namespace.
+func (s *Sandbox) Kill() error {
+	err := s.Init.Signal(syscall.SIGKILL)
+	if errors.Is(err, os.ErrProcessDone) {
+		// pid 1 is gone, so the monitor is exiting and will write the status.
+		return nil
+	}
+	return err
+}
+
+// Stop sends sig to the command, waits up to timeout for the sandbox to end,
+// then kills it. It returns once the sandbox has ended.
+func (s *Sandbox) Stop(sig syscall.Signal, timeout time.Duration) error {
+	if err := s.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return err
+	}
+	if s.Wait(timeout) {
+		return nil
+	}
+	if err := s.Kill(); err != nil {
+		return err
+	}
+	s.Wait(-1)
+	return nil
+}

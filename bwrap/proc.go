@@ -1,0 +1,148 @@
+package bwrap
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Proc names one host process by pid and start time, so that a pid the kernel
+// reused for another process is never taken for it.
+type Proc struct {
+	Pid int
+	// StartTime is field 22 of /proc/PID/stat (clock ticks since boot).
+	StartTime uint64
+}
+
+// procStat holds the fields of /proc/PID/stat that bwrap-r reads.
+type procStat struct {
+	state     byte
+	ppid      int
+	startTime uint64
+	utime     uint64
+	stime     uint64
+}
+
+func readStat(pid int) (procStat, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return procStat{}, err
+	}
+	// comm may hold spaces and parentheses: the fields start after the last ')'.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return procStat{}, fmt.Errorf("malformed /proc/%d/stat", pid)
+	}
+	f := strings.Fields(s[i+1:])
+	// f[0] is field 3 (state); field N is f[N-3].
+	if len(f) < 20 {
+		return procStat{}, fmt.Errorf("short /proc/%d/stat", pid)
+	}
+	var st procStat
+	st.state = f[0][0]
+	st.ppid, _ = strconv.Atoi(f[1])
+	st.utime, _ = strconv.ParseUint(f[11], 10, 64)
+	st.stime, _ = strconv.ParseUint(f[12], 10, 64)
+	st.startTime, err = strconv.ParseUint(f[19], 10, 64)
+	return st, err
+}
+
+// ProcOf returns the Proc for a live pid.
+func ProcOf(pid int) (Proc, error) {
+	st, err := readStat(pid)
+	if err != nil {
+		return Proc{}, err
+	}
+	return Proc{Pid: pid, StartTime: st.startTime}, nil
+}
+
+// Alive reports whether the process still runs and is the same one: a
+// zombie, or another process with the same pid, is not alive.
+func (p Proc) Alive() bool {
+	if p.Pid <= 0 {
+		return false
+	}
+	st, err := readStat(p.Pid)
+	return err == nil && st.startTime == p.StartTime && st.state != 'Z' && st.state != 'X'
+}
+
+// open returns a pidfd for p, checked against its start time after opening so
+// that the descriptor cannot refer to a reused pid.
+func (p Proc) open() (int, error) {
+	if p.Pid <= 0 {
+		return -1, os.ErrProcessDone
+	}
+	fd, err := unix.PidfdOpen(p.Pid, 0)
+	if err != nil {
+		if errors.Is(err, syscall.ESRCH) {
+			return -1, os.ErrProcessDone
+		}
+		return -1, err
+	}
+	// Checked after opening: the pidfd now pins the process it names.
+	if st, err := readStat(p.Pid); err != nil || st.startTime != p.StartTime {
+		unix.Close(fd)
+		return -1, os.ErrProcessDone
+	}
+	return fd, nil
+}
+
+// Signal sends sig to p if it is still the same process.
+func (p Proc) Signal(sig syscall.Signal) error {
+	fd, err := p.open()
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	err = unix.PidfdSendSignal(fd, sig, nil, 0)
+	if errors.Is(err, syscall.ESRCH) {
+		return os.ErrProcessDone
+	}
+	return err
+}
+
+// children returns the pids of p's children, oldest first.
+func (p Proc) children() ([]int, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", p.Pid, p.Pid))
+	if err != nil {
+		return nil, err
+	}
+	var pids []int
+	for _, f := range strings.Fields(string(b)) {
+		if n, err := strconv.Atoi(f); err == nil {
+			pids = append(pids, n)
+		}
+	}
+	return pids, nil
+}
+
+// waitExit blocks until p exits (p need not be our child).
+func (p Proc) waitExit() error {
+	fd, err := p.open()
+	if errors.Is(err, os.ErrProcessDone) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	for {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		_, err := unix.Poll(fds, -1)
+		if errors.Is(err, syscall.EINTR) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if fds[0].Revents != 0 {
+			return nil
+		}
+	}
+}

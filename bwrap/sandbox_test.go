@@ -1,0 +1,293 @@
+package bwrap
+
+import (
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestMain(m *testing.M) {
+	// The launcher re-executes this test binary as the shim.
+	if len(os.Args) > 1 && os.Args[1] == ShimCommand {
+		ShimMain(os.Args[2:])
+	}
+	os.Exit(m.Run())
+}
+
+// needSandbox skips unless bwrap exists and the test runs as root (the shim
+// drops from root to the task's UID, as in production).
+func needSandbox(t *testing.T) string {
+	t.Helper()
+	if os.Getuid() != 0 {
+		t.Skip("sandbox tests need root")
+	}
+	p, err := exec.LookPath("bwrap")
+	if err != nil {
+		t.Skip("bwrap not installed")
+	}
+	return p
+}
+
+func nobody(t *testing.T) (uint32, uint32) {
+	u, err := user.Lookup("nobody")
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	return uint32(uid), uint32(gid)
+}
+
+type testBox struct {
+	*Sandbox
+	local  string
+	stdout string
+}
+
+func (b *testBox) output(t *testing.T) string {
+	t.Helper()
+	out, err := os.ReadFile(b.stdout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
+}
+
+// startBox runs a command as uid:gid in a sandbox with the system mounts and
+// a /local of its own.
+func startBox(t *testing.T, uid, gid uint32, net Network, command string, args ...string) *testBox {
+	t.Helper()
+	bw := needSandbox(t)
+	// bwrap runs as the task's UID and must traverse to the binds' sources.
+	dir, err := os.MkdirTemp("", "bwrap-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	local := filepath.Join(dir, "local")
+	if err := os.Mkdir(local, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(local, int(uid), int(gid)); err != nil {
+		t.Fatal(err)
+	}
+	stdoutPath := filepath.Join(dir, "stdout")
+	stdout, err := os.Create(stdoutPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdout.Close()
+	spec := &Spec{
+		Command: command, Args: args,
+		Env:    map[string]string{"PATH": "/usr/bin:/bin", "HOME": "/local", "MARK": "sandbox"},
+		Mounts: append(SystemMounts(16<<20), Mount{Kind: Bind, Source: local, Dest: "/local"}),
+		UID:    uid, GID: gid, Hostname: "boxed", Dir: "/local", Network: net,
+	}
+	sb, err := Start(Launch{
+		Bwrap: bw, Shim: []string{os.Args[0], ShimCommand}, Spec: spec,
+		Stdout: stdout, Stderr: stdout, StatusPath: filepath.Join(dir, "status"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sb.Kill(); sb.Wait(10 * time.Second) })
+	return &testBox{Sandbox: sb, local: local, stdout: stdoutPath}
+}
+
+func run(t *testing.T, script string) (ExitStatus, string) {
+	t.Helper()
+	uid, gid := nobody(t)
+	b := startBox(t, uid, gid, NetworkShared, "/bin/sh", "-c", script)
+	if !b.Wait(30 * time.Second) {
+		t.Fatal("sandbox did not end")
+	}
+	return b.Status(), b.output(t)
+}
+
+func TestExitCodes(t *testing.T) {
+	for _, c := range []struct {
+		script       string
+		code, signal int
+	}{
+		{"exit 0", 0, 0},
+		{"exit 3", 3, 0},
+		{"kill -KILL $$", 137, 9},
+		{"kill -TERM $$", 143, 15},
+	} {
+		st, out := run(t, c.script)
+		if st.Err != nil || st.Code != c.code || st.Signal != c.signal {
+			t.Errorf("%q: got %+v (output %q), want code %d signal %d", c.script, st, out, c.code, c.signal)
+		}
+	}
+}
+
+func TestCommandNotFoundIsSandboxFailure(t *testing.T) {
+	uid, gid := nobody(t)
+	b := startBox(t, uid, gid, NetworkShared, "/usr/bin/no-such-command")
+	b.Wait(10 * time.Second)
+	st := b.Status()
+	if st.Err == nil {
+		t.Fatalf("want a sandbox error, got %+v", st)
+	}
+	if out := b.output(t); !strings.Contains(out, "no-such-command") {
+		t.Fatalf("bwrap's message should name the command: %q", out)
+	}
+}
+
+func TestIdentityUIDMap(t *testing.T) {
+	uid, gid := nobody(t)
+	b := startBox(t, uid, gid, NetworkShared, "/bin/sh", "-c", "id -u; id -g; cat /proc/self/uid_map /proc/self/gid_map; sleep 30")
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(b.output(t), "\n") && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	cmd, err := b.Command()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The host's view of the task and of bwrap's monitor: UID N, not root.
+	for _, pid := range []int{cmd.Pid, b.Monitor.Pid, b.Init.Pid} {
+		status, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := "Uid:\t" + strconv.Itoa(int(uid)) + "\t" + strconv.Itoa(int(uid))
+		if !strings.Contains(string(status), want) {
+			t.Errorf("pid %d: host sees %q, want %q", pid, grepLine(string(status), "Uid:"), want)
+		}
+	}
+	if err := b.Stop(syscall.SIGTERM, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(b.output(t))
+	u, g := strconv.Itoa(int(uid)), strconv.Itoa(int(gid))
+	want := []string{u, g, u, u, "1", g, g, "1"}
+	if strings.Join(f, " ") != strings.Join(want, " ") {
+		t.Fatalf("inside: %q, want %q", f, want)
+	}
+}
+
+func grepLine(s, prefix string) string {
+	for _, l := range strings.Split(s, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			return l
+		}
+	}
+	return ""
+}
+
+func TestStopGraceful(t *testing.T) {
+	uid, gid := nobody(t)
+	b := startBox(t, uid, gid, NetworkShared, "/bin/sh", "-c", `trap "echo got-term; exit 7" TERM; echo ready; while :; do sleep 0.05; done`)
+	waitFor(t, b, "ready")
+	start := time.Now()
+	if err := b.Stop(syscall.SIGTERM, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	st := b.Status()
+	if st.Code != 7 || !strings.Contains(b.output(t), "got-term") {
+		t.Fatalf("the command should have handled SIGTERM: %+v %q", st, b.output(t))
+	}
+	if time.Since(start) > 5*time.Second {
+		t.Fatalf("graceful stop took %v", time.Since(start))
+	}
+}
+
+func TestStopIgnoredIsKilledAfterTimeout(t *testing.T) {
+	uid, gid := nobody(t)
+	b := startBox(t, uid, gid, NetworkShared, "/bin/sh", "-c", `trap "" TERM; echo ready; while :; do sleep 0.05; done`)
+	waitFor(t, b, "ready")
+	start := time.Now()
+	if err := b.Stop(syscall.SIGTERM, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	if took < time.Second || took > 10*time.Second {
+		t.Fatalf("stop took %v, want about the 1s timeout", took)
+	}
+	if st := b.Status(); st.Err == nil && st.Code == 0 {
+		t.Fatalf("killed task reported success: %+v", st)
+	}
+	if b.Init.Alive() || b.Monitor.Alive() {
+		t.Fatal("sandbox processes left after stop")
+	}
+}
+
+func TestBackgroundChildrenDieWithTask(t *testing.T) {
+	uid, gid := nobody(t)
+	b := startBox(t, uid, gid, NetworkShared, "/bin/sh", "-c", `sleep 1000 & echo $! > /local/bg; exit 0`)
+	b.Wait(10 * time.Second)
+	if st := b.Status(); st.Code != 0 || st.Err != nil {
+		t.Fatalf("status %+v", st)
+	}
+	if b.Init.Alive() {
+		t.Fatal("the sandbox's pid 1 (and the background sleep) outlived the command")
+	}
+}
+
+func TestReattachReadsExitCode(t *testing.T) {
+	uid, gid := nobody(t)
+	b := startBox(t, uid, gid, NetworkShared, "/bin/sh", "-c", `while [ ! -e /local/go ]; do sleep 0.05; done; exit 42`)
+	// A second view of the same sandbox, as a restarted plugin would have it.
+	re := Reattach(b.Monitor, b.Init, b.StatusPath)
+	if re.Wait(200 * time.Millisecond) {
+		t.Fatal("reattached sandbox reported an end while the task runs")
+	}
+	if err := os.WriteFile(filepath.Join(b.local, "go"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if !re.Wait(10 * time.Second) {
+		t.Fatal("reattached sandbox never ended")
+	}
+	if st := re.Status(); st.Code != 42 || st.Err != nil {
+		t.Fatalf("reattached status %+v, want 42", st)
+	}
+	// Reattaching after the end still reads the code.
+	if st := Reattach(b.Monitor, b.Init, b.StatusPath).Status(); st.Code != 42 {
+		t.Fatalf("late reattach: %+v", st)
+	}
+}
+
+func TestReusedPidIsNotSignalled(t *testing.T) {
+	needSandbox(t)
+	victim := exec.Command("sleep", "30")
+	if err := victim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer victim.Process.Kill()
+	p, err := ProcOf(victim.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale := Proc{Pid: p.Pid, StartTime: p.StartTime - 1}
+	if err := stale.Signal(syscall.SIGKILL); err == nil {
+		t.Fatal("signalled a process whose start time differs")
+	}
+	sb := &Sandbox{Init: stale, Monitor: stale}
+	_ = sb.Kill()
+	time.Sleep(100 * time.Millisecond)
+	if !p.Alive() {
+		t.Fatal("a process with the same pid but another start time was killed")
+	}
+}
+
+func waitFor(t *testing.T, b *testBox, text string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if strings.Contains(b.output(t), text) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %q; output %q", text, b.output(t))
+}

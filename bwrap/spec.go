@@ -1,0 +1,192 @@
+// Package bwrap describes a bubblewrap sandbox as a typed Spec, turns it into
+// bwrap's argv, and launches, waits for, signals and reattaches to it.
+//
+// It knows nothing of Nomad: the driver package translates a task into a Spec.
+package bwrap
+
+import (
+	"fmt"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// MountKind is one of bwrap's filesystem operations.
+type MountKind int
+
+const (
+	// Bind is --bind SRC DEST: read-write, nodev.
+	Bind MountKind = iota
+	// ROBind is --ro-bind SRC DEST: read-only, nodev.
+	ROBind
+	// DevBind is --dev-bind SRC DEST: read-write, device nodes allowed. Used for
+	// the few device nodes a task needs instead of --dev, which would nest a
+	// second user namespace and break joining the sandbox from outside.
+	DevBind
+	// Tmpfs is --tmpfs DEST, optionally with --size and --perms.
+	Tmpfs
+	// Procfs is --proc DEST: a fresh procfs for the sandbox's pid namespace.
+	Procfs
+	// Dir is --dir DEST, optionally with --perms.
+	Dir
+	// Symlink is --symlink SRC DEST: DEST is a link pointing at SRC.
+	Symlink
+	// RemountRO is --remount-ro DEST.
+	RemountRO
+)
+
+// Mount is one filesystem operation; bwrap applies them in order.
+type Mount struct {
+	Kind MountKind
+	// Source is the host path of a bind, or the target of a symlink.
+	Source string
+	// Dest is the path inside the sandbox.
+	Dest string
+	// Optional binds use the -try variant: a missing source is skipped.
+	Optional bool
+	// Size limits a tmpfs, in bytes (0: the kernel's default).
+	Size int64
+	// Perms sets the mode of a tmpfs or dir (0: bwrap's default).
+	Perms uint32
+}
+
+// Network says which network the sandbox sees.
+type Network int
+
+const (
+	// NetworkShared keeps the network namespace bwrap starts in: the host's, or
+	// the namespace the launcher joined before starting bwrap.
+	NetworkShared Network = iota
+	// NetworkNone gives the sandbox a new network namespace with loopback only.
+	NetworkNone
+)
+
+// Spec is everything bwrap needs to build one sandbox.
+type Spec struct {
+	// Command is the program to run, as the sandbox sees it.
+	Command string
+	Args    []string
+	// Env is the whole environment of the command: bwrap clears its own.
+	Env map[string]string
+	// Mounts build the sandbox's filesystem, in order.
+	Mounts []Mount
+	// UID and GID the command has inside; with the launcher's drop to the same
+	// IDs first, they are also the host's view (an identity map).
+	UID, GID uint32
+	// Hostname in the new UTS namespace ("" keeps bwrap's default).
+	Hostname string
+	// Dir is the working directory inside ("" is bwrap's default).
+	Dir     string
+	Network Network
+	// InfoFD and StatusFD are the descriptor numbers (as the launcher passes
+	// them to bwrap) for --info-fd and --json-status-fd; 0 leaves them out.
+	InfoFD   int
+	StatusFD int
+	// SeccompFD is the descriptor of a compiled BPF program for --seccomp; 0
+	// leaves it out.
+	SeccompFD int
+}
+
+// Argv returns bwrap's arguments (without the program name) for the spec.
+func (s *Spec) Argv() ([]string, error) {
+	if s.Command == "" {
+		return nil, fmt.Errorf("bwrap: no command")
+	}
+	if s.UID == 0 || s.GID == 0 {
+		return nil, fmt.Errorf("bwrap: refusing to run a sandbox as uid or gid 0")
+	}
+	a := []string{
+		// Started as root, bwrap would keep the bounding set; drop it all first.
+		"--cap-drop", "ALL",
+		"--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+		"--uid", strconv.FormatUint(uint64(s.UID), 10),
+		"--gid", strconv.FormatUint(uint64(s.GID), 10),
+		// No controlling terminal shared with the host: stops TIOCSTI injection.
+		"--new-session",
+	}
+	if s.Network == NetworkNone {
+		a = append(a, "--unshare-net")
+	}
+	if s.Hostname != "" {
+		a = append(a, "--hostname", s.Hostname)
+	}
+	for i, m := range s.Mounts {
+		ma, err := m.argv()
+		if err != nil {
+			return nil, fmt.Errorf("bwrap: mount %d: %w", i, err)
+		}
+		a = append(a, ma...)
+	}
+	a = append(a, "--clearenv")
+	keys := make([]string, 0, len(s.Env))
+	for k := range s.Env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if k == "" || strings.ContainsAny(k, "=\x00") {
+			return nil, fmt.Errorf("bwrap: invalid environment variable name %q", k)
+		}
+		a = append(a, "--setenv", k, s.Env[k])
+	}
+	if s.Dir != "" {
+		a = append(a, "--chdir", s.Dir)
+	}
+	if s.InfoFD > 0 {
+		a = append(a, "--info-fd", strconv.Itoa(s.InfoFD))
+	}
+	if s.StatusFD > 0 {
+		a = append(a, "--json-status-fd", strconv.Itoa(s.StatusFD))
+	}
+	if s.SeccompFD > 0 {
+		a = append(a, "--seccomp", strconv.Itoa(s.SeccompFD))
+	}
+	// "--" so that a command starting with "-" is never read as an option.
+	a = append(a, "--", s.Command)
+	return append(a, s.Args...), nil
+}
+
+func (m Mount) argv() ([]string, error) {
+	if !path.IsAbs(m.Dest) || path.Clean(m.Dest) != m.Dest {
+		return nil, fmt.Errorf("destination %q must be a clean absolute path", m.Dest)
+	}
+	var a []string
+	if m.Perms != 0 {
+		a = append(a, "--perms", fmt.Sprintf("%04o", m.Perms))
+	}
+	bind := func(flag string) ([]string, error) {
+		if !path.IsAbs(m.Source) {
+			return nil, fmt.Errorf("source %q of %s must be absolute", m.Source, m.Dest)
+		}
+		if m.Optional {
+			flag += "-try"
+		}
+		return append(a, flag, m.Source, m.Dest), nil
+	}
+	switch m.Kind {
+	case Bind:
+		return bind("--bind")
+	case ROBind:
+		return bind("--ro-bind")
+	case DevBind:
+		return bind("--dev-bind")
+	case Tmpfs:
+		if m.Size > 0 {
+			a = append(a, "--size", strconv.FormatInt(m.Size, 10))
+		}
+		return append(a, "--tmpfs", m.Dest), nil
+	case Procfs:
+		return append(a, "--proc", m.Dest), nil
+	case Dir:
+		return append(a, "--dir", m.Dest), nil
+	case Symlink:
+		if m.Source == "" {
+			return nil, fmt.Errorf("symlink %s has no target", m.Dest)
+		}
+		return append(a, "--symlink", m.Source, m.Dest), nil
+	case RemountRO:
+		return append(a, "--remount-ro", m.Dest), nil
+	}
+	return nil, fmt.Errorf("unknown mount kind %d", m.Kind)
+}

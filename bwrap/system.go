@@ -1,0 +1,110 @@
+package bwrap
+
+import (
+	"os"
+	"path/filepath"
+)
+
+// etcFiles are the parts of the host's /etc that ordinary programs and R need.
+// Never shadow, gshadow, sudoers, ssh keys or any service's configuration: the
+// agent's config and data dirs stay out of the sandbox.
+var etcFiles = []string{
+	"/etc/alternatives", // Debian's /usr/bin links go through here (awk, pager, ...)
+	"/etc/ca-certificates",
+	"/etc/ca-certificates.conf",
+	"/etc/fonts",
+	"/etc/group",
+	"/etc/host.conf",
+	"/etc/hosts",
+	"/etc/ld.so.cache",
+	"/etc/ld.so.conf",
+	"/etc/ld.so.conf.d",
+	"/etc/locale.alias",
+	"/etc/localtime",
+	"/etc/mime.types",
+	"/etc/nsswitch.conf",
+	"/etc/passwd",
+	"/etc/protocols",
+	"/etc/R", // Debian's R_HOME/etc links here
+	"/etc/resolv.conf",
+	"/etc/services",
+	"/etc/ssl/certs",
+	"/etc/ssl/openssl.cnf",
+	"/etc/timezone",
+}
+
+// devNodes are the device nodes a task gets. They are bound one by one because
+// --dev would nest a second user namespace (see DevBind).
+var devNodes = []string{"/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty"}
+
+// usrLinks are the merged-/usr top-level directories. Each is mirrored as the
+// host has it: a symlink stays a symlink, a real directory is bound read-only.
+var usrLinks = []string{"/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"}
+
+// SystemMounts returns the read-only system a task sees: /usr and its
+// top-level links, the needed /etc files, a fresh /proc, a minimal /dev and a
+// private /tmp of tmpSize bytes. The host's / is never bound whole.
+func SystemMounts(tmpSize int64) []Mount {
+	m := []Mount{{Kind: ROBind, Source: "/usr", Dest: "/usr"}}
+	for _, p := range usrLinks {
+		fi, err := os.Lstat(p)
+		switch {
+		case err != nil:
+			continue
+		case fi.Mode()&os.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			if err != nil {
+				continue
+			}
+			m = append(m, Mount{Kind: Symlink, Source: target, Dest: p})
+		case fi.IsDir():
+			m = append(m, Mount{Kind: ROBind, Source: p, Dest: p})
+		}
+	}
+	for _, p := range etcFiles {
+		m = append(m, Mount{Kind: ROBind, Source: p, Dest: p, Optional: true})
+	}
+	m = append(m,
+		Mount{Kind: Procfs, Dest: "/proc"},
+		Mount{Kind: Tmpfs, Dest: "/dev", Perms: 0o755},
+	)
+	for _, d := range devNodes {
+		m = append(m, Mount{Kind: DevBind, Source: d, Dest: d, Optional: true})
+	}
+	m = append(m,
+		Mount{Kind: Symlink, Source: "/proc/self/fd", Dest: "/dev/fd"},
+		Mount{Kind: Symlink, Source: "/proc/self/fd/0", Dest: "/dev/stdin"},
+		Mount{Kind: Symlink, Source: "/proc/self/fd/1", Dest: "/dev/stdout"},
+		Mount{Kind: Symlink, Source: "/proc/self/fd/2", Dest: "/dev/stderr"},
+		Mount{Kind: Tmpfs, Dest: "/dev/shm", Perms: 0o1777, Size: tmpSize},
+		Mount{Kind: Tmpfs, Dest: "/tmp", Perms: 0o1777, Size: tmpSize},
+	)
+	return m
+}
+
+// HostPath maps a path inside the sandbox to the host path a bind exposes it
+// at, using the last bind that covers it (bwrap applies mounts in order). ok is
+// false when no bind covers it (tmpfs, proc, or nothing).
+func HostPath(mounts []Mount, inside string) (host string, ok bool) {
+	inside = filepath.Clean(inside)
+	for i := len(mounts) - 1; i >= 0; i-- {
+		m := mounts[i]
+		rel, err := filepath.Rel(m.Dest, inside)
+		if err != nil || rel == ".." || (len(rel) > 2 && rel[:3] == "../") {
+			continue
+		}
+		switch m.Kind {
+		case Bind, ROBind, DevBind:
+			return filepath.Join(m.Source, rel), true
+		case Symlink:
+			target := m.Source
+			if !filepath.IsAbs(target) {
+				target = filepath.Join(filepath.Dir(m.Dest), target)
+			}
+			return HostPath(mounts[:i], filepath.Join(target, rel))
+		default:
+			return "", false
+		}
+	}
+	return "", false
+}

@@ -1,0 +1,406 @@
+package driver
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/nomad/drivers/shared/eventer"
+	"github.com/hashicorp/nomad/plugins/base"
+	"github.com/hashicorp/nomad/plugins/drivers"
+	"github.com/hashicorp/nomad/plugins/shared/hclspec"
+	pstructs "github.com/hashicorp/nomad/plugins/shared/structs"
+	"golang.org/x/sys/unix"
+
+	"github.com/bwrap-r/bwrap-r/bwrap"
+)
+
+// Driver is the bwrap-r task driver.
+type Driver struct {
+	eventer *eventer.Eventer
+	logger  hclog.Logger
+	ctx     context.Context
+	cancel  context.CancelFunc
+	tasks   *taskStore
+
+	mu     sync.RWMutex
+	config Config
+	// bwrapPath is the resolved bwrap binary, "" when none was found.
+	bwrapPath string
+	bwrapErr  error
+
+	// shim is the argv that starts the launcher shim; tests replace argv[0]
+	// when the driver runs inside a test binary.
+	shim []string
+}
+
+// New returns a driver; Nomad configures it through SetConfig.
+func New(logger hclog.Logger) *Driver {
+	ctx, cancel := context.WithCancel(context.Background())
+	logger = logger.Named(PluginName)
+	return &Driver{
+		eventer: eventer.NewEventer(ctx, logger),
+		logger:  logger,
+		ctx:     ctx,
+		cancel:  cancel,
+		tasks:   newTaskStore(),
+		shim:    []string{"/proc/self/exe", bwrap.ShimCommand},
+		config:  Config{StateDir: "/run/bwrap-r", TmpSizeMB: 256},
+	}
+}
+
+func (d *Driver) PluginInfo() (*base.PluginInfoResponse, error) { return pluginInfo, nil }
+
+func (d *Driver) ConfigSchema() (*hclspec.Spec, error) { return configSpec, nil }
+
+func (d *Driver) SetConfig(cfg *base.Config) error {
+	var c Config
+	if len(cfg.PluginConfig) != 0 {
+		if err := base.MsgPackDecode(cfg.PluginConfig, &c); err != nil {
+			return err
+		}
+	}
+	if c.StateDir == "" {
+		c.StateDir = "/run/bwrap-r"
+	}
+	if !filepath.IsAbs(c.StateDir) {
+		return fmt.Errorf("state_dir %q must be an absolute path", c.StateDir)
+	}
+	if c.TmpSizeMB <= 0 {
+		return fmt.Errorf("tmp_size_mb must be positive, got %d", c.TmpSizeMB)
+	}
+	bwrapPath, bwrapErr := findBwrap(c.BwrapPath)
+	d.mu.Lock()
+	d.config, d.bwrapPath, d.bwrapErr = c, bwrapPath, bwrapErr
+	d.mu.Unlock()
+	return nil
+}
+
+// findBwrap resolves the configured bwrap, or bwrap on PATH.
+func findBwrap(configured string) (string, error) {
+	if configured == "" {
+		p, err := exec.LookPath("bwrap")
+		if err != nil {
+			return "", errors.New("bubblewrap (bwrap) not found on PATH: install it (apt-get install bubblewrap) or set bwrap_path")
+		}
+		configured = p
+	}
+	abs, err := filepath.Abs(configured)
+	if err != nil {
+		return "", err
+	}
+	fi, err := os.Stat(abs)
+	if err != nil {
+		return "", fmt.Errorf("bwrap_path %s: %w", configured, err)
+	}
+	if fi.IsDir() || fi.Mode()&0o111 == 0 {
+		return "", fmt.Errorf("bwrap_path %s is not an executable file", configured)
+	}
+	return abs, nil
+}
+
+func (d *Driver) TaskConfigSchema() (*hclspec.Spec, error) { return taskConfigSpec, nil }
+
+func (d *Driver) Capabilities() (*drivers.Capabilities, error) { return capabilities, nil }
+
+func (d *Driver) Fingerprint(ctx context.Context) (<-chan *drivers.Fingerprint, error) {
+	ch := make(chan *drivers.Fingerprint)
+	go func() {
+		defer close(ch)
+		t := time.NewTimer(0)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-d.ctx.Done():
+				return
+			case <-t.C:
+				t.Reset(fingerprintPeriod)
+				select {
+				case ch <- d.buildFingerprint():
+				case <-ctx.Done():
+					return
+				case <-d.ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return ch, nil
+}
+
+func (d *Driver) buildFingerprint() *drivers.Fingerprint {
+	if runtime.GOOS != "linux" {
+		return &drivers.Fingerprint{Health: drivers.HealthStateUndetected, HealthDescription: "bwrap-r runs on Linux only"}
+	}
+	d.mu.RLock()
+	bwrapPath, bwrapErr := d.bwrapPath, d.bwrapErr
+	d.mu.RUnlock()
+	if bwrapErr != nil {
+		return &drivers.Fingerprint{Health: drivers.HealthStateUndetected, HealthDescription: bwrapErr.Error()}
+	}
+	version, err := bwrapVersion(bwrapPath)
+	if err != nil {
+		return &drivers.Fingerprint{Health: drivers.HealthStateUndetected, HealthDescription: err.Error()}
+	}
+	return &drivers.Fingerprint{
+		Attributes: map[string]*pstructs.Attribute{
+			"driver.bwrap-r.version":       pstructs.NewStringAttribute(PluginVersion),
+			"driver.bwrap-r.bwrap.version": pstructs.NewStringAttribute(version),
+			"driver.bwrap-r.bwrap.path":    pstructs.NewStringAttribute(bwrapPath),
+		},
+		Health:            drivers.HealthStateHealthy,
+		HealthDescription: drivers.DriverHealthy,
+	}
+}
+
+// bwrapVersion runs `bwrap --version` ("bubblewrap 0.8.0") and returns 0.8.0.
+func bwrapVersion(path string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, path, "--version").Output()
+	if err != nil {
+		return "", fmt.Errorf("%s --version failed: %v", path, err)
+	}
+	f := strings.Fields(string(out))
+	if len(f) < 2 || f[0] != "bubblewrap" {
+		return "", fmt.Errorf("%s is not bubblewrap: %q", path, strings.TrimSpace(string(out)))
+	}
+	return f[1], nil
+}
+
+func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drivers.DriverNetwork, error) {
+	if _, ok := d.tasks.Get(cfg.ID); ok {
+		return nil, nil, fmt.Errorf("task with ID %q already started", cfg.ID)
+	}
+	var tc TaskConfig
+	if err := cfg.DecodeDriverConfig(&tc); err != nil {
+		return nil, nil, fmt.Errorf("failed to decode driver config: %v", err)
+	}
+	d.mu.RLock()
+	conf, bwrapPath, bwrapErr := d.config, d.bwrapPath, d.bwrapErr
+	d.mu.RUnlock()
+	if bwrapErr != nil {
+		return nil, nil, bwrapErr
+	}
+
+	uid, gid, err := resolveUser(cfg.User)
+	if err != nil {
+		return nil, nil, err
+	}
+	spec, err := buildSpec(cfg, &tc, conf, uid, gid)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := prepareTaskDirs(cfg, uid, gid); err != nil {
+		return nil, nil, err
+	}
+	if err := os.MkdirAll(conf.StateDir, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("state_dir: %w", err)
+	}
+	statusPath := filepath.Join(conf.StateDir, stateName(cfg.ID)+".status")
+	// A leftover from an earlier start with the same ID is ours, and stale.
+	_ = os.Remove(statusPath)
+
+	stdout, err := openLogFIFO(cfg.AllocDir, cfg.StdoutPath)
+	if err != nil {
+		return nil, nil, fmt.Errorf("stdout: %w", err)
+	}
+	defer stdout.Close()
+	stderr, err := openLogFIFO(cfg.AllocDir, cfg.StderrPath)
+	if err != nil {
+		return nil, nil, fmt.Errorf("stderr: %w", err)
+	}
+	defer stderr.Close()
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer devnull.Close()
+
+	sb, err := bwrap.Start(bwrap.Launch{
+		Bwrap:      bwrapPath,
+		Shim:       d.shim,
+		Spec:       spec,
+		Stdin:      devnull,
+		Stdout:     stdout,
+		Stderr:     stderr,
+		StatusPath: statusPath,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+
+	state := TaskState{
+		TaskConfig: cfg,
+		StartedAt:  time.Now().Round(time.Millisecond),
+		Monitor:    sb.Monitor,
+		Init:       sb.Init,
+		StatusPath: statusPath,
+		UID:        uid,
+		GID:        gid,
+	}
+	handle := drivers.NewTaskHandle(taskHandleVersion)
+	handle.Config = cfg
+	handle.State = drivers.TaskStateRunning
+	if err := handle.SetDriverState(&state); err != nil {
+		_ = sb.Kill()
+		return nil, nil, fmt.Errorf("failed to set driver state: %v", err)
+	}
+	h := newTaskHandle(state, sb, d.logger)
+	d.tasks.Set(cfg.ID, h)
+	d.logger.Info("task started", "task", cfg.Name, "alloc_id", cfg.AllocID, "pid", sb.Init.Pid, "uid", uid)
+	return handle, nil, nil
+}
+
+// stateName is a file name for a task ID (which holds slashes).
+func stateName(taskID string) string {
+	sum := sha256.Sum256([]byte(taskID))
+	return hex.EncodeToString(sum[:16])
+}
+
+func (d *Driver) RecoverTask(handle *drivers.TaskHandle) error {
+	if handle == nil {
+		return errors.New("handle cannot be nil")
+	}
+	if _, ok := d.tasks.Get(handle.Config.ID); ok {
+		return nil
+	}
+	var state TaskState
+	if err := handle.GetDriverState(&state); err != nil {
+		return fmt.Errorf("failed to decode task state from handle: %v", err)
+	}
+	if state.StatusPath == "" || state.Init.Pid <= 0 {
+		return fmt.Errorf("task state of %s holds no sandbox to recover", handle.Config.ID)
+	}
+	sb := bwrap.Reattach(state.Monitor, state.Init, state.StatusPath)
+	d.tasks.Set(handle.Config.ID, newTaskHandle(state, sb, d.logger))
+	d.logger.Info("task recovered", "task", handle.Config.Name, "pid", state.Init.Pid)
+	return nil
+}
+
+func (d *Driver) WaitTask(ctx context.Context, taskID string) (<-chan *drivers.ExitResult, error) {
+	h, ok := d.tasks.Get(taskID)
+	if !ok {
+		return nil, drivers.ErrTaskNotFound
+	}
+	ch := make(chan *drivers.ExitResult)
+	go func() {
+		defer close(ch)
+		select {
+		case <-ctx.Done():
+			return
+		case <-d.ctx.Done():
+			return
+		case <-h.done:
+		}
+		select {
+		case ch <- h.exitResult():
+		case <-ctx.Done():
+		case <-d.ctx.Done():
+		}
+	}()
+	return ch, nil
+}
+
+func (d *Driver) StopTask(taskID string, timeout time.Duration, signal string) error {
+	h, ok := d.tasks.Get(taskID)
+	if !ok {
+		return drivers.ErrTaskNotFound
+	}
+	sig, err := parseSignal(signal, syscall.SIGTERM)
+	if err != nil {
+		return err
+	}
+	return h.sandbox.Stop(sig, timeout)
+}
+
+func (d *Driver) DestroyTask(taskID string, force bool) error {
+	h, ok := d.tasks.Get(taskID)
+	if !ok {
+		return drivers.ErrTaskNotFound
+	}
+	if h.running() {
+		if !force {
+			return errors.New("cannot destroy running task")
+		}
+		if err := h.sandbox.Kill(); err != nil {
+			return fmt.Errorf("killing task: %w", err)
+		}
+		if !h.sandbox.Wait(30 * time.Second) {
+			return errors.New("task did not end after SIGKILL")
+		}
+	}
+	<-h.done
+	_ = os.Remove(h.state.StatusPath)
+	d.tasks.Delete(taskID)
+	return nil
+}
+
+func (d *Driver) InspectTask(taskID string) (*drivers.TaskStatus, error) {
+	h, ok := d.tasks.Get(taskID)
+	if !ok {
+		return nil, drivers.ErrTaskNotFound
+	}
+	return h.status(), nil
+}
+
+func (d *Driver) TaskStats(ctx context.Context, taskID string, interval time.Duration) (<-chan *drivers.TaskResourceUsage, error) {
+	h, ok := d.tasks.Get(taskID)
+	if !ok {
+		return nil, drivers.ErrTaskNotFound
+	}
+	return h.stats(ctx, interval), nil
+}
+
+func (d *Driver) TaskEvents(ctx context.Context) (<-chan *drivers.TaskEvent, error) {
+	return d.eventer.TaskEvents(ctx)
+}
+
+func (d *Driver) SignalTask(taskID string, signal string) error {
+	h, ok := d.tasks.Get(taskID)
+	if !ok {
+		return drivers.ErrTaskNotFound
+	}
+	sig, err := parseSignal(signal, 0)
+	if err != nil {
+		return err
+	}
+	return h.sandbox.Signal(sig)
+}
+
+func (d *Driver) ExecTask(taskID string, cmd []string, timeout time.Duration) (*drivers.ExecTaskResult, error) {
+	return nil, errors.New("bwrap-r does not support exec yet")
+}
+
+// parseSignal turns Nomad's signal names ("SIGTERM", "TERM", "") into a
+// signal; "" gives def.
+func parseSignal(name string, def syscall.Signal) (syscall.Signal, error) {
+	if name == "" {
+		if def == 0 {
+			return 0, errors.New("no signal given")
+		}
+		return def, nil
+	}
+	n := strings.ToUpper(name)
+	if !strings.HasPrefix(n, "SIG") {
+		n = "SIG" + n
+	}
+	sig := unix.SignalNum(n)
+	if sig == 0 {
+		return 0, fmt.Errorf("unknown signal %q", name)
+	}
+	return sig, nil
+}

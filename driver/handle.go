@@ -1,0 +1,149 @@
+package driver
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/nomad/plugins/drivers"
+
+	"github.com/bwrap-r/bwrap-r/bwrap"
+)
+
+// TaskState is what Nomad keeps in the task handle for recovery.
+type TaskState struct {
+	TaskConfig *drivers.TaskConfig
+	StartedAt  time.Time
+	// Monitor is bwrap's own process; Init is the sandbox's pid 1. Both carry
+	// their start time, so a reused pid is never taken for them.
+	Monitor bwrap.Proc
+	Init    bwrap.Proc
+	// StatusPath is bwrap's JSON status file, in the root-only state_dir.
+	StatusPath string
+	UID, GID   uint32
+}
+
+type taskHandle struct {
+	state   TaskState
+	sandbox *bwrap.Sandbox
+	logger  hclog.Logger
+	// done is closed once the exit result is known.
+	done chan struct{}
+
+	mu          sync.RWMutex
+	completedAt time.Time
+	result      *drivers.ExitResult
+}
+
+func newTaskHandle(state TaskState, sb *bwrap.Sandbox, logger hclog.Logger) *taskHandle {
+	h := &taskHandle{state: state, sandbox: sb, logger: logger, done: make(chan struct{})}
+	go h.run()
+	return h
+}
+
+func (h *taskHandle) run() {
+	st := h.sandbox.Status()
+	res := &drivers.ExitResult{ExitCode: st.Code, Signal: st.Signal, Err: st.Err}
+	h.mu.Lock()
+	h.result, h.completedAt = res, time.Now()
+	h.mu.Unlock()
+	close(h.done)
+}
+
+func (h *taskHandle) running() bool {
+	select {
+	case <-h.done:
+		return false
+	default:
+		return true
+	}
+}
+
+func (h *taskHandle) exitResult() *drivers.ExitResult {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.result.Copy()
+}
+
+func (h *taskHandle) status() *drivers.TaskStatus {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	s := &drivers.TaskStatus{
+		ID:          h.state.TaskConfig.ID,
+		Name:        h.state.TaskConfig.Name,
+		State:       drivers.TaskStateRunning,
+		StartedAt:   h.state.StartedAt,
+		CompletedAt: h.completedAt,
+		DriverAttributes: map[string]string{
+			"pid": itoa(h.state.Init.Pid),
+			"uid": itoa(int(h.state.UID)),
+		},
+	}
+	if h.result != nil {
+		s.State = drivers.TaskStateExited
+		s.ExitResult = h.result.Copy()
+	}
+	return s
+}
+
+type taskStore struct {
+	mu    sync.RWMutex
+	tasks map[string]*taskHandle
+}
+
+func newTaskStore() *taskStore { return &taskStore{tasks: map[string]*taskHandle{}} }
+
+func (s *taskStore) Set(id string, h *taskHandle) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tasks[id] = h
+}
+
+func (s *taskStore) Get(id string) (*taskHandle, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	h, ok := s.tasks[id]
+	return h, ok
+}
+
+func (s *taskStore) Delete(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.tasks, id)
+}
+
+// stats reports the sandbox's processes' usage at each interval until the
+// task ends or ctx is done.
+func (h *taskHandle) stats(ctx context.Context, interval time.Duration) <-chan *drivers.TaskResourceUsage {
+	ch := make(chan *drivers.TaskResourceUsage)
+	go func() {
+		defer close(ch)
+		t := time.NewTimer(0)
+		defer t.Stop()
+		var prev *bwrap.Usage
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-h.done:
+				return
+			case <-t.C:
+				t.Reset(interval)
+			}
+			u, err := h.sandbox.Usage()
+			if err != nil {
+				continue
+			}
+			select {
+			case ch <- usageToNomad(u, prev):
+				prev = &u
+			case <-ctx.Done():
+				return
+			case <-h.done:
+				return
+			}
+		}
+	}()
+	return ch
+}

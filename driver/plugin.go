@@ -1,0 +1,76 @@
+// Package driver is the Nomad glue of bwrap-r: config schemas, capabilities,
+// fingerprint, task handles and recovery. The sandbox itself is package bwrap.
+package driver
+
+import (
+	"time"
+
+	"github.com/hashicorp/nomad/plugins/base"
+	"github.com/hashicorp/nomad/plugins/drivers"
+	"github.com/hashicorp/nomad/plugins/drivers/fsisolation"
+	"github.com/hashicorp/nomad/plugins/shared/hclspec"
+)
+
+const (
+	// PluginName is the name jobs use in `driver = "bwrap-r"`.
+	PluginName = "bwrap-r"
+	// PluginVersion is bwrap-r's version.
+	PluginVersion = "0.1.0"
+
+	fingerprintPeriod = 30 * time.Second
+	// taskHandleVersion is the version of TaskState kept in Nomad's handles.
+	taskHandleVersion = 1
+)
+
+var pluginInfo = &base.PluginInfoResponse{
+	Type:              base.PluginTypeDriver,
+	PluginApiVersions: []string{drivers.ApiVersion010},
+	PluginVersion:     PluginVersion,
+	Name:              PluginName,
+}
+
+// configSpec is the plugin's `plugin "bwrap-r" { config { ... } }` block.
+var configSpec = hclspec.NewObject(map[string]*hclspec.Spec{
+	// bwrap_path: the bubblewrap binary; default: bwrap on PATH.
+	"bwrap_path": hclspec.NewAttr("bwrap_path", "string", false),
+	// state_dir: root-only directory for what recovery needs (exit statuses).
+	"state_dir": hclspec.NewDefault(
+		hclspec.NewAttr("state_dir", "string", false),
+		hclspec.NewLiteral(`"/run/bwrap-r"`),
+	),
+	// tmp_size: size limit of each task's private /tmp, in MiB.
+	"tmp_size_mb": hclspec.NewDefault(
+		hclspec.NewAttr("tmp_size_mb", "number", false),
+		hclspec.NewLiteral("256"),
+	),
+})
+
+// taskConfigSpec is the task's `config { ... }` block.
+var taskConfigSpec = hclspec.NewObject(map[string]*hclspec.Spec{
+	"command": hclspec.NewAttr("command", "string", true),
+	"args":    hclspec.NewAttr("args", "list(string)", false),
+})
+
+var capabilities = &drivers.Capabilities{
+	SendSignals: true,
+	Exec:        false,
+	// image: Nomad builds no chroot and passes no host environment; bwrap-r
+	// builds the task's root itself.
+	FSIsolation:          fsisolation.Image,
+	NetIsolationModes:    []drivers.NetIsolationMode{drivers.NetIsolationModeHost},
+	MountConfigs:         drivers.MountConfigSupportNone,
+	DynamicWorkloadUsers: true,
+}
+
+// Config is the decoded plugin config.
+type Config struct {
+	BwrapPath string `codec:"bwrap_path"`
+	StateDir  string `codec:"state_dir"`
+	TmpSizeMB int64  `codec:"tmp_size_mb"`
+}
+
+// TaskConfig is the decoded task config.
+type TaskConfig struct {
+	Command string   `codec:"command"`
+	Args    []string `codec:"args"`
+}

@@ -1,0 +1,197 @@
+package driver
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/hashicorp/nomad/helper/users/dynamic"
+	"github.com/hashicorp/nomad/plugins/drivers"
+	"golang.org/x/sys/unix"
+
+	"github.com/bwrap-r/bwrap-r/bwrap"
+)
+
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// Where the task's directories appear inside the sandbox (Nomad's image
+// isolation sets NOMAD_TASK_DIR and friends to these).
+const (
+	insideLocal   = "/local"
+	insideSecrets = "/secrets"
+	insideAlloc   = "/alloc"
+)
+
+// resolveUser turns the task's user into host IDs: Nomad's dynamic workload
+// users ("nomad-<N>") are N:N, other names are looked up on the host, and no
+// user at all runs as nobody. Root is always refused.
+func resolveUser(name string) (uid, gid uint32, err error) {
+	if name == "" {
+		name = "nobody"
+	}
+	u, g, _, err := dynamic.LookupUser(name)
+	if err != nil {
+		return 0, 0, fmt.Errorf("user %q: not a user on this node (%v)", name, err)
+	}
+	if u <= 0 || g <= 0 {
+		return 0, 0, fmt.Errorf("user %q: bwrap-r never runs a task as root (uid %d, gid %d)", name, u, g)
+	}
+	if u == os.Getuid() {
+		return 0, 0, fmt.Errorf("user %q: uid %d is the Nomad agent's own", name, u)
+	}
+	if u > 1<<31-1 || g > 1<<31-1 {
+		return 0, 0, fmt.Errorf("user %q: uid %d out of range", name, u)
+	}
+	return uint32(u), uint32(g), nil
+}
+
+// buildSpec turns a task into a sandbox spec.
+func buildSpec(cfg *drivers.TaskConfig, tc *TaskConfig, conf Config, uid, gid uint32) (*bwrap.Spec, error) {
+	if strings.TrimSpace(tc.Command) == "" {
+		return nil, errors.New("config: command must not be empty")
+	}
+	td := cfg.TaskDir()
+	mounts := bwrap.SystemMounts(conf.TmpSizeMB << 20)
+	mounts = append(mounts,
+		bwrap.Mount{Kind: bwrap.Bind, Source: td.LocalDir, Dest: insideLocal},
+		bwrap.Mount{Kind: bwrap.Bind, Source: td.SecretsDir, Dest: insideSecrets},
+		bwrap.Mount{Kind: bwrap.Bind, Source: td.SharedAllocDir, Dest: insideAlloc},
+	)
+
+	env := make(map[string]string, len(cfg.Env)+4)
+	for k, v := range cfg.Env {
+		env[k] = v
+	}
+	for k, v := range map[string]string{
+		"PATH":   defaultPath,
+		"HOME":   insideLocal,
+		"TMPDIR": "/tmp",
+		"LANG":   "C.UTF-8",
+	} {
+		if _, ok := env[k]; !ok {
+			env[k] = v
+		}
+	}
+
+	spec := &bwrap.Spec{
+		Command:  tc.Command,
+		Args:     tc.Args,
+		Env:      env,
+		Mounts:   mounts,
+		UID:      uid,
+		GID:      gid,
+		Hostname: hostname(cfg.Name),
+		Dir:      insideLocal,
+	}
+	if _, err := lookCommand(spec, env["PATH"]); err != nil {
+		return nil, err
+	}
+	return spec, nil
+}
+
+// hostname makes a valid UTS hostname from a task name.
+func hostname(name string) string {
+	var b strings.Builder
+	for _, r := range name {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '.':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('-')
+		}
+		if b.Len() == 63 {
+			return b.String()
+		}
+	}
+	if b.Len() == 0 {
+		return "task"
+	}
+	return b.String()
+}
+
+// lookCommand finds the command as the sandbox will, through the spec's binds,
+// so that a missing command fails the start with its name instead of a bare
+// bwrap error in the task's log.
+func lookCommand(spec *bwrap.Spec, path string) (string, error) {
+	cmd := spec.Command
+	var candidates []string
+	if strings.Contains(cmd, "/") {
+		if !filepath.IsAbs(cmd) {
+			cmd = filepath.Join(spec.Dir, cmd)
+		}
+		candidates = []string{cmd}
+	} else {
+		for _, dir := range filepath.SplitList(path) {
+			if filepath.IsAbs(dir) {
+				candidates = append(candidates, filepath.Join(dir, cmd))
+			}
+		}
+	}
+	for _, c := range candidates {
+		host, ok := bwrap.HostPath(spec.Mounts, c)
+		if !ok {
+			continue
+		}
+		if fi, err := os.Stat(host); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
+			return c, nil
+		}
+	}
+	if strings.Contains(spec.Command, "/") {
+		return "", fmt.Errorf("command %q not found in the sandbox (or not executable)", spec.Command)
+	}
+	return "", fmt.Errorf("command %q not found in the sandbox's PATH (%s)", spec.Command, path)
+}
+
+// prepareTaskDirs gives the task its own local/ and secrets/: owned by its
+// UID, closed to every other UID.
+func prepareTaskDirs(cfg *drivers.TaskConfig, uid, gid uint32) error {
+	td := cfg.TaskDir()
+	for _, dir := range []string{td.LocalDir, td.SecretsDir} {
+		if err := os.Lchown(dir, int(uid), int(gid)); err != nil {
+			return fmt.Errorf("task dir %s: %w", dir, err)
+		}
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return fmt.Errorf("task dir %s: %w", dir, err)
+		}
+	}
+	return nil
+}
+
+// openLogFIFO opens one of Nomad's log FIFOs for writing. The FIFOs lie in the
+// allocation's logs/ dir, which tasks can write: a symlink planted there must
+// not redirect the plugin's (root's) open to a host file, so no symlink is
+// followed below the allocation dir, and only a FIFO is accepted.
+func openLogFIFO(allocDir, path string) (*os.File, error) {
+	if path == "" {
+		return os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	}
+	dirfd := unix.AT_FDCWD
+	rel := path
+	resolve := uint64(unix.RESOLVE_NO_SYMLINKS)
+	if allocDir != "" {
+		if r, err := filepath.Rel(allocDir, path); err == nil && !strings.HasPrefix(r, "..") {
+			fd, err := unix.Open(allocDir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				return nil, fmt.Errorf("alloc dir: %w", err)
+			}
+			defer unix.Close(fd)
+			dirfd, rel = fd, r
+			resolve |= unix.RESOLVE_BENEATH
+		}
+	}
+	fd, err := unix.Openat2(dirfd, rel, &unix.OpenHow{
+		Flags:   unix.O_WRONLY | unix.O_CLOEXEC | unix.O_NOCTTY,
+		Resolve: resolve,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("opening log fifo %s: %w", path, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFIFO {
+		unix.Close(fd)
+		return nil, fmt.Errorf("log path %s is not a FIFO", path)
+	}
+	return os.NewFile(uintptr(fd), path), nil
+}
