@@ -24,8 +24,8 @@ func TestArgv(t *testing.T) {
 			name: "everything",
 			spec: Spec{
 				Command: "Rscript", Args: []string{"-e", "cat(1)"},
-				Env:      map[string]string{"B": "2", "A": "1 2"},
-				UID:      1000, GID: 1001, Hostname: "web", Dir: "/local", Network: NetworkNone,
+				Env: map[string]string{"B": "2", "A": "1 2"},
+				UID: 1000, GID: 1001, Hostname: "web", Dir: "/local", Network: NetworkNone,
 				Mounts: []Mount{
 					{Kind: ROBind, Source: "/usr", Dest: "/usr"},
 					{Kind: ROBind, Source: "/etc/hosts", Dest: "/etc/hosts", Optional: true},
