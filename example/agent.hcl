@@ -1,0 +1,18 @@
+# A single-node dev agent with bwrap-r. Start it with:
+#   nomad agent -dev -config example/agent.hcl -plugin-dir "$PWD/bin/plugins"
+bind_addr = "127.0.0.1"
+
+client {
+  # These fingerprinters call the cloud metadata address (169.254.169.254).
+  options = {
+    "fingerprint.denylist" = "env_aws,env_gce,env_azure,env_digitalocean"
+  }
+}
+
+plugin "bwrap-r" {
+  config {
+    # bwrap_path  = "/usr/bin/bwrap"  # default: bwrap on PATH
+    # state_dir   = "/run/bwrap-r"    # root-only; exit statuses for recovery
+    # tmp_size_mb = 256               # each task's private /tmp
+  }
+}
