@@ -10,15 +10,19 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Descriptor numbers the launcher hands to bwrap, after stdin, stdout, stderr.
 const (
 	infoFD   = 3
 	statusFD = 4
+	argsFD   = 5
 )
 
 // Launch is one sandbox to start.
@@ -76,7 +80,7 @@ func Start(l Launch) (*Sandbox, error) {
 	}
 	spec := *l.Spec
 	spec.InfoFD, spec.StatusFD = infoFD, statusFD
-	argv, err := spec.Argv()
+	opts, command, err := spec.split()
 	if err != nil {
 		return nil, err
 	}
@@ -91,6 +95,15 @@ func Start(l Launch) (*Sandbox, error) {
 		return nil, err
 	}
 	defer infoR.Close()
+	// bwrap reads its options from a memfd (--args): on its command line the
+	// task's environment (tokens, passwords) would be readable by every user.
+	// The command and its arguments stay visible, as for any process.
+	argsFile, err := argsMemfd(opts)
+	if err != nil {
+		infoW.Close()
+		return nil, err
+	}
+	defer argsFile.Close()
 
 	args := append([]string{}, l.Shim[1:]...)
 	args = append(args, "-uid", strconv.FormatUint(uint64(spec.UID), 10),
@@ -101,12 +114,12 @@ func Start(l Launch) (*Sandbox, error) {
 	if l.NetNS != "" {
 		args = append(args, "-netns", l.NetNS)
 	}
-	args = append(args, "--", l.Bwrap)
-	args = append(args, argv...)
+	args = append(args, "--", l.Bwrap, "--args", strconv.Itoa(argsFD))
+	args = append(args, command...)
 	cmd := exec.Command(l.Shim[0], args...)
 	cmd.Env = []string{}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = l.Stdin, l.Stdout, l.Stderr
-	cmd.ExtraFiles = []*os.File{infoW, status}
+	cmd.ExtraFiles = []*os.File{infoW, status, argsFile}
 	// A session of its own: the sandbox must not get the plugin's signals, nor
 	// die with it (tasks outlive plugin restarts).
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -138,6 +151,34 @@ func Start(l Launch) (*Sandbox, error) {
 		s.finish(werr)
 	}()
 	return s, nil
+}
+
+// argsMemfd returns a memory file holding argv, NUL-separated, as
+// bwrap's --args wants it.
+func argsMemfd(argv []string) (*os.File, error) {
+	fd, err := unix.MemfdCreate("bwrap-args", unix.MFD_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("bwrap: memfd for arguments: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), "bwrap-args")
+	var buf bytes.Buffer
+	for _, a := range argv {
+		if strings.IndexByte(a, 0) >= 0 {
+			f.Close()
+			return nil, fmt.Errorf("bwrap: argument with a NUL byte: %q", a)
+		}
+		buf.WriteString(a)
+		buf.WriteByte(0)
+	}
+	if _, err := f.Write(buf.Bytes()); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }
 
 // readChildPid reads bwrap's --info-fd output: {"child-pid": N, ...}. bwrap

@@ -291,3 +291,31 @@ func waitFor(t *testing.T, b *testBox, text string) {
 	}
 	t.Fatalf("timed out waiting for %q; output %q", text, b.output(t))
 }
+
+func TestOnlyStdioReachesTheTask(t *testing.T) {
+	// bwrap hands every inherited descriptor to the task; the launcher's
+	// status, info and args descriptors must not be among them.
+	st, out := run(t, "ls /proc/self/fd")
+	if st.Code != 0 {
+		t.Fatalf("status %+v: %s", st, out)
+	}
+	// ls itself holds one descriptor (3) for the directory it reads.
+	if got := strings.Join(strings.Fields(out), " "); got != "0 1 2 3" {
+		t.Fatalf("descriptors inside: %q, want 0 1 2 and ls's own 3", got)
+	}
+}
+
+func TestEnvironmentNotOnHostCommandLine(t *testing.T) {
+	uid, gid := nobody(t)
+	b := startBox(t, uid, gid, NetworkShared, "/bin/sh", "-c", "echo ready; sleep 30")
+	waitFor(t, b, "ready")
+	for _, pid := range []int{b.Monitor.Pid, b.Init.Pid} {
+		cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(cmdline), "MARK") || strings.Contains(string(cmdline), "sandbox") {
+			t.Fatalf("the task's environment is visible in pid %d's command line: %q", pid, cmdline)
+		}
+	}
+}

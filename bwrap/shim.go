@@ -78,6 +78,11 @@ func RunShim(args []string) error {
 	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, 0, 0, 0, 0); err != nil {
 		return fmt.Errorf("shim: PR_SET_PDEATHSIG: %w", err)
 	}
+	// bwrap hands every open descriptor to the task. Anything the shim (or
+	// the plugin before it) inherited beyond stdio and bwrap's own must close.
+	if err := unix.CloseRange(argsFD+1, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		return fmt.Errorf("shim: close_range: %w", err)
+	}
 	err := syscall.Exec(argv[0], argv, []string{})
 	return fmt.Errorf("shim: exec %s: %w", argv[0], err)
 }

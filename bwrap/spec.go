@@ -90,11 +90,21 @@ type Spec struct {
 
 // Argv returns bwrap's arguments (without the program name) for the spec.
 func (s *Spec) Argv() ([]string, error) {
+	opts, command, err := s.split()
+	if err != nil {
+		return nil, err
+	}
+	return append(opts, command...), nil
+}
+
+// split returns bwrap's options, and "--" with the command and its arguments.
+// The launcher passes the options through --args, off the command line.
+func (s *Spec) split() (opts, command []string, err error) {
 	if s.Command == "" {
-		return nil, fmt.Errorf("bwrap: no command")
+		return nil, nil, fmt.Errorf("bwrap: no command")
 	}
 	if s.UID == 0 || s.GID == 0 {
-		return nil, fmt.Errorf("bwrap: refusing to run a sandbox as uid or gid 0")
+		return nil, nil, fmt.Errorf("bwrap: refusing to run a sandbox as uid or gid 0")
 	}
 	a := []string{
 		// Started as root, bwrap would keep the bounding set; drop it all first.
@@ -114,11 +124,13 @@ func (s *Spec) Argv() ([]string, error) {
 	for i, m := range s.Mounts {
 		ma, err := m.argv()
 		if err != nil {
-			return nil, fmt.Errorf("bwrap: mount %d: %w", i, err)
+			return nil, nil, fmt.Errorf("bwrap: mount %d: %w", i, err)
 		}
 		a = append(a, ma...)
 	}
-	a = append(a, "--clearenv")
+	// The root is a tmpfs the task's user namespace owns: without this the
+	// task could write to /, /etc and every directory bwrap made for a mount.
+	a = append(a, "--remount-ro", "/", "--clearenv")
 	keys := make([]string, 0, len(s.Env))
 	for k := range s.Env {
 		keys = append(keys, k)
@@ -126,7 +138,7 @@ func (s *Spec) Argv() ([]string, error) {
 	sort.Strings(keys)
 	for _, k := range keys {
 		if k == "" || strings.ContainsAny(k, "=\x00") {
-			return nil, fmt.Errorf("bwrap: invalid environment variable name %q", k)
+			return nil, nil, fmt.Errorf("bwrap: invalid environment variable name %q", k)
 		}
 		a = append(a, "--setenv", k, s.Env[k])
 	}
@@ -143,8 +155,8 @@ func (s *Spec) Argv() ([]string, error) {
 		a = append(a, "--seccomp", strconv.Itoa(s.SeccompFD))
 	}
 	// "--" so that a command starting with "-" is never read as an option.
-	a = append(a, "--", s.Command)
-	return append(a, s.Args...), nil
+	command = append([]string{"--", s.Command}, s.Args...)
+	return a, command, nil
 }
 
 func (m Mount) argv() ([]string, error) {

@@ -18,7 +18,7 @@ func TestArgv(t *testing.T) {
 		{
 			name: "minimal",
 			spec: Spec{Command: "/bin/true", UID: 1000, GID: 1001},
-			want: []string{"--clearenv", "--", "/bin/true"},
+			want: []string{"--remount-ro", "/", "--clearenv", "--", "/bin/true"},
 		},
 		{
 			name: "everything",
@@ -49,12 +49,12 @@ func TestArgv(t *testing.T) {
 				"--perms", "0700", "--dir", "/x",
 				"--symlink", "usr/bin", "/bin",
 				"--remount-ro", "/local",
-				"--clearenv", "--setenv", "A", "1 2", "--setenv", "B", "2",
+				"--remount-ro", "/", "--clearenv", "--setenv", "A", "1 2", "--setenv", "B", "2",
 				"--chdir", "/local", "--info-fd", "3", "--json-status-fd", "4", "--seccomp", "5",
 				"--", "Rscript", "-e", "cat(1)"},
 		},
 		{name: "dash command is not an option", spec: Spec{Command: "--bind", UID: 1000, GID: 1001},
-			want: []string{"--clearenv", "--", "--bind"}},
+			want: []string{"--remount-ro", "/", "--clearenv", "--", "--bind"}},
 		{name: "no command", spec: Spec{UID: 1000, GID: 1001}, err: "no command"},
 		{name: "root uid", spec: Spec{Command: "x", UID: 0, GID: 1001}, err: "uid or gid 0"},
 		{name: "root gid", spec: Spec{Command: "x", UID: 1000, GID: 0}, err: "uid or gid 0"},

@@ -77,6 +77,8 @@ func SystemMounts(tmpSize int64) []Mount {
 		Mount{Kind: Symlink, Source: "/proc/self/fd/1", Dest: "/dev/stdout"},
 		Mount{Kind: Symlink, Source: "/proc/self/fd/2", Dest: "/dev/stderr"},
 		Mount{Kind: Tmpfs, Dest: "/dev/shm", Perms: 0o1777, Size: tmpSize},
+		// /dev is a tmpfs the task would own; /dev/shm stays writable.
+		Mount{Kind: RemountRO, Dest: "/dev"},
 		Mount{Kind: Tmpfs, Dest: "/tmp", Perms: 0o1777, Size: tmpSize},
 	)
 	return m
