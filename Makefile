@@ -1,0 +1,46 @@
+# bwrap-r: a Nomad task driver that runs each task in a bubblewrap sandbox.
+GO     ?= go
+NOMAD  := .cache/nomad/nomad
+PLUGIN := bin/plugins/bwrap-r
+# The driver harness leaves directories and plugin sockets in TMPDIR; keep
+# them in one place that is traversable by task UIDs (bwrap runs as them).
+TEST_TMP := $(CURDIR)/.cache/tmp
+
+.PHONY: all deps build nomad test unit e2e demo demo-stop bench lint clean
+
+all: build
+
+deps:
+	scripts/deps.sh
+
+build:
+	$(GO) build -o $(PLUGIN) ./cmd/bwrap-r
+
+nomad:
+	scripts/build-nomad.sh
+
+lint:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt: files above are not formatted"; exit 1; }
+
+# Unit, sandbox, driver-harness and e2e tests (root needed: the launcher drops
+# from root to each task's UID, and the e2e runs a real Nomad agent).
+test: deps nomad build lint
+	@rm -rf $(TEST_TMP) && mkdir -p $(TEST_TMP) && chmod 0711 $(TEST_TMP)
+	TMPDIR=$(TEST_TMP) BWRAP_R_E2E=1 NOMAD_BIN=$(CURDIR)/$(NOMAD) $(GO) test -count=1 -timeout 40m ./...
+
+unit:
+	$(GO) test -count=1 ./bwrap/ ./driver/
+
+e2e: nomad build
+	BWRAP_R_E2E=1 NOMAD_BIN=$(CURDIR)/$(NOMAD) $(GO) test -count=1 -v ./e2e/
+
+demo: deps nomad build
+	scripts/demo.sh
+
+demo-stop:
+	-NOMAD_ADDR=http://127.0.0.1:4646 $(NOMAD) job stop -purge shiny
+	-kill -INT $$(cat .cache/demo/agent.pid) 2>/dev/null
+
+clean:
+	rm -rf bin $(TEST_TMP)

@@ -1,0 +1,499 @@
+// Package e2e runs bwrap-r in a real Nomad agent (dev mode, loopback only).
+//
+//	BWRAP_R_E2E=1 go test -count=1 -v ./e2e/
+//
+// It builds the plugin, starts `nomad agent -dev` with it and runs jobs. It
+// needs root, bubblewrap, R (with shiny) and the agent built by `make nomad`
+// (or NOMAD_BIN). Without BWRAP_R_E2E=1 every test skips.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+const skipReason = "end-to-end tests skipped: set BWRAP_R_E2E=1 to run them (they need root, bubblewrap, R and a Nomad agent built by `make nomad`)"
+
+var (
+	enabled = os.Getenv("BWRAP_R_E2E") == "1"
+
+	setupOnce sync.Once
+	setupErr  error
+	repoRoot  string // the module root, ".." of this package
+	nomadBin  string
+	pluginDir string // holds the freshly built bwrap-r
+
+	sharedOnce  sync.Once
+	shared      *agent
+	sharedErr   error
+	sharedExtra = "" // plugin config of the shared agent: the defaults
+)
+
+func TestMain(m *testing.M) {
+	if !enabled {
+		fmt.Println(skipReason)
+	}
+	code := m.Run()
+	if shared != nil {
+		shared.stop()
+	}
+	if pluginDir != "" {
+		os.RemoveAll(filepath.Dir(pluginDir))
+	}
+	os.Exit(code)
+}
+
+// setup finds the repo and the agent and builds the plugin, once.
+func setup(t *testing.T) {
+	t.Helper()
+	if !enabled {
+		t.Skip(skipReason)
+	}
+	if os.Geteuid() != 0 {
+		t.Fatal("the e2e tests must run as root: bwrap-r runs tasks as Nomad's dynamic workload users")
+	}
+	setupOnce.Do(func() { setupErr = doSetup() })
+	if setupErr != nil {
+		t.Fatal(setupErr)
+	}
+}
+
+func doSetup() error {
+	root, err := filepath.Abs("..")
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(root, "cmd", "bwrap-r")); err != nil {
+		return fmt.Errorf("repo root %s has no cmd/bwrap-r: %v", root, err)
+	}
+	repoRoot = root
+	nomadBin = os.Getenv("NOMAD_BIN")
+	if nomadBin == "" {
+		nomadBin = filepath.Join(root, ".cache", "nomad", "nomad")
+	}
+	if fi, err := os.Stat(nomadBin); err != nil || fi.Mode()&0o111 == 0 {
+		return fmt.Errorf("no Nomad agent at %s (set NOMAD_BIN, or run make nomad)", nomadBin)
+	}
+	dir, err := os.MkdirTemp("", "bwrap-r-e2e-build-")
+	if err != nil {
+		return err
+	}
+	// Like an installed plugin dir (/opt/nomad/plugins): world-traversable.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return err
+	}
+	pluginDir = filepath.Join(dir, "plugins")
+	build := exec.Command("go", "build", "-o", filepath.Join(pluginDir, "bwrap-r"), "./cmd/bwrap-r")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("building the plugin: %v\n%s", err, out)
+	}
+	return nil
+}
+
+// agent is a running `nomad agent -dev`.
+type agent struct {
+	addr   string // http://127.0.0.1:PORT
+	dir    string // config and log
+	log    string
+	nodeID string
+	cmd    *exec.Cmd
+	exited chan struct{}
+}
+
+// sharedAgent is the agent with the default plugin config, started by the
+// first test that asks for it and stopped in TestMain.
+func sharedAgent(t *testing.T) *agent {
+	t.Helper()
+	setup(t)
+	sharedOnce.Do(func() {
+		shared, sharedErr = startAgent(sharedExtra)
+		if sharedErr == nil {
+			sharedErr = shared.waitDriver(true, time.Minute)
+		}
+	})
+	if sharedErr != nil {
+		if shared != nil {
+			t.Log(shared.logTail(60))
+		}
+		t.Fatalf("shared agent: %v", sharedErr)
+	}
+	shared.dumpLogOnFailure(t)
+	return shared
+}
+
+// newAgent starts an agent of the test's own, with the given body of the
+// plugin "bwrap-r" config block, and stops it when the test ends.
+func newAgent(t *testing.T, pluginConfig string) *agent {
+	t.Helper()
+	setup(t)
+	a, err := startAgent(pluginConfig)
+	if a != nil {
+		t.Cleanup(a.stop)
+		a.dumpLogOnFailure(t)
+	}
+	if err != nil {
+		t.Fatalf("agent: %v", err)
+	}
+	return a
+}
+
+// freePorts returns n distinct free TCP ports on 127.0.0.1.
+func freePorts(n int) ([]int, error) {
+	var ports []int
+	for i := 0; i < n; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+const agentConfig = `# Written by the bwrap-r e2e tests. Loopback only.
+bind_addr            = "127.0.0.1"
+disable_update_check = true
+
+ports {
+  http = %d
+  rpc  = %d
+  serf = %d
+}
+
+client {
+  options = {
+    "fingerprint.denylist" = "env_aws,env_gce,env_azure,env_digitalocean"
+  }
+}
+
+plugin "bwrap-r" {
+  config {
+%s
+  }
+}
+`
+
+// startAgent starts a dev agent and waits until its node is ready and has
+// fingerprinted bwrap-r (healthy or not). On error the returned agent, if
+// any, is stopped already but its log is still readable.
+func startAgent(pluginConfig string) (*agent, error) {
+	ports, err := freePorts(3)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "bwrap-r-e2e-agent-")
+	if err != nil {
+		return nil, err
+	}
+	conf := filepath.Join(dir, "agent.hcl")
+	body := fmt.Sprintf(agentConfig, ports[0], ports[1], ports[2], pluginConfig)
+	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+		return nil, err
+	}
+	a := &agent{
+		addr:   fmt.Sprintf("http://127.0.0.1:%d", ports[0]),
+		dir:    dir,
+		log:    filepath.Join(dir, "agent.log"),
+		exited: make(chan struct{}),
+	}
+	logf, err := os.Create(a.log)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	a.cmd = exec.Command(nomadBin, "agent", "-dev", "-config", conf, "-plugin-dir", pluginDir)
+	a.cmd.Env = cleanEnv()
+	a.cmd.Stdout, a.cmd.Stderr = logf, logf
+	a.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := a.cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() { a.cmd.Wait(); close(a.exited) }()
+
+	if err := a.waitDriver(false, time.Minute); err != nil {
+		a.stop()
+		return a, err
+	}
+	return a, nil
+}
+
+// waitDriver waits until the node is ready and lists bwrap-r among its
+// drivers, and if healthy is set until bwrap-r is detected and healthy.
+func (a *agent) waitDriver(healthy bool, timeout time.Duration) error {
+	var last string
+	ok := eventually(timeout, 250*time.Millisecond, func() bool {
+		select {
+		case <-a.exited:
+			last = "the agent exited"
+			return true
+		default:
+		}
+		var nodes []struct{ ID, Status string }
+		if err := a.get("/v1/nodes", &nodes); err != nil {
+			last = err.Error()
+			return false
+		}
+		if len(nodes) != 1 || nodes[0].Status != "ready" {
+			last = fmt.Sprintf("nodes: %+v", nodes)
+			return false
+		}
+		a.nodeID = nodes[0].ID
+		d, err := a.driver()
+		if err != nil || d == nil {
+			last = fmt.Sprintf("node %s lists no bwrap-r driver (%v)", a.nodeID, err)
+			return false
+		}
+		last = fmt.Sprintf("bwrap-r: %+v", *d)
+		return !healthy || (d.Detected && d.Healthy)
+	})
+	select {
+	case <-a.exited:
+		return fmt.Errorf("agent exited early; log:\n%s", a.logTail(40))
+	default:
+	}
+	if !ok {
+		return fmt.Errorf("node not ready with bwrap-r after %v: %s", timeout, last)
+	}
+	return nil
+}
+
+type driverInfo struct {
+	Detected, Healthy bool
+	HealthDescription string
+	Attributes        map[string]string
+}
+
+// driver returns the node's bwrap-r driver info, nil if it has none.
+func (a *agent) driver() (*driverInfo, error) {
+	var node struct {
+		Drivers map[string]*driverInfo
+	}
+	if err := a.get("/v1/node/"+a.nodeID, &node); err != nil {
+		return nil, err
+	}
+	return node.Drivers["bwrap-r"], nil
+}
+
+// stop interrupts the agent (which in dev mode destroys its allocations),
+// kills it if it lingers, and removes its directory.
+func (a *agent) stop() {
+	if a.cmd != nil && a.cmd.Process != nil {
+		a.cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-a.exited:
+		case <-time.After(30 * time.Second):
+			syscall.Kill(-a.cmd.Process.Pid, syscall.SIGKILL)
+			<-a.exited
+		}
+	}
+	if os.Getenv("BWRAP_R_E2E_KEEP") == "" {
+		os.RemoveAll(a.dir)
+	}
+}
+
+func (a *agent) logTail(n int) string {
+	b, err := os.ReadFile(a.log)
+	if err != nil {
+		return fmt.Sprintf("(no agent log: %v)", err)
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return "agent log (" + a.log + ", last lines):\n" + strings.Join(lines, "\n")
+}
+
+// dumpLogOnFailure prints the tail of the agent's log if the test fails.
+func (a *agent) dumpLogOnFailure(t *testing.T) {
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(a.logTail(60))
+		}
+	})
+}
+
+// get decodes the JSON of an HTTP API path.
+func (a *agent) get(path string, v any) error {
+	c := http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get(a.addr + path)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var b bytes.Buffer
+		b.ReadFrom(resp.Body)
+		return fmt.Errorf("GET %s: %s: %s", path, resp.Status, strings.TrimSpace(b.String()))
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// cleanEnv is the environment without NOMAD_* variables.
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "NOMAD_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// nomad runs the CLI against the agent and returns its combined output.
+func (a *agent) nomad(args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, nomadBin, args...)
+	cmd.Env = append(cleanEnv(), "NOMAD_ADDR="+a.addr)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// mustNomad is nomad, failing the test on error.
+func (a *agent) mustNomad(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := a.nomad(args...)
+	if err != nil {
+		t.Fatalf("nomad %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// runJob submits a job file without waiting, and purges the job when the
+// test ends.
+func (a *agent) runJob(t *testing.T, file, jobID string) {
+	t.Helper()
+	a.mustNomad(t, "job", "run", "-detach", file)
+	t.Cleanup(func() { a.nomad("job", "stop", "-purge", jobID) })
+}
+
+// writeJob writes a job file into the test's temp dir.
+func writeJob(t *testing.T, name, hcl string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name+".nomad.hcl")
+	if err := os.WriteFile(p, []byte(hcl), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+type taskEvent struct {
+	Type, DisplayMessage string
+	Details              map[string]string
+}
+
+type taskState struct {
+	State  string
+	Failed bool
+	Events []taskEvent
+}
+
+type allocation struct {
+	ID, ClientStatus, DesiredStatus string
+	TaskStates                      map[string]*taskState
+	AllocatedResources              struct {
+		Shared struct {
+			Ports []struct {
+				Label  string
+				Value  int
+				HostIP string
+			}
+		}
+	}
+}
+
+func (al *allocation) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "alloc %s: client %s, desired %s", al.ID, al.ClientStatus, al.DesiredStatus)
+	for name, ts := range al.TaskStates {
+		fmt.Fprintf(&b, "\n  task %s: %s (failed %v)", name, ts.State, ts.Failed)
+		for _, e := range ts.Events {
+			fmt.Fprintf(&b, "\n    %s: %s %v", e.Type, e.DisplayMessage, e.Details)
+		}
+	}
+	return b.String()
+}
+
+// events returns the task's events of the given type.
+func (al *allocation) events(task, typ string) []taskEvent {
+	var evs []taskEvent
+	if ts := al.TaskStates[task]; ts != nil {
+		for _, e := range ts.Events {
+			if e.Type == typ {
+				evs = append(evs, e)
+			}
+		}
+	}
+	return evs
+}
+
+// waitAlloc polls the job's (single) allocation until done returns true, and
+// returns it; it fails the test after the timeout.
+func (a *agent) waitAlloc(t *testing.T, jobID string, timeout time.Duration, what string, done func(*allocation) bool) *allocation {
+	t.Helper()
+	var al *allocation
+	var last string
+	ok := eventually(timeout, 250*time.Millisecond, func() bool {
+		var stubs []struct{ ID string }
+		if err := a.get("/v1/job/"+jobID+"/allocations", &stubs); err != nil {
+			last = err.Error()
+			return false
+		}
+		if len(stubs) == 0 {
+			last = "no allocation yet"
+			return false
+		}
+		if len(stubs) > 1 {
+			last = fmt.Sprintf("%d allocations, want 1", len(stubs))
+			return false
+		}
+		var cur allocation
+		if err := a.get("/v1/allocation/"+stubs[0].ID, &cur); err != nil {
+			last = err.Error()
+			return false
+		}
+		al, last = &cur, cur.String()
+		return done(al)
+	})
+	if !ok {
+		t.Fatalf("job %s: no allocation %s after %v; last seen:\n%s", jobID, what, timeout, last)
+	}
+	return al
+}
+
+func terminal(al *allocation) bool {
+	switch al.ClientStatus {
+	case "complete", "failed", "lost":
+		return true
+	}
+	return false
+}
+
+// eventually calls f every interval until it returns true or the timeout
+// passes; it reports whether f returned true.
+func eventually(timeout, interval time.Duration, f func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		if f() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(interval)
+	}
+}
