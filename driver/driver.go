@@ -24,6 +24,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/bwrap-r/bwrap-r/bwrap"
+	"github.com/bwrap-r/bwrap-r/rversion"
 )
 
 // Driver is the bwrap-r task driver.
@@ -43,6 +44,8 @@ type Driver struct {
 	// shim is the argv that starts the launcher shim; tests replace argv[0]
 	// when the driver runs inside a test binary.
 	shim []string
+	// rLinkDir holds rig's R-<alias> links.
+	rLinkDir string
 }
 
 // New returns a driver; Nomad configures it through SetConfig.
@@ -55,8 +58,9 @@ func New(logger hclog.Logger) *Driver {
 		ctx:     ctx,
 		cancel:  cancel,
 		tasks:   newTaskStore(),
-		shim:    []string{"/proc/self/exe", bwrap.ShimCommand},
-		config:  Config{StateDir: "/run/bwrap-r", TmpSizeMB: 256},
+		shim:     []string{"/proc/self/exe", bwrap.ShimCommand},
+		rLinkDir: "/usr/local/bin",
+		config:   Config{StateDir: "/run/bwrap-r", TmpSizeMB: 256, RRoot: "/opt/R", RVersionMatch: "minor"},
 	}
 }
 
@@ -79,6 +83,21 @@ func (d *Driver) SetConfig(cfg *base.Config) error {
 	}
 	if c.TmpSizeMB <= 0 {
 		return fmt.Errorf("tmp_size_mb must be positive, got %d", c.TmpSizeMB)
+	}
+	if c.RRoot == "" {
+		c.RRoot = "/opt/R"
+	}
+	if !filepath.IsAbs(c.RRoot) {
+		return fmt.Errorf("r_root %q must be an absolute path", c.RRoot)
+	}
+	if c.DefaultR != "" && !filepath.IsAbs(c.DefaultR) {
+		return fmt.Errorf("default_r %q must be an absolute path", c.DefaultR)
+	}
+	if _, err := rversion.ParseMatch(c.RVersionMatch, rversion.Minor); err != nil {
+		return err
+	}
+	if c.RVersionMatch == "" {
+		c.RVersionMatch = string(rversion.Minor)
 	}
 	bwrapPath, bwrapErr := findBwrap(c.BwrapPath)
 	d.mu.Lock()
@@ -155,14 +174,28 @@ func (d *Driver) buildFingerprint() *drivers.Fingerprint {
 	if err != nil {
 		return &drivers.Fingerprint{Health: drivers.HealthStateUndetected, HealthDescription: err.Error()}
 	}
+	d.mu.RLock()
+	conf := d.config
+	d.mu.RUnlock()
+	attrs := map[string]*pstructs.Attribute{}
+	desc := drivers.DriverHealthy
+	// R is optional: without it the driver still serves non-R commands.
+	if cat, err := d.catalog(conf); err != nil {
+		desc = fmt.Sprintf("%s; R: %v", drivers.DriverHealthy, err)
+	} else {
+		var note string
+		attrs, note = rAttributes(cat)
+		if note != "" {
+			desc = drivers.DriverHealthy + "; " + note
+		}
+	}
+	attrs["driver.bwrap-r.version"] = pstructs.NewStringAttribute(PluginVersion)
+	attrs["driver.bwrap-r.bwrap.version"] = pstructs.NewStringAttribute(version)
+	attrs["driver.bwrap-r.bwrap.path"] = pstructs.NewStringAttribute(bwrapPath)
 	return &drivers.Fingerprint{
-		Attributes: map[string]*pstructs.Attribute{
-			"driver.bwrap-r.version":       pstructs.NewStringAttribute(PluginVersion),
-			"driver.bwrap-r.bwrap.version": pstructs.NewStringAttribute(version),
-			"driver.bwrap-r.bwrap.path":    pstructs.NewStringAttribute(bwrapPath),
-		},
+		Attributes:        attrs,
 		Health:            drivers.HealthStateHealthy,
-		HealthDescription: drivers.DriverHealthy,
+		HealthDescription: desc,
 	}
 }
 
@@ -200,7 +233,7 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 	if err != nil {
 		return nil, nil, err
 	}
-	spec, err := buildSpec(cfg, &tc, conf, uid, gid)
+	spec, rChoice, err := d.buildSpec(cfg, &tc, conf, uid, gid)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -261,8 +294,25 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 	}
 	h := newTaskHandle(state, sb, d.logger)
 	d.tasks.Set(cfg.ID, h)
+	if rChoice != "" {
+		d.emitEvent(cfg, rChoice, map[string]string{"r_home": spec.Env["R_HOME"]})
+	}
 	d.logger.Info("task started", "task", cfg.Name, "alloc_id", cfg.AllocID, "pid", sb.Init.Pid, "uid", uid)
 	return handle, nil, nil
+}
+
+func (d *Driver) emitEvent(cfg *drivers.TaskConfig, msg string, annotations map[string]string) {
+	err := d.eventer.EmitEvent(&drivers.TaskEvent{
+		TaskID:      cfg.ID,
+		AllocID:     cfg.AllocID,
+		TaskName:    cfg.Name,
+		Timestamp:   time.Now(),
+		Message:     msg,
+		Annotations: annotations,
+	})
+	if err != nil {
+		d.logger.Warn("emitting task event", "error", err)
+	}
 }
 
 // stateName is a file name for a task ID (which holds slashes).

@@ -38,6 +38,18 @@ var configSpec = hclspec.NewObject(map[string]*hclspec.Spec{
 		hclspec.NewAttr("state_dir", "string", false),
 		hclspec.NewLiteral(`"/run/bwrap-r"`),
 	),
+	// r_root: rig's layout, <r_root>/<x.y.z>/bin/R.
+	"r_root": hclspec.NewDefault(
+		hclspec.NewAttr("r_root", "string", false),
+		hclspec.NewLiteral(`"/opt/R"`),
+	),
+	// default_r: the R binary for tasks naming no version; default: R on PATH.
+	"default_r": hclspec.NewAttr("default_r", "string", false),
+	// r_version_match: exact, minor or nearest, for tasks that do not say.
+	"r_version_match": hclspec.NewDefault(
+		hclspec.NewAttr("r_version_match", "string", false),
+		hclspec.NewLiteral(`"minor"`),
+	),
 	// tmp_size: size limit of each task's private /tmp, in MiB.
 	"tmp_size_mb": hclspec.NewDefault(
 		hclspec.NewAttr("tmp_size_mb", "number", false),
@@ -49,6 +61,9 @@ var configSpec = hclspec.NewObject(map[string]*hclspec.Spec{
 var taskConfigSpec = hclspec.NewObject(map[string]*hclspec.Spec{
 	"command": hclspec.NewAttr("command", "string", true),
 	"args":    hclspec.NewAttr("args", "list(string)", false),
+	// r_version: "4.4", "4.4.1", "release", "oldrel", "devel" or "next".
+	"r_version":       hclspec.NewAttr("r_version", "string", false),
+	"r_version_match": hclspec.NewAttr("r_version_match", "string", false),
 })
 
 var capabilities = &drivers.Capabilities{
@@ -67,10 +82,17 @@ type Config struct {
 	BwrapPath string `codec:"bwrap_path"`
 	StateDir  string `codec:"state_dir"`
 	TmpSizeMB int64  `codec:"tmp_size_mb"`
+
+	RRoot         string `codec:"r_root"`
+	DefaultR      string `codec:"default_r"`
+	RVersionMatch string `codec:"r_version_match"`
 }
 
 // TaskConfig is the decoded task config.
 type TaskConfig struct {
 	Command string   `codec:"command"`
 	Args    []string `codec:"args"`
+
+	RVersion      string `codec:"r_version"`
+	RVersionMatch string `codec:"r_version_match"`
 }

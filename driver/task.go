@@ -47,10 +47,11 @@ func resolveUser(name string) (uid, gid uint32, err error) {
 	return uint32(u), uint32(g), nil
 }
 
-// buildSpec turns a task into a sandbox spec.
-func buildSpec(cfg *drivers.TaskConfig, tc *TaskConfig, conf Config, uid, gid uint32) (*bwrap.Spec, error) {
+// buildSpec turns a task into a sandbox spec. rChoice says which R the task
+// got and why ("" when it uses none).
+func (d *Driver) buildSpec(cfg *drivers.TaskConfig, tc *TaskConfig, conf Config, uid, gid uint32) (spec *bwrap.Spec, rChoice string, err error) {
 	if strings.TrimSpace(tc.Command) == "" {
-		return nil, errors.New("config: command must not be empty")
+		return nil, "", errors.New("config: command must not be empty")
 	}
 	td := cfg.TaskDir()
 	mounts := bwrap.SystemMounts(conf.TmpSizeMB << 20)
@@ -75,7 +76,7 @@ func buildSpec(cfg *drivers.TaskConfig, tc *TaskConfig, conf Config, uid, gid ui
 		}
 	}
 
-	spec := &bwrap.Spec{
+	spec = &bwrap.Spec{
 		Command:  tc.Command,
 		Args:     tc.Args,
 		Env:      env,
@@ -85,10 +86,13 @@ func buildSpec(cfg *drivers.TaskConfig, tc *TaskConfig, conf Config, uid, gid ui
 		Hostname: hostname(cfg.Name),
 		Dir:      insideLocal,
 	}
-	if _, err := lookCommand(spec, env["PATH"]); err != nil {
-		return nil, err
+	if rChoice, err = d.applyR(spec, tc, conf); err != nil {
+		return nil, "", err
 	}
-	return spec, nil
+	if _, err := lookCommand(spec, env["PATH"]); err != nil {
+		return nil, "", err
+	}
+	return spec, rChoice, nil
 }
 
 // hostname makes a valid UTS hostname from a task name.

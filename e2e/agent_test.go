@@ -195,8 +195,15 @@ func startAgent(pluginConfig string) (*agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "bwrap-r-e2e-agent-")
+	// The dev agent makes its state, alloc and keystore dirs in TMPDIR and
+	// leaves them behind: TMPDIR is this dir, removed by stop. Its name is
+	// short: a task's secrets/api.sock lies below, and a socket path has at
+	// most 107 bytes. Tasks (other UIDs) must traverse it to their alloc dir.
+	dir, err := os.MkdirTemp("", "e2e")
 	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(dir, 0o711); err != nil {
 		return nil, err
 	}
 	conf := filepath.Join(dir, "agent.hcl")
@@ -210,15 +217,17 @@ func startAgent(pluginConfig string) (*agent, error) {
 		log:    filepath.Join(dir, "agent.log"),
 		exited: make(chan struct{}),
 	}
-	logf, err := os.Create(a.log)
+	logf, err := os.OpenFile(a.log, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return nil, err
 	}
 	defer logf.Close()
 	a.cmd = exec.Command(nomadBin, "agent", "-dev", "-config", conf, "-plugin-dir", pluginDir)
-	a.cmd.Env = cleanEnv()
+	a.cmd.Env = append(cleanEnv(), "TMPDIR="+dir)
 	a.cmd.Stdout, a.cmd.Stderr = logf, logf
-	a.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Pdeathsig: should the test binary die (panic, timeout), the agent
+	// stops too, and in dev mode takes its tasks with it.
+	a.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGINT}
 	if err := a.cmd.Start(); err != nil {
 		return nil, err
 	}
@@ -378,7 +387,7 @@ func (a *agent) mustNomad(t *testing.T, args ...string) string {
 func (a *agent) runJob(t *testing.T, file, jobID string) {
 	t.Helper()
 	a.mustNomad(t, "job", "run", "-detach", file)
-	t.Cleanup(func() { a.nomad("job", "stop", "-purge", jobID) })
+	t.Cleanup(func() { a.nomad("job", "stop", "-purge", "-detach", jobID) })
 }
 
 // writeJob writes a job file into the test's temp dir.
