@@ -53,11 +53,11 @@ func New(logger hclog.Logger) *Driver {
 	ctx, cancel := context.WithCancel(context.Background())
 	logger = logger.Named(PluginName)
 	return &Driver{
-		eventer: eventer.NewEventer(ctx, logger),
-		logger:  logger,
-		ctx:     ctx,
-		cancel:  cancel,
-		tasks:   newTaskStore(),
+		eventer:  eventer.NewEventer(ctx, logger),
+		logger:   logger,
+		ctx:      ctx,
+		cancel:   cancel,
+		tasks:    newTaskStore(),
 		shim:     []string{"/proc/self/exe", bwrap.ShimCommand},
 		rLinkDir: "/usr/local/bin",
 		config:   Config{StateDir: "/run/bwrap-r", TmpSizeMB: 256, RRoot: "/opt/R", RVersionMatch: "minor"},
