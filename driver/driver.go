@@ -84,6 +84,13 @@ func (d *Driver) SetConfig(cfg *base.Config) error {
 	if c.TmpSizeMB <= 0 {
 		return fmt.Errorf("tmp_size_mb must be positive, got %d", c.TmpSizeMB)
 	}
+	var err error
+	if c.deniedUIDs, err = parseIDRanges(c.DeniedHostUIDs); err != nil {
+		return fmt.Errorf("denied_host_uids: %w", err)
+	}
+	if c.deniedGIDs, err = parseIDRanges(c.DeniedHostGIDs); err != nil {
+		return fmt.Errorf("denied_host_gids: %w", err)
+	}
 	if c.RRoot == "" {
 		c.RRoot = "/opt/R"
 	}
@@ -232,6 +239,9 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 	uid, gid, err := resolveUser(cfg.User)
 	if err != nil {
 		return nil, nil, err
+	}
+	if conf.deniedUIDs.contains(uid) || conf.deniedGIDs.contains(gid) {
+		return nil, nil, fmt.Errorf("user %q: uid %d / gid %d is denied by the plugin's denied_host_uids/gids", cfg.User, uid, gid)
 	}
 	spec, rChoice, err := d.buildSpec(cfg, &tc, conf, uid, gid)
 	if err != nil {

@@ -195,6 +195,7 @@ func TestHarnessEnvironmentIsExact(t *testing.T) {
 	want["HOME"] = "/local"
 	want["TMPDIR"] = "/tmp"
 	want["LANG"] = "C.UTF-8"
+	want["R_LIBS_USER"] = "/local/R/library"
 	// bwrap sets PWD along with --chdir.
 	want["PWD"] = "/local"
 	for k, v := range want {

@@ -50,6 +50,10 @@ var configSpec = hclspec.NewObject(map[string]*hclspec.Spec{
 		hclspec.NewAttr("r_version_match", "string", false),
 		hclspec.NewLiteral(`"minor"`),
 	),
+	// denied_host_uids / _gids: IDs no task may run as, e.g. "0-999". Root
+	// and the agent's own UID are always refused.
+	"denied_host_uids": hclspec.NewAttr("denied_host_uids", "string", false),
+	"denied_host_gids": hclspec.NewAttr("denied_host_gids", "string", false),
 	// tmp_size: size limit of each task's private /tmp, in MiB.
 	"tmp_size_mb": hclspec.NewDefault(
 		hclspec.NewAttr("tmp_size_mb", "number", false),
@@ -83,9 +87,14 @@ type Config struct {
 	StateDir  string `codec:"state_dir"`
 	TmpSizeMB int64  `codec:"tmp_size_mb"`
 
+	DeniedHostUIDs string `codec:"denied_host_uids"`
+	DeniedHostGIDs string `codec:"denied_host_gids"`
+
 	RRoot         string `codec:"r_root"`
 	DefaultR      string `codec:"default_r"`
 	RVersionMatch string `codec:"r_version_match"`
+
+	deniedUIDs, deniedGIDs idRanges
 }
 
 // TaskConfig is the decoded task config.

@@ -70,6 +70,8 @@ func (d *Driver) buildSpec(cfg *drivers.TaskConfig, tc *TaskConfig, conf Config,
 		"HOME":   insideLocal,
 		"TMPDIR": "/tmp",
 		"LANG":   "C.UTF-8",
+		// A dynamic workload user has no home: R's user library goes here.
+		"R_LIBS_USER": insideLocal + "/R/library",
 	} {
 		if _, ok := env[k]; !ok {
 			env[k] = v

@@ -125,7 +125,7 @@ func sharedAgent(t *testing.T) *agent {
 		}
 	})
 	if sharedErr != nil {
-		if shared != nil {
+		if shared != nil { // started, but bwrap-r is not healthy
 			t.Log(shared.logTail(60))
 		}
 		t.Fatalf("shared agent: %v", sharedErr)
@@ -140,13 +140,11 @@ func newAgent(t *testing.T, pluginConfig string) *agent {
 	t.Helper()
 	setup(t)
 	a, err := startAgent(pluginConfig)
-	if a != nil {
-		t.Cleanup(a.stop)
-		a.dumpLogOnFailure(t)
-	}
 	if err != nil {
 		t.Fatalf("agent: %v", err)
 	}
+	t.Cleanup(a.stop)
+	a.dumpLogOnFailure(t)
 	return a
 }
 
@@ -188,8 +186,8 @@ plugin "bwrap-r" {
 `
 
 // startAgent starts a dev agent and waits until its node is ready and has
-// fingerprinted bwrap-r (healthy or not). On error the returned agent, if
-// any, is stopped already but its log is still readable.
+// fingerprinted bwrap-r (healthy or not). On error the agent is stopped and
+// the error holds the tail of its log.
 func startAgent(pluginConfig string) (*agent, error) {
 	ports, err := freePorts(3)
 	if err != nil {
@@ -234,8 +232,9 @@ func startAgent(pluginConfig string) (*agent, error) {
 	go func() { a.cmd.Wait(); close(a.exited) }()
 
 	if err := a.waitDriver(false, time.Minute); err != nil {
+		err = fmt.Errorf("%v\n%s", err, a.logTail(60))
 		a.stop()
-		return a, err
+		return nil, err
 	}
 	return a, nil
 }
@@ -271,7 +270,7 @@ func (a *agent) waitDriver(healthy bool, timeout time.Duration) error {
 	})
 	select {
 	case <-a.exited:
-		return fmt.Errorf("agent exited early; log:\n%s", a.logTail(40))
+		return fmt.Errorf("the agent exited: %v", a.cmd.ProcessState)
 	default:
 	}
 	if !ok {
