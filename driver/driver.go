@@ -60,7 +60,7 @@ func New(logger hclog.Logger) *Driver {
 		tasks:    newTaskStore(),
 		shim:     []string{"/proc/self/exe", bwrap.ShimCommand},
 		rLinkDir: "/usr/local/bin",
-		config:   Config{StateDir: "/run/bwrap-r", TmpSizeMB: 256, RRoot: "/opt/R", RVersionMatch: "minor"},
+		config:   Config{StateDir: "/run/bwrap-r", TmpSizeMB: 256, PidsLimit: 2048, RRoot: "/opt/R", RVersionMatch: "minor"},
 	}
 }
 
@@ -83,6 +83,9 @@ func (d *Driver) SetConfig(cfg *base.Config) error {
 	}
 	if c.TmpSizeMB <= 0 {
 		return fmt.Errorf("tmp_size_mb must be positive, got %d", c.TmpSizeMB)
+	}
+	if c.PidsLimit < 0 {
+		return fmt.Errorf("pids_limit must not be negative, got %d", c.PidsLimit)
 	}
 	var err error
 	if c.deniedUIDs, err = parseIDRanges(c.DeniedHostUIDs); err != nil {
@@ -250,6 +253,23 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 	if err := prepareTaskDirs(cfg, uid, gid); err != nil {
 		return nil, nil, err
 	}
+	pids := conf.PidsLimit
+	if tc.PidsLimit < 0 {
+		return nil, nil, fmt.Errorf("config: pids_limit must not be negative, got %d", tc.PidsLimit)
+	}
+	if tc.PidsLimit > 0 {
+		pids = tc.PidsLimit
+	}
+	cgroups := taskCgroups(cfg)
+	if cgroups != nil {
+		if err := cgroups.Make(); err != nil {
+			return nil, nil, err
+		}
+		if err := cgroups.Apply(taskLimits(cfg, pids)); err != nil {
+			cgroups.Teardown()
+			return nil, nil, fmt.Errorf("applying resource limits: %w", err)
+		}
+	}
 	if err := os.MkdirAll(conf.StateDir, 0o700); err != nil {
 		return nil, nil, fmt.Errorf("state_dir: %w", err)
 	}
@@ -281,8 +301,10 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 		Stdout:     stdout,
 		Stderr:     stderr,
 		StatusPath: statusPath,
+		Cgroups:    cgroups.Dirs(),
 	})
 	if err != nil {
+		cgroups.Teardown()
 		return nil, nil, err
 	}
 
@@ -294,6 +316,7 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 		StatusPath: statusPath,
 		UID:        uid,
 		GID:        gid,
+		Cgroups:    cgroups,
 	}
 	handle := drivers.NewTaskHandle(taskHandleVersion)
 	handle.Config = cfg
@@ -302,7 +325,7 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 		_ = sb.Kill()
 		return nil, nil, fmt.Errorf("failed to set driver state: %v", err)
 	}
-	h := newTaskHandle(state, sb, d.logger)
+	h := d.newTaskHandle(state, sb)
 	d.tasks.Set(cfg.ID, h)
 	if rChoice != "" {
 		d.emitEvent(cfg, rChoice, map[string]string{"r_home": spec.Env["R_HOME"]})
@@ -346,7 +369,7 @@ func (d *Driver) RecoverTask(handle *drivers.TaskHandle) error {
 		return fmt.Errorf("task state of %s holds no sandbox to recover", handle.Config.ID)
 	}
 	sb := bwrap.Reattach(state.Monitor, state.Init, state.StatusPath)
-	d.tasks.Set(handle.Config.ID, newTaskHandle(state, sb, d.logger))
+	d.tasks.Set(handle.Config.ID, d.newTaskHandle(state, sb))
 	d.logger.Info("task recovered", "task", handle.Config.Name, "pid", state.Init.Pid)
 	return nil
 }
@@ -405,6 +428,7 @@ func (d *Driver) DestroyTask(taskID string, force bool) error {
 	}
 	<-h.done
 	_ = os.Remove(h.state.StatusPath)
+	h.state.Cgroups.Teardown()
 	d.tasks.Delete(taskID)
 	return nil
 }

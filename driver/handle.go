@@ -2,6 +2,7 @@ package driver
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 	"github.com/hashicorp/nomad/plugins/drivers"
 
 	"github.com/bwrap-r/bwrap-r/bwrap"
+	"github.com/bwrap-r/bwrap-r/cgroup"
 )
 
 // TaskState is what Nomad keeps in the task handle for recovery.
@@ -22,6 +24,8 @@ type TaskState struct {
 	// StatusPath is bwrap's JSON status file, in the root-only state_dir.
 	StatusPath string
 	UID, GID   uint32
+	// Cgroups are the task's cgroup dirs (nil when Nomad made none).
+	Cgroups *cgroup.Set
 }
 
 type taskHandle struct {
@@ -36,15 +40,19 @@ type taskHandle struct {
 	result      *drivers.ExitResult
 }
 
-func newTaskHandle(state TaskState, sb *bwrap.Sandbox, logger hclog.Logger) *taskHandle {
-	h := &taskHandle{state: state, sandbox: sb, logger: logger, done: make(chan struct{})}
-	go h.run()
+func (d *Driver) newTaskHandle(state TaskState, sb *bwrap.Sandbox) *taskHandle {
+	h := &taskHandle{state: state, sandbox: sb, logger: d.logger, done: make(chan struct{})}
+	go h.run(d)
 	return h
 }
 
-func (h *taskHandle) run() {
+func (h *taskHandle) run(d *Driver) {
 	st := h.sandbox.Status()
 	res := &drivers.ExitResult{ExitCode: st.Code, Signal: st.Signal, Err: st.Err}
+	if n := h.state.Cgroups.OOMKills(); n > 0 {
+		res.OOMKilled = true
+		d.emitEvent(h.state.TaskConfig, fmt.Sprintf("OOM killed: the task exceeded its memory limit (%d process(es) killed)", n), nil)
+	}
 	h.mu.Lock()
 	h.result, h.completedAt = res, time.Now()
 	h.mu.Unlock()
@@ -136,7 +144,7 @@ func (h *taskHandle) stats(ctx context.Context, interval time.Duration) <-chan *
 				continue
 			}
 			select {
-			case ch <- usageToNomad(u, prev):
+			case ch <- usageToNomad(u, prev, h.state.Cgroups):
 				prev = &u
 			case <-ctx.Done():
 				return

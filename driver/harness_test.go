@@ -2,6 +2,7 @@ package driver
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/nomad/client/lib/cgroupslib"
 	"github.com/hashicorp/nomad/helper/uuid"
 	"github.com/hashicorp/nomad/plugins/base"
 	"github.com/hashicorp/nomad/plugins/drivers"
@@ -21,6 +23,13 @@ func TestMain(m *testing.M) {
 	// The driver re-executes this test binary as its launcher shim.
 	if len(os.Args) > 1 && os.Args[1] == bwrap.ShimCommand {
 		bwrap.ShimMain(os.Args[2:])
+	}
+	// As the Nomad client does at start: the nomad cgroup tree (on v1 a task
+	// cannot join the cpuset partition before this).
+	if os.Getuid() == 0 {
+		if err := cgroupslib.Init(hclog.NewNullLogger(), ""); err != nil {
+			fmt.Fprintln(os.Stderr, "cgroupslib.Init:", err)
+		}
 	}
 	os.Exit(m.Run())
 }
@@ -66,11 +75,19 @@ func newHarness(t *testing.T, conf Config) (*testutils.DriverHarness, *Driver) {
 
 // newTask makes a task with an alloc dir and log FIFOs read by a real logmon.
 func newTask(t *testing.T, h *testutils.DriverHarness, name string, tc TaskConfig) *drivers.TaskConfig {
+	return newTaskWith(t, h, name, tc, nil)
+}
+
+// newTaskWith lets edit change the task before its alloc dir is made.
+func newTaskWith(t *testing.T, h *testutils.DriverHarness, name string, tc TaskConfig, edit func(*drivers.TaskConfig)) *drivers.TaskConfig {
 	t.Helper()
 	task := &drivers.TaskConfig{
 		ID:      uuid.Generate(),
 		AllocID: uuid.Generate(),
 		Name:    name,
+	}
+	if edit != nil {
+		edit(task)
 	}
 	if err := task.EncodeConcreteDriverConfig(&tc); err != nil {
 		t.Fatal(err)

@@ -54,6 +54,11 @@ var configSpec = hclspec.NewObject(map[string]*hclspec.Spec{
 	// and the agent's own UID are always refused.
 	"denied_host_uids": hclspec.NewAttr("denied_host_uids", "string", false),
 	"denied_host_gids": hclspec.NewAttr("denied_host_gids", "string", false),
+	// pids_limit: the default cap on a task's processes and threads.
+	"pids_limit": hclspec.NewDefault(
+		hclspec.NewAttr("pids_limit", "number", false),
+		hclspec.NewLiteral("2048"),
+	),
 	// tmp_size: size limit of each task's private /tmp, in MiB.
 	"tmp_size_mb": hclspec.NewDefault(
 		hclspec.NewAttr("tmp_size_mb", "number", false),
@@ -68,6 +73,7 @@ var taskConfigSpec = hclspec.NewObject(map[string]*hclspec.Spec{
 	// r_version: "4.4", "4.4.1", "release", "oldrel", "devel" or "next".
 	"r_version":       hclspec.NewAttr("r_version", "string", false),
 	"r_version_match": hclspec.NewAttr("r_version_match", "string", false),
+	"pids_limit":      hclspec.NewAttr("pids_limit", "number", false),
 })
 
 var capabilities = &drivers.Capabilities{
@@ -86,6 +92,7 @@ type Config struct {
 	BwrapPath string `codec:"bwrap_path"`
 	StateDir  string `codec:"state_dir"`
 	TmpSizeMB int64  `codec:"tmp_size_mb"`
+	PidsLimit int64  `codec:"pids_limit"`
 
 	DeniedHostUIDs string `codec:"denied_host_uids"`
 	DeniedHostGIDs string `codec:"denied_host_gids"`
@@ -104,4 +111,6 @@ type TaskConfig struct {
 
 	RVersion      string `codec:"r_version"`
 	RVersionMatch string `codec:"r_version_match"`
+	// PidsLimit overrides the plugin's pids_limit for this task.
+	PidsLimit int64 `codec:"pids_limit"`
 }

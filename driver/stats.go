@@ -6,10 +6,12 @@ import (
 	"github.com/hashicorp/nomad/plugins/drivers"
 
 	"github.com/bwrap-r/bwrap-r/bwrap"
+	"github.com/bwrap-r/bwrap-r/cgroup"
 )
 
 // usageToNomad converts a sample; prev (may be nil) gives the CPU percent.
-func usageToNomad(u bwrap.Usage, prev *bwrap.Usage) *drivers.TaskResourceUsage {
+// Memory and throttling come from the task's cgroup when it has one.
+func usageToNomad(u bwrap.Usage, prev *bwrap.Usage, cg *cgroup.Set) *drivers.TaskResourceUsage {
 	cpu := &drivers.CpuStats{
 		UserMode:   float64(u.UserTime.Nanoseconds()),
 		SystemMode: float64(u.SystemTime.Nanoseconds()),
@@ -22,10 +24,20 @@ func usageToNomad(u bwrap.Usage, prev *bwrap.Usage) *drivers.TaskResourceUsage {
 			cpu.Percent = 100 * float64(used) / float64(wall)
 		}
 	}
+	mem := &drivers.MemoryStats{RSS: u.RSS, Measured: []string{"RSS"}}
+	if cg != nil {
+		if m, err := cg.MemoryUsage(); err == nil {
+			mem = &drivers.MemoryStats{RSS: m.RSS, Cache: m.Cache, Swap: m.Swap, Usage: m.Usage, MaxUsage: m.MaxUsage,
+				Measured: []string{"RSS", "Cache", "Swap", "Usage", "Max Usage"}}
+		}
+		periods, nanos := cg.Throttling()
+		cpu.ThrottledPeriods, cpu.ThrottledTime = periods, nanos
+		cpu.Measured = append(cpu.Measured, "Throttled Periods", "Throttled Time")
+	}
 	return &drivers.TaskResourceUsage{
 		ResourceUsage: &drivers.ResourceUsage{
 			CpuStats:    cpu,
-			MemoryStats: &drivers.MemoryStats{RSS: u.RSS, Measured: []string{"RSS"}},
+			MemoryStats: mem,
 		},
 		Timestamp: u.At.UnixNano(),
 	}

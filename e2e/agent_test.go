@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -35,10 +36,9 @@ var (
 	nomadBin  string
 	pluginDir string // holds the freshly built bwrap-r
 
-	sharedOnce  sync.Once
-	shared      *agent
-	sharedErr   error
-	sharedExtra = "" // plugin config of the shared agent: the defaults
+	sharedOnce sync.Once
+	shared     *agent
+	sharedErr  error
 )
 
 func TestMain(m *testing.M) {
@@ -106,7 +106,7 @@ func doSetup() error {
 // agent is a running `nomad agent -dev`.
 type agent struct {
 	addr   string // http://127.0.0.1:PORT
-	dir    string // config and log
+	dir    string // its config, log and TMPDIR
 	log    string
 	nodeID string
 	cmd    *exec.Cmd
@@ -119,7 +119,7 @@ func sharedAgent(t *testing.T) *agent {
 	t.Helper()
 	setup(t)
 	sharedOnce.Do(func() {
-		shared, sharedErr = startAgent(sharedExtra)
+		shared, sharedErr = startAgent("") // the plugin's defaults
 		if sharedErr == nil {
 			sharedErr = shared.waitDriver(true, time.Minute)
 		}
@@ -194,13 +194,20 @@ func startAgent(pluginConfig string) (*agent, error) {
 		return nil, err
 	}
 	// The dev agent makes its state, alloc and keystore dirs in TMPDIR and
-	// leaves them behind: TMPDIR is this dir, removed by stop. Its name is
-	// short: a task's secrets/api.sock lies below, and a socket path has at
-	// most 107 bytes. Tasks (other UIDs) must traverse it to their alloc dir.
-	dir, err := os.MkdirTemp("", "e2e")
+	// leaves them behind: its TMPDIR is this dir, removed by stop. It lies in
+	// /tmp whatever the caller's TMPDIR, with a short name: a task's
+	// secrets/api.sock lies below, and a socket path has at most 107 bytes.
+	// Tasks (other UIDs) must traverse it to their alloc dir.
+	dir, err := os.MkdirTemp("/tmp", "e2e")
 	if err != nil {
 		return nil, err
 	}
+	started := false
+	defer func() {
+		if !started {
+			os.RemoveAll(dir)
+		}
+	}()
 	if err := os.Chmod(dir, 0o711); err != nil {
 		return nil, err
 	}
@@ -229,6 +236,7 @@ func startAgent(pluginConfig string) (*agent, error) {
 	if err := a.cmd.Start(); err != nil {
 		return nil, err
 	}
+	started = true
 	go func() { a.cmd.Wait(); close(a.exited) }()
 
 	if err := a.waitDriver(false, time.Minute); err != nil {
@@ -297,20 +305,73 @@ func (a *agent) driver() (*driverInfo, error) {
 }
 
 // stop interrupts the agent (which in dev mode destroys its allocations),
-// kills it if it lingers, and removes its directory.
+// kills it if it lingers, and removes its directory. Should the agent leave
+// anything behind (its allocations' GC is cut short when it exits), stop
+// says so and kills what is left of its process group and unmounts what
+// is left below its directory.
 func (a *agent) stop() {
-	if a.cmd != nil && a.cmd.Process != nil {
-		a.cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-a.exited:
-		case <-time.After(30 * time.Second):
-			syscall.Kill(-a.cmd.Process.Pid, syscall.SIGKILL)
-			<-a.exited
+	if a.cmd == nil || a.cmd.Process == nil {
+		return
+	}
+	a.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-a.exited:
+	case <-time.After(30 * time.Second):
+		fmt.Fprintf(os.Stderr, "e2e: agent %s ignored SIGINT for 30s; killing it\n", a.addr)
+		syscall.Kill(-a.cmd.Process.Pid, syscall.SIGKILL)
+		<-a.exited
+	}
+	if left := processGroup(a.cmd.Process.Pid); len(left) > 0 {
+		fmt.Fprintf(os.Stderr, "e2e: agent %s left processes behind, killing them: %s\n", a.addr, strings.Join(left, "; "))
+		syscall.Kill(-a.cmd.Process.Pid, syscall.SIGKILL)
+	}
+	if os.Getenv("BWRAP_R_E2E_KEEP") != "" {
+		return
+	}
+	if mounts := mountsBelow(a.dir); len(mounts) > 0 {
+		fmt.Fprintf(os.Stderr, "e2e: agent %s left mounts behind, unmounting them: %s\n", a.addr, strings.Join(mounts, " "))
+		for i := len(mounts) - 1; i >= 0; i-- {
+			syscall.Unmount(mounts[i], syscall.MNT_DETACH)
 		}
 	}
-	if os.Getenv("BWRAP_R_E2E_KEEP") == "" {
-		os.RemoveAll(a.dir)
+	if err := os.RemoveAll(a.dir); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
 	}
+}
+
+// processGroup lists the live processes (as "PID NAME") of a process group.
+func processGroup(pgid int) []string {
+	var procs []string
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, f := range stats {
+		b, err := os.ReadFile(f)
+		i := bytes.LastIndexByte(b, ')')
+		if err != nil || i < 0 {
+			continue
+		}
+		// pid (name) state ppid pgrp ...
+		fs := strings.Fields(string(b[i+1:]))
+		if len(fs) > 2 && fs[0] != "Z" && fs[2] == strconv.Itoa(pgid) {
+			procs = append(procs, strings.Replace(string(b[:i]), " (", " ", 1))
+		}
+	}
+	return procs
+}
+
+// mountsBelow lists the mount points below dir, outermost first.
+func mountsBelow(dir string) []string {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	var mounts []string
+	for _, line := range strings.Split(string(b), "\n") {
+		// id parent major:minor root mountpoint ...
+		if fs := strings.Fields(line); len(fs) > 4 && strings.HasPrefix(fs[4], dir+"/") {
+			mounts = append(mounts, fs[4])
+		}
+	}
+	return mounts
 }
 
 func (a *agent) logTail(n int) string {
@@ -318,7 +379,12 @@ func (a *agent) logTail(n int) string {
 	if err != nil {
 		return fmt.Sprintf("(no agent log: %v)", err)
 	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	var lines []string
+	for _, l := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+		if !strings.Contains(l, "http: request complete") { // the tests' polling
+			lines = append(lines, l)
+		}
+	}
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
 	}
@@ -381,12 +447,19 @@ func (a *agent) mustNomad(t *testing.T, args ...string) string {
 	return out
 }
 
-// runJob submits a job file without waiting, and purges the job when the
+// runJob submits a job file without waiting, and stops the job when the
 // test ends.
 func (a *agent) runJob(t *testing.T, file, jobID string) {
 	t.Helper()
 	a.mustNomad(t, "job", "run", "-detach", file)
-	t.Cleanup(func() { a.nomad("job", "stop", "-purge", "-detach", jobID) })
+	t.Cleanup(func() { a.stopJob(jobID) })
+}
+
+// stopJob stops a job, without purging it: a purge has the client destroy
+// the allocation in the background, and an agent stopped meanwhile leaves it
+// half done; a stopped job's allocation is destroyed by the agent's stop.
+func (a *agent) stopJob(jobID string) {
+	a.nomad("job", "stop", "-detach", jobID)
 }
 
 // writeJob writes a job file into the test's temp dir.

@@ -225,7 +225,7 @@ func TestBadTaskConfigRefused(t *testing.T) {
 }
 `, job, tc.config))
 			out, err := a.nomad("job", "run", "-detach", file)
-			t.Cleanup(func() { a.nomad("job", "stop", "-purge", "-detach", job) })
+			t.Cleanup(func() { a.stopJob(job) })
 			if err != nil {
 				t.Logf("nomad job run refused the job: %v\n%s", err, out)
 				if !strings.Contains(out, tc.mention) {

@@ -1,0 +1,154 @@
+package driver
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/nomad/client/lib/cgroupslib"
+	"github.com/hashicorp/nomad/nomad/structs"
+	"github.com/hashicorp/nomad/plugins/drivers"
+	"github.com/hashicorp/nomad/plugins/drivers/testutils"
+)
+
+// limitedTask is a task with resources and the cgroup the Nomad client would
+// have made for it.
+func limitedTask(t *testing.T, h *testutils.DriverHarness, name string, memoryMB int64, tc TaskConfig) *drivers.TaskConfig {
+	t.Helper()
+	task := newTaskWith(t, h, name, tc, func(task *drivers.TaskConfig) {
+		task.Resources = &drivers.Resources{
+			NomadResources: &structs.AllocatedTaskResources{
+				Memory: structs.AllocatedMemoryResources{MemoryMB: memoryMB},
+				Cpu:    structs.AllocatedCpuResources{CpuShares: 100},
+			},
+			LinuxResources: &drivers.LinuxResources{
+				CPUShares:        100,
+				MemoryLimitBytes: memoryMB << 20,
+				CpusetCgroupPath: cgroupslib.LinuxResourcesPath(task.AllocID, name, false),
+			},
+		}
+	})
+	h.MakeTaskCgroup(task.AllocID, name)
+	return task
+}
+
+func TestHarnessTaskRunsInItsCgroup(t *testing.T) {
+	h, d := newHarness(t, Config{})
+	task := limitedTask(t, h, "cg", 128, sh("cat /proc/self/cgroup; sleep 30"))
+	start(t, h, task)
+	waitLog(t, task, "stdout", "memory")
+	out := logs(t, task, "stdout")
+	scope := task.AllocID + "." + task.Name
+	if !strings.Contains(out, scope) {
+		t.Fatalf("task not in its cgroup %s: %q", scope, out)
+	}
+	th, _ := d.tasks.Get(task.ID)
+	cg := th.state.Cgroups
+	if cg == nil {
+		t.Fatal("no cgroups in the task state")
+	}
+	limitFile := "memory.limit_in_bytes"
+	dir := cg.Controllers["memory"]
+	if cg.V2 {
+		limitFile, dir = "memory.max", cg.Unified
+	}
+	b, err := os.ReadFile(filepath.Join(dir, limitFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.TrimSpace(string(b)) != strconv.Itoa(128<<20) {
+		t.Fatalf("%s = %s, want %d", limitFile, b, 128<<20)
+	}
+}
+
+func TestHarnessOOMKilled(t *testing.T) {
+	h, _ := newHarness(t, Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	events, _ := h.TaskEvents(ctx)
+	// tail keeps a line without newlines whole: 200 MiB in a 64 MiB task.
+	task := limitedTask(t, h, "oom", 64, sh("head -c 200M /dev/zero | tail > /dev/null; echo survived"))
+	start(t, h, task)
+	res := waitExit(t, h, task.ID, 60*time.Second)
+	if !res.OOMKilled {
+		t.Fatalf("exit %+v not reported as OOM killed (stdout %q)", res, logs(t, task, "stdout"))
+	}
+	deadline := time.After(5 * time.Second)
+	for {
+		select {
+		case ev := <-events:
+			if ev.TaskID == task.ID && strings.Contains(ev.Message, "OOM") {
+				return
+			}
+		case <-deadline:
+			t.Fatal("no OOM task event")
+		}
+	}
+}
+
+func TestHarnessForkBombHeldByPidsLimit(t *testing.T) {
+	h, d := newHarness(t, Config{})
+	task := limitedTask(t, h, "bomb", 256, TaskConfig{Command: "/bin/sh", PidsLimit: 40,
+		Args: []string{"-c", `bomb() { bomb & bomb & wait; }; bomb`}})
+	start(t, h, task)
+	th, _ := d.tasks.Get(task.ID)
+	cg := th.state.Cgroups
+	dir := cg.Controllers["pids"]
+	if cg.V2 {
+		dir = cg.Unified
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		ev, _ := os.ReadFile(filepath.Join(dir, "pids.events"))
+		if strings.HasPrefix(string(ev), "max ") && !strings.HasPrefix(string(ev), "max 0") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the fork bomb never hit the pids limit: pids.events %q", ev)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	cur, _ := os.ReadFile(filepath.Join(dir, "pids.current"))
+	if n, _ := strconv.Atoi(strings.TrimSpace(string(cur))); n == 0 || n > 40 {
+		t.Fatalf("pids.current = %d, want 1..40", n)
+	}
+	// The node stays responsive, and stopping the task ends the bomb.
+	if err := h.StopTask(task.ID, time.Second, "SIGTERM"); err != nil {
+		t.Fatal(err)
+	}
+	waitExit(t, h, task.ID, 20*time.Second)
+	if th.sandbox.Init.Alive() {
+		t.Fatal("fork bomb survived the stop")
+	}
+}
+
+func TestHarnessStatsFromBusyTask(t *testing.T) {
+	h, _ := newHarness(t, Config{})
+	task := limitedTask(t, h, "busy", 128, sh("while :; do :; done"))
+	start(t, h, task)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ch, err := h.TaskStats(ctx, task.ID, 500*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last *drivers.TaskResourceUsage
+	for i := 0; i < 3; i++ {
+		select {
+		case u := <-ch:
+			last = u
+		case <-ctx.Done():
+			t.Fatal("no stats")
+		}
+	}
+	if last.ResourceUsage.CpuStats.Percent < 10 {
+		t.Errorf("busy task cpu percent %.1f", last.ResourceUsage.CpuStats.Percent)
+	}
+	if last.ResourceUsage.MemoryStats.Usage == 0 && last.ResourceUsage.MemoryStats.RSS == 0 {
+		t.Errorf("no memory figures: %+v", last.ResourceUsage.MemoryStats)
+	}
+}
