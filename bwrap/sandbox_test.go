@@ -145,11 +145,8 @@ func TestCommandNotFoundIsSandboxFailure(t *testing.T) {
 
 func TestIdentityUIDMap(t *testing.T) {
 	uid, gid := nobody(t)
-	b := startBox(t, uid, gid, NetworkShared, "/bin/sh", "-c", "id -u; id -g; cat /proc/self/uid_map /proc/self/gid_map; sleep 30")
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(b.output(t), "\n") && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
+	b := startBox(t, uid, gid, NetworkShared, "/bin/sh", "-c", "id -u; id -g; cat /proc/self/uid_map /proc/self/gid_map; echo up; sleep 30")
+	waitFor(t, b, "up")
 	cmd, err := b.Command()
 	if err != nil {
 		t.Fatal(err)
@@ -170,7 +167,7 @@ func TestIdentityUIDMap(t *testing.T) {
 	}
 	f := strings.Fields(b.output(t))
 	u, g := strconv.Itoa(int(uid)), strconv.Itoa(int(gid))
-	want := []string{u, g, u, u, "1", g, g, "1"}
+	want := []string{u, g, u, u, "1", g, g, "1", "up"}
 	if strings.Join(f, " ") != strings.Join(want, " ") {
 		t.Fatalf("inside: %q, want %q", f, want)
 	}
