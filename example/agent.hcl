@@ -2,6 +2,9 @@
 #   nomad agent -dev -config example/agent.hcl -plugin-dir "$PWD/bin/plugins"
 bind_addr = "127.0.0.1"
 
+# The update check would call HashiCorp's checkpoint service.
+disable_update_check = true
+
 client {
   # These fingerprinters call the cloud metadata address (169.254.169.254).
   options = {
