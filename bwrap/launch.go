@@ -293,17 +293,25 @@ func (s *Sandbox) Wait(timeout time.Duration) bool {
 // sandbox's pid 1. Signals for the task go there, since bwrap's pid 1 ignores
 // them.
 func (s *Sandbox) Command() (Proc, error) {
-	if !s.Init.Alive() {
-		return Proc{}, os.ErrProcessDone
-	}
-	kids, err := s.Init.children()
-	if err != nil {
-		return Proc{}, err
-	}
-	for _, pid := range kids {
-		st, err := readStat(pid)
-		if err == nil && st.ppid == s.Init.Pid {
-			return Proc{Pid: pid, StartTime: st.startTime}, nil
+	// Right after start, pid 1 may not have forked the command yet.
+	for try := 0; try < 50; try++ {
+		if !s.Init.Alive() {
+			return Proc{}, os.ErrProcessDone
+		}
+		kids, err := s.Init.children()
+		if err != nil {
+			return Proc{}, err
+		}
+		for _, pid := range kids {
+			st, err := readStat(pid)
+			if err == nil && st.ppid == s.Init.Pid {
+				return Proc{Pid: pid, StartTime: st.startTime}, nil
+			}
+		}
+		select {
+		case <-s.done:
+			return Proc{}, os.ErrProcessDone
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
 	return Proc{}, os.ErrProcessDone

@@ -17,6 +17,9 @@ func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == ShimCommand {
 		ShimMain(os.Args[2:])
 	}
+	if len(os.Args) > 1 && os.Args[1] == EnterCommand {
+		EnterMain(os.Args[2:])
+	}
 	os.Exit(m.Run())
 }
 

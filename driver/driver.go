@@ -317,6 +317,7 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 		UID:        uid,
 		GID:        gid,
 		Cgroups:    cgroups,
+		Env:        spec.Env,
 	}
 	handle := drivers.NewTaskHandle(taskHandleVersion)
 	handle.Config = cfg
@@ -463,10 +464,6 @@ func (d *Driver) SignalTask(taskID string, signal string) error {
 		return err
 	}
 	return h.sandbox.Signal(sig)
-}
-
-func (d *Driver) ExecTask(taskID string, cmd []string, timeout time.Duration) (*drivers.ExecTaskResult, error) {
-	return nil, errors.New("bwrap-r does not support exec yet")
 }
 
 // parseSignal turns Nomad's signal names ("SIGTERM", "TERM", "") into a

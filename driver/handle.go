@@ -26,6 +26,8 @@ type TaskState struct {
 	UID, GID   uint32
 	// Cgroups are the task's cgroup dirs (nil when Nomad made none).
 	Cgroups *cgroup.Set
+	// Env is the task's environment, for commands exec'd into it.
+	Env map[string]string
 }
 
 type taskHandle struct {

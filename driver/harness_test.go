@@ -24,6 +24,9 @@ func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == bwrap.ShimCommand {
 		bwrap.ShimMain(os.Args[2:])
 	}
+	if len(os.Args) > 1 && os.Args[1] == bwrap.EnterCommand {
+		bwrap.EnterMain(os.Args[2:])
+	}
 	// As the Nomad client does at start: the nomad cgroup tree (on v1 a task
 	// cannot join the cpuset partition before this).
 	if os.Getuid() == 0 {

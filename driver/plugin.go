@@ -78,7 +78,7 @@ var taskConfigSpec = hclspec.NewObject(map[string]*hclspec.Spec{
 
 var capabilities = &drivers.Capabilities{
 	SendSignals: true,
-	Exec:        false,
+	Exec:        true,
 	// image: Nomad builds no chroot and passes no host environment; bwrap-r
 	// builds the task's root itself.
 	FSIsolation:          fsisolation.Image,

@@ -18,6 +18,8 @@ func main() {
 		switch os.Args[1] {
 		case bwrap.ShimCommand:
 			bwrap.ShimMain(os.Args[2:])
+		case bwrap.EnterCommand:
+			bwrap.EnterMain(os.Args[2:])
 		case "version", "-version", "--version":
 			fmt.Printf("bwrap-r %s\n", driver.PluginVersion)
 			return

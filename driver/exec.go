@@ -1,0 +1,170 @@
+package driver
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"syscall"
+	"time"
+
+	"github.com/creack/pty"
+	"github.com/hashicorp/nomad/plugins/drivers"
+
+	"github.com/bwrap-r/bwrap-r/bwrap"
+)
+
+// setprivInside is util-linux's setpriv as the sandbox sees it (in /usr).
+const setprivInside = "/usr/bin/setpriv"
+
+// enterCmd builds the process that runs cmd inside the task's sandbox.
+func (d *Driver) enterCmd(h *taskHandle, cmd []string) (*exec.Cmd, error) {
+	nsenter, err := exec.LookPath("nsenter")
+	if err != nil {
+		return nil, errors.New("exec needs util-linux's nsenter on the node")
+	}
+	if _, err := os.Stat(setprivInside); err != nil {
+		return nil, fmt.Errorf("exec needs util-linux's setpriv at %s", setprivInside)
+	}
+	return h.sandbox.EnterCmd(bwrap.Enter{
+		Nsenter: nsenter,
+		Setpriv: setprivInside,
+		Shim:    []string{d.shim[0], bwrap.EnterCommand},
+		Cgroups: h.state.Cgroups.Dirs(),
+		UID:     h.state.UID,
+		GID:     h.state.GID,
+		Env:     h.state.Env,
+		Command: cmd,
+	})
+}
+
+// exitResult reads an ended process's status as Nomad reports it.
+func exitResult(ps *os.ProcessState) *drivers.ExitResult {
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return &drivers.ExitResult{ExitCode: 128 + int(ws.Signal()), Signal: int(ws.Signal())}
+	}
+	return &drivers.ExitResult{ExitCode: ps.ExitCode()}
+}
+
+func (d *Driver) ExecTask(taskID string, cmd []string, timeout time.Duration) (*drivers.ExecTaskResult, error) {
+	h, ok := d.tasks.Get(taskID)
+	if !ok {
+		return nil, drivers.ErrTaskNotFound
+	}
+	c, err := d.enterCmd(h, cmd)
+	if err != nil {
+		return nil, err
+	}
+	var stdout, stderr bytes.Buffer
+	c.Stdout, c.Stderr = &stdout, &stderr
+	c.WaitDelay = time.Second
+	if err := c.Start(); err != nil {
+		return nil, err
+	}
+	done := make(chan struct{})
+	timer := time.AfterFunc(timeout, func() {
+		// nsenter forwards nothing: killing it would leave the command
+		// running in the sandbox, so end the command's whole process group.
+		_ = syscall.Kill(-c.Process.Pid, syscall.SIGKILL)
+		_ = c.Process.Kill()
+	})
+	defer timer.Stop()
+	go func() { _ = c.Wait(); close(done) }()
+	<-done
+	res := &drivers.ExecTaskResult{Stdout: stdout.Bytes(), Stderr: stderr.Bytes(), ExitResult: exitResult(c.ProcessState)}
+	return res, nil
+}
+
+func (d *Driver) ExecTaskStreaming(ctx context.Context, taskID string, opts *drivers.ExecOptions) (*drivers.ExitResult, error) {
+	h, ok := d.tasks.Get(taskID)
+	if !ok {
+		return nil, drivers.ErrTaskNotFound
+	}
+	if len(opts.Command) == 0 {
+		return nil, errors.New("exec: no command")
+	}
+	c, err := d.enterCmd(h, opts.Command)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Tty {
+		return execTTY(ctx, c, opts)
+	}
+	return execPipes(ctx, c, opts)
+}
+
+func execPipes(ctx context.Context, c *exec.Cmd, opts *drivers.ExecOptions) (*drivers.ExitResult, error) {
+	c.Stdout, c.Stderr = opts.Stdout, opts.Stderr
+	stdin, err := c.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	// Output still held by a background child is dropped after this.
+	c.WaitDelay = 2 * time.Second
+	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := c.Start(); err != nil {
+		return nil, err
+	}
+	go func() {
+		_, _ = io.Copy(stdin, opts.Stdin)
+		stdin.Close()
+	}()
+	return waitExec(ctx, c)
+}
+
+func execTTY(ctx context.Context, c *exec.Cmd, opts *drivers.ExecOptions) (*drivers.ExitResult, error) {
+	ptmx, tty, err := pty.Open()
+	if err != nil {
+		return nil, fmt.Errorf("exec: allocating a terminal: %w", err)
+	}
+	defer ptmx.Close()
+	c.Stdin, c.Stdout, c.Stderr = tty, tty, tty
+	// The terminal becomes the command's controlling terminal.
+	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	err = c.Start()
+	tty.Close()
+	if err != nil {
+		return nil, err
+	}
+	go func() { _, _ = io.Copy(ptmx, opts.Stdin) }()
+	go func() {
+		for {
+			select {
+			case size, ok := <-opts.ResizeCh:
+				if !ok {
+					return
+				}
+				_ = pty.Setsize(ptmx, &pty.Winsize{Rows: uint16(size.Height), Cols: uint16(size.Width)})
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	copied := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(opts.Stdout, ptmx)
+		close(copied)
+	}()
+	res, err := waitExec(ctx, c)
+	// Like `docker exec -t`: only the lead process counts; drain what it
+	// wrote, then stop reading (background children may hold the terminal).
+	_ = ptmx.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	<-copied
+	return res, err
+}
+
+func waitExec(ctx context.Context, c *exec.Cmd) (*drivers.ExitResult, error) {
+	done := make(chan struct{})
+	go func() { _ = c.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		_ = syscall.Kill(-c.Process.Pid, syscall.SIGKILL)
+		<-done
+		return nil, ctx.Err()
+	}
+	return exitResult(c.ProcessState), nil
+}
