@@ -302,6 +302,7 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 		Stderr:     stderr,
 		StatusPath: statusPath,
 		Cgroups:    cgroups.Dirs(),
+		NetNS:      netNS(cfg, spec),
 	})
 	if err != nil {
 		cgroups.Teardown()

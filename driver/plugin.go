@@ -74,6 +74,8 @@ var taskConfigSpec = hclspec.NewObject(map[string]*hclspec.Spec{
 	"r_version":       hclspec.NewAttr("r_version", "string", false),
 	"r_version_match": hclspec.NewAttr("r_version_match", "string", false),
 	"pids_limit":      hclspec.NewAttr("pids_limit", "number", false),
+	// network = "none": loopback only, whatever the group's network mode.
+	"network": hclspec.NewAttr("network", "string", false),
 })
 
 var capabilities = &drivers.Capabilities{
@@ -82,7 +84,8 @@ var capabilities = &drivers.Capabilities{
 	// image: Nomad builds no chroot and passes no host environment; bwrap-r
 	// builds the task's root itself.
 	FSIsolation:          fsisolation.Image,
-	NetIsolationModes:    []drivers.NetIsolationMode{drivers.NetIsolationModeHost},
+	// group: Nomad's bridge and none modes (the allocation's namespace).
+	NetIsolationModes:    []drivers.NetIsolationMode{drivers.NetIsolationModeHost, drivers.NetIsolationModeGroup},
 	MountConfigs:         drivers.MountConfigSupportNone,
 	DynamicWorkloadUsers: true,
 }
@@ -113,4 +116,6 @@ type TaskConfig struct {
 	RVersionMatch string `codec:"r_version_match"`
 	// PidsLimit overrides the plugin's pids_limit for this task.
 	PidsLimit int64 `codec:"pids_limit"`
+	// Network "none" gives the task a network namespace of its own.
+	Network string `codec:"network"`
 }

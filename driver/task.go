@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/hashicorp/nomad/drivers/shared/hostnames"
 	"github.com/hashicorp/nomad/helper/users/dynamic"
 	"github.com/hashicorp/nomad/plugins/drivers"
 	"golang.org/x/sys/unix"
@@ -88,6 +89,9 @@ func (d *Driver) buildSpec(cfg *drivers.TaskConfig, tc *TaskConfig, conf Config,
 		Hostname: hostname(cfg.Name),
 		Dir:      insideLocal,
 	}
+	if err := applyNetwork(spec, cfg, tc); err != nil {
+		return nil, "", err
+	}
 	if rChoice, err = d.applyR(spec, tc, conf); err != nil {
 		return nil, "", err
 	}
@@ -95,6 +99,67 @@ func (d *Driver) buildSpec(cfg *drivers.TaskConfig, tc *TaskConfig, conf Config,
 		return nil, "", err
 	}
 	return spec, rChoice, nil
+}
+
+// applyNetwork sets the sandbox's network: its own empty namespace for
+// network = "none", else whatever the launcher joins (the host's, or the
+// allocation's for Nomad's bridge and none modes), with the resolv.conf and
+// hosts Nomad prepared for the group's network.
+func applyNetwork(spec *bwrap.Spec, cfg *drivers.TaskConfig, tc *TaskConfig) error {
+	switch tc.Network {
+	case "":
+	case "none":
+		spec.Network = bwrap.NetworkNone
+	default:
+		return fmt.Errorf("config: network %q: the only value is \"none\"", tc.Network)
+	}
+	if dns := cfg.DNS; dns != nil && len(dns.Servers)+len(dns.Searches)+len(dns.Options) > 0 {
+		path, err := writeResolvConf(cfg.TaskDir().Dir, dns)
+		if err != nil {
+			return fmt.Errorf("network.dns: %w", err)
+		}
+		spec.Mounts = append(spec.Mounts, bwrap.Mount{Kind: bwrap.ROBind, Source: path, Dest: "/etc/resolv.conf"})
+	}
+	m, err := hostnames.GenerateEtcHostsMount(cfg.AllocDir, cfg.NetworkIsolation, nil)
+	if err != nil {
+		return fmt.Errorf("/etc/hosts: %w", err)
+	}
+	if m != nil {
+		spec.Mounts = append(spec.Mounts, bwrap.Mount{Kind: bwrap.ROBind, Source: m.HostPath, Dest: "/etc/hosts"})
+	}
+	return nil
+}
+
+// writeResolvConf writes the job's network.dns as resolv.conf in the task's
+// dir (which the sandbox does not see, so the task cannot plant a link there).
+func writeResolvConf(taskDir string, dns *drivers.DNSConfig) (string, error) {
+	var b strings.Builder
+	b.WriteString("# written by bwrap-r from the job's network.dns\n")
+	for _, s := range dns.Servers {
+		fmt.Fprintf(&b, "nameserver %s\n", s)
+	}
+	if len(dns.Searches) > 0 {
+		fmt.Fprintf(&b, "search %s\n", strings.Join(dns.Searches, " "))
+	}
+	if len(dns.Options) > 0 {
+		fmt.Fprintf(&b, "options %s\n", strings.Join(dns.Options, " "))
+	}
+	path := filepath.Join(taskDir, "resolv.conf")
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|unix.O_NOFOLLOW, 0o644)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	_, err = f.WriteString(b.String())
+	return path, err
+}
+
+// netNS is the namespace the launcher joins ("" for the host's).
+func netNS(cfg *drivers.TaskConfig, spec *bwrap.Spec) string {
+	if spec.Network == bwrap.NetworkNone || cfg.NetworkIsolation == nil {
+		return ""
+	}
+	return cfg.NetworkIsolation.Path
 }
 
 // hostname makes a valid UTS hostname from a task name.
