@@ -83,7 +83,7 @@ var capabilities = &drivers.Capabilities{
 	Exec:        true,
 	// image: Nomad builds no chroot and passes no host environment; bwrap-r
 	// builds the task's root itself.
-	FSIsolation:          fsisolation.Image,
+	FSIsolation: fsisolation.Image,
 	// group: Nomad's bridge and none modes (the allocation's namespace).
 	NetIsolationModes:    []drivers.NetIsolationMode{drivers.NetIsolationModeHost, drivers.NetIsolationModeGroup},
 	MountConfigs:         drivers.MountConfigSupportNone,
