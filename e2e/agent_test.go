@@ -1,8 +1,9 @@
-// Package e2e runs bwrap-r in a real Nomad agent (dev mode, loopback only).
+// Package e2e runs bwrap-r in a real Nomad agent (loopback only).
 //
 //	BWRAP_R_E2E=1 go test -count=1 -v ./e2e/
 //
-// It builds the plugin, starts `nomad agent -dev` with it and runs jobs. It
+// It builds the plugin, starts `nomad agent -dev` (or a one-node cluster) with
+// it and runs jobs. It
 // needs root, bubblewrap, R (with shiny) and the agent built by `make nomad`
 // (or NOMAD_BIN). Without BWRAP_R_E2E=1 every test skips.
 package e2e
@@ -11,6 +12,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -103,14 +105,29 @@ func doSetup() error {
 	return nil
 }
 
-// agent is a running `nomad agent -dev`.
+// agent is a running Nomad agent: `nomad agent -dev`, or a single-node
+// server and client whose state survives restarts (agentOpts.server).
 type agent struct {
 	addr   string // http://127.0.0.1:PORT
-	dir    string // its config, log and TMPDIR
+	dir    string // its config, log, TMPDIR and (server) data_dir
+	conf   string
 	log    string
+	server bool
 	nodeID string
 	cmd    *exec.Cmd
 	exited chan struct{}
+}
+
+// agentOpts configure an agent.
+type agentOpts struct {
+	// plugin is the body of the plugin "bwrap-r" config block.
+	plugin string
+	// client holds extra lines for the client block.
+	client string
+	// server: a non-dev agent, server and client of a one-node cluster, with
+	// its data_dir below its dir. Its tasks outlive the agent's process
+	// unless stop stops them first; restart picks them up again.
+	server bool
 }
 
 // sharedAgent is the agent with the default plugin config, started by the
@@ -119,7 +136,7 @@ func sharedAgent(t *testing.T) *agent {
 	t.Helper()
 	setup(t)
 	sharedOnce.Do(func() {
-		shared, sharedErr = startAgent("") // the plugin's defaults
+		shared, sharedErr = startAgent(agentOpts{}) // the plugin's defaults
 		if sharedErr == nil {
 			sharedErr = shared.waitDriver(true, time.Minute)
 		}
@@ -134,12 +151,19 @@ func sharedAgent(t *testing.T) *agent {
 	return shared
 }
 
-// newAgent starts an agent of the test's own, with the given body of the
+// newAgent starts a dev agent of the test's own, with the given body of the
 // plugin "bwrap-r" config block, and stops it when the test ends.
 func newAgent(t *testing.T, pluginConfig string) *agent {
 	t.Helper()
+	return newAgentOpts(t, agentOpts{plugin: pluginConfig})
+}
+
+// newAgentOpts starts an agent of the test's own and stops it when the test
+// ends.
+func newAgentOpts(t *testing.T, opts agentOpts) *agent {
+	t.Helper()
 	setup(t)
-	a, err := startAgent(pluginConfig)
+	a, err := startAgent(opts)
 	if err != nil {
 		t.Fatalf("agent: %v", err)
 	}
@@ -165,7 +189,7 @@ func freePorts(n int) ([]int, error) {
 const agentConfig = `# Written by the bwrap-r e2e tests. Loopback only.
 bind_addr            = "127.0.0.1"
 disable_update_check = true
-
+%s
 ports {
   http = %d
   rpc  = %d
@@ -176,6 +200,7 @@ client {
   options = {
     "fingerprint.denylist" = "env_aws,env_gce,env_azure,env_digitalocean"
   }
+%s
 }
 
 plugin "bwrap-r" {
@@ -185,10 +210,20 @@ plugin "bwrap-r" {
 }
 `
 
-// startAgent starts a dev agent and waits until its node is ready and has
+// serverConfig makes a non-dev agent a one-node cluster.
+const serverConfig = `
+data_dir = %q
+
+server {
+  enabled          = true
+  bootstrap_expect = 1
+}
+`
+
+// startAgent starts an agent and waits until its node is ready and has
 // fingerprinted bwrap-r (healthy or not). On error the agent is stopped and
 // the error holds the tail of its log.
-func startAgent(pluginConfig string) (*agent, error) {
+func startAgent(opts agentOpts) (*agent, error) {
 	ports, err := freePorts(3)
 	if err != nil {
 		return nil, err
@@ -211,40 +246,90 @@ func startAgent(pluginConfig string) (*agent, error) {
 	if err := os.Chmod(dir, 0o711); err != nil {
 		return nil, err
 	}
+	server := ""
+	clientConf := opts.client
+	if opts.server {
+		data := filepath.Join(dir, "data")
+		if err := os.Mkdir(data, 0o711); err != nil {
+			return nil, err
+		}
+		server = fmt.Sprintf(serverConfig, data)
+		clientConf = "  enabled = true\n" + clientConf
+	}
 	conf := filepath.Join(dir, "agent.hcl")
-	body := fmt.Sprintf(agentConfig, ports[0], ports[1], ports[2], pluginConfig)
+	body := fmt.Sprintf(agentConfig, server, ports[0], ports[1], ports[2], clientConf, opts.plugin)
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 		return nil, err
 	}
 	a := &agent{
 		addr:   fmt.Sprintf("http://127.0.0.1:%d", ports[0]),
 		dir:    dir,
+		conf:   conf,
 		log:    filepath.Join(dir, "agent.log"),
-		exited: make(chan struct{}),
+		server: opts.server,
 	}
-	logf, err := os.OpenFile(a.log, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	defer logf.Close()
-	a.cmd = exec.Command(nomadBin, "agent", "-dev", "-config", conf, "-plugin-dir", pluginDir)
-	a.cmd.Env = append(cleanEnv(), "TMPDIR="+dir)
-	a.cmd.Stdout, a.cmd.Stderr = logf, logf
-	// Pdeathsig: should the test binary die (panic, timeout), the agent
-	// stops too, and in dev mode takes its tasks with it.
-	a.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGINT}
-	if err := a.cmd.Start(); err != nil {
+	if err := a.launch(); err != nil {
 		return nil, err
 	}
 	started = true
-	go func() { a.cmd.Wait(); close(a.exited) }()
-
 	if err := a.waitDriver(false, time.Minute); err != nil {
 		err = fmt.Errorf("%v\n%s", err, a.logTail(60))
 		a.stop()
 		return nil, err
 	}
 	return a, nil
+}
+
+// launch starts the agent's process, appending to its log.
+func (a *agent) launch() error {
+	logf, err := os.OpenFile(a.log, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	args := []string{"agent", "-config", a.conf, "-plugin-dir", pluginDir}
+	if !a.server {
+		args = append(args, "-dev")
+	}
+	a.cmd = exec.Command(nomadBin, args...)
+	a.cmd.Env = append(cleanEnv(), "TMPDIR="+a.dir)
+	a.cmd.Stdout, a.cmd.Stderr = logf, logf
+	// Pdeathsig: should the test binary die (panic, timeout), the agent
+	// stops too, and in dev mode takes its tasks with it.
+	a.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGINT}
+	if err := a.cmd.Start(); err != nil {
+		return err
+	}
+	exited := make(chan struct{})
+	a.exited = exited
+	cmd := a.cmd
+	go func() { cmd.Wait(); close(exited) }()
+	return nil
+}
+
+// interrupt sends the agent SIGINT and waits up to 30s for it to exit; then
+// it kills the agent's process group. It reports whether SIGINT sufficed.
+func (a *agent) interrupt() bool {
+	a.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-a.exited:
+		return true
+	case <-time.After(30 * time.Second):
+		fmt.Fprintf(os.Stderr, "e2e: agent %s ignored SIGINT for 30s; killing it\n", a.addr)
+		syscall.Kill(-a.cmd.Process.Pid, syscall.SIGKILL)
+		<-a.exited
+		return false
+	}
+}
+
+// restart interrupts a server agent (its tasks keep running) and starts it
+// again with the same config and data dir, without waiting for its node.
+func (a *agent) restart() error {
+	if !a.server {
+		return errors.New("restart: a dev agent does not keep its state")
+	}
+	a.interrupt()
+	return a.launch()
 }
 
 // waitDriver waits until the node is ready and lists bwrap-r among its
@@ -304,26 +389,31 @@ func (a *agent) driver() (*driverInfo, error) {
 	return node.Drivers["bwrap-r"], nil
 }
 
-// stop interrupts the agent (which in dev mode destroys its allocations),
-// kills it if it lingers, and removes its directory. Should the agent leave
-// anything behind (its allocations' GC is cut short when it exits), stop
-// says so and kills what is left of its process group and unmounts what
-// is left below its directory.
+// stop stops the agent and removes its directory. A dev agent destroys its
+// allocations when interrupted; a server agent would leave its tasks running,
+// so stop first stops its jobs and waits for their allocations to end. Should
+// the agent leave anything behind (its allocations' GC is cut short when it
+// exits), stop says so, kills what is left of its process group and its
+// allocations' cgroups and unmounts what is left below its directory.
 func (a *agent) stop() {
 	if a.cmd == nil || a.cmd.Process == nil {
 		return
 	}
-	a.cmd.Process.Signal(os.Interrupt)
+	var allocIDs []string
 	select {
 	case <-a.exited:
-	case <-time.After(30 * time.Second):
-		fmt.Fprintf(os.Stderr, "e2e: agent %s ignored SIGINT for 30s; killing it\n", a.addr)
-		syscall.Kill(-a.cmd.Process.Pid, syscall.SIGKILL)
-		<-a.exited
+	default:
+		if a.server {
+			allocIDs = a.stopAllJobs()
+		}
+		a.interrupt()
 	}
 	if left := processGroup(a.cmd.Process.Pid); len(left) > 0 {
 		fmt.Fprintf(os.Stderr, "e2e: agent %s left processes behind, killing them: %s\n", a.addr, strings.Join(left, "; "))
 		syscall.Kill(-a.cmd.Process.Pid, syscall.SIGKILL)
+	}
+	if left := killAllocCgroups(allocIDs); len(left) > 0 {
+		fmt.Fprintf(os.Stderr, "e2e: agent %s left task processes behind, killed them: %s\n", a.addr, strings.Join(left, " "))
 	}
 	if os.Getenv("BWRAP_R_E2E_KEEP") != "" {
 		return
@@ -337,6 +427,74 @@ func (a *agent) stop() {
 	if err := os.RemoveAll(a.dir); err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
 	}
+}
+
+// stopAllJobs stops every job of a server agent, waits up to a minute for
+// their allocations to end and has the client collect them (which unmounts
+// their dirs). It returns the IDs of all allocations it saw.
+func (a *agent) stopAllJobs() []string {
+	var jobs []struct{ ID string }
+	if err := a.get("/v1/jobs", &jobs); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: agent %s: listing jobs: %v\n", a.addr, err)
+		return nil
+	}
+	for _, j := range jobs {
+		a.nomad("job", "stop", "-detach", j.ID)
+	}
+	var ids, running []string
+	eventually(time.Minute, 500*time.Millisecond, func() bool {
+		var allocs []struct{ ID, ClientStatus string }
+		if err := a.get("/v1/allocations", &allocs); err != nil {
+			return false
+		}
+		ids, running = nil, nil
+		for _, al := range allocs {
+			ids = append(ids, al.ID)
+			if al.ClientStatus == "pending" || al.ClientStatus == "running" {
+				running = append(running, al.ID)
+			}
+		}
+		return len(running) == 0
+	})
+	if len(running) > 0 {
+		fmt.Fprintf(os.Stderr, "e2e: agent %s: allocations still running a minute after their jobs' stop: %v\n", a.addr, running)
+	}
+	// The client destroys its terminal allocations: their dirs' mounts go.
+	c := http.Client{Timeout: 30 * time.Second}
+	if req, err := http.NewRequest(http.MethodPut, a.addr+"/v1/client/gc", nil); err == nil {
+		if resp, err := c.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}
+	return ids
+}
+
+// killAllocCgroups kills the processes left in the cgroups of the given
+// allocations (every process of a task is in its cgroup, bwrap included) and
+// removes those cgroups. It returns the pids it killed.
+func killAllocCgroups(allocIDs []string) []string {
+	var killed []string
+	for _, id := range allocIDs {
+		dirs, _ := filepath.Glob("/sys/fs/cgroup/*/nomad/*/" + id + ".*")
+		more, _ := filepath.Glob("/sys/fs/cgroup/*/nomad/" + id + ".*")
+		unified, _ := filepath.Glob("/sys/fs/cgroup/nomad.slice/*/" + id + ".*")
+		dirs = append(append(dirs, more...), unified...)
+		for _, d := range dirs {
+			b, _ := os.ReadFile(filepath.Join(d, "cgroup.procs"))
+			for _, f := range strings.Fields(string(b)) {
+				if pid, err := strconv.Atoi(f); err == nil && syscall.Kill(pid, syscall.SIGKILL) == nil {
+					killed = append(killed, f)
+				}
+			}
+		}
+		if len(killed) > 0 {
+			time.Sleep(500 * time.Millisecond)
+		}
+		for _, d := range dirs {
+			os.Remove(d)
+		}
+	}
+	return killed
 }
 
 // processGroup lists the live processes (as "PID NAME") of a process group.
@@ -475,12 +633,14 @@ func writeJob(t *testing.T, name, hcl string) string {
 type taskEvent struct {
 	Type, DisplayMessage string
 	Details              map[string]string
+	ExitCode             int
 }
 
 type taskState struct {
-	State  string
-	Failed bool
-	Events []taskEvent
+	State    string
+	Failed   bool
+	Restarts int
+	Events   []taskEvent
 }
 
 type allocation struct {
@@ -501,7 +661,7 @@ func (al *allocation) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "alloc %s: client %s, desired %s", al.ID, al.ClientStatus, al.DesiredStatus)
 	for name, ts := range al.TaskStates {
-		fmt.Fprintf(&b, "\n  task %s: %s (failed %v)", name, ts.State, ts.Failed)
+		fmt.Fprintf(&b, "\n  task %s: %s (failed %v, restarts %d)", name, ts.State, ts.Failed, ts.Restarts)
 		for _, e := range ts.Events {
 			fmt.Fprintf(&b, "\n    %s: %s %v", e.Type, e.DisplayMessage, e.Details)
 		}

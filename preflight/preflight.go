@@ -1,0 +1,192 @@
+// Package preflight checks that a node can run bwrap-r's tasks safely: that
+// bubblewrap works, that task UIDs are host-effective, and that a sandboxed
+// task cannot reach the addresses it must not (cloud metadata, the cluster's
+// control plane, databases). Every check runs, even after one fails.
+package preflight
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+)
+
+// Result is a check's outcome.
+type Result string
+
+const (
+	OK      Result = "ok"
+	Info    Result = "info"
+	Warning Result = "warning"
+	Error   Result = "error"
+)
+
+// Check is one line of the report.
+type Check struct {
+	Name   string `json:"check"`
+	Result Result `json:"result"`
+	Detail string `json:"detail"`
+	// Fix says what to do when the result is not ok.
+	Fix string `json:"fix,omitempty"`
+}
+
+// Report is every check, in the order run.
+type Report struct {
+	Checks []Check `json:"checks"`
+}
+
+func (r *Report) add(name string, res Result, detail, fix string) {
+	r.Checks = append(r.Checks, Check{Name: name, Result: res, Detail: detail, Fix: fix})
+}
+
+// Failed lists the checks whose result is an error.
+func (r *Report) Failed() []Check {
+	var out []Check
+	for _, c := range r.Checks {
+		if c.Result == Error {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// Get returns the named check.
+func (r *Report) Get(name string) (Check, bool) {
+	for _, c := range r.Checks {
+		if c.Name == name {
+			return c, true
+		}
+	}
+	return Check{}, false
+}
+
+// Table renders the report for a terminal.
+func (r *Report) Table() string {
+	var b strings.Builder
+	w := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "CHECK\tRESULT\tDETAIL\tWHAT TO DO")
+	for _, c := range r.Checks {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", c.Name, c.Result, c.Detail, c.Fix)
+	}
+	w.Flush()
+	return b.String()
+}
+
+// JSON renders the report as JSON.
+func (r *Report) JSON() string {
+	b, _ := json.MarshalIndent(r, "", "  ")
+	return string(b)
+}
+
+// checkUserNamespaces reads the sysctls that allow or forbid unprivileged
+// user namespaces, which bwrap needs when started as a task's UID.
+func checkUserNamespaces(r *Report, procSys string) {
+	read := func(name string) (int, bool) {
+		b, err := os.ReadFile(filepath.Join(procSys, filepath.FromSlash(strings.ReplaceAll(name, ".", "/"))))
+		if err != nil {
+			return 0, false
+		}
+		n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		return n, err == nil
+	}
+	var problems, notes []string
+	res := OK
+	if v, ok := read("kernel.unprivileged_userns_clone"); ok {
+		if v == 0 {
+			res = Error
+			problems = append(problems, "kernel.unprivileged_userns_clone = 0")
+		} else {
+			notes = append(notes, "kernel.unprivileged_userns_clone = 1")
+		}
+	}
+	if v, ok := read("user.max_user_namespaces"); ok {
+		switch {
+		case v == 0:
+			res = Error
+			problems = append(problems, "user.max_user_namespaces = 0")
+		case v < 1000:
+			if res == OK {
+				res = Warning
+			}
+			problems = append(problems, fmt.Sprintf("user.max_user_namespaces = %d (one per task)", v))
+		default:
+			notes = append(notes, fmt.Sprintf("user.max_user_namespaces = %d", v))
+		}
+	} else {
+		res = Error
+		problems = append(problems, "user.max_user_namespaces not readable: no user namespaces in this kernel?")
+	}
+	if v, ok := read("kernel.apparmor_restrict_unprivileged_userns"); ok && v != 0 {
+		res = Error
+		problems = append(problems, "kernel.apparmor_restrict_unprivileged_userns = 1 (Ubuntu 23.10+)")
+	}
+	if res == OK {
+		r.add("userns", OK, "unprivileged user namespaces allowed: "+strings.Join(notes, ", "), "")
+		return
+	}
+	r.add("userns", res, strings.Join(problems, "; "),
+		"allow unprivileged user namespaces: sysctl kernel.unprivileged_userns_clone=1, user.max_user_namespaces=15000; on Ubuntu 23.10+ give bwrap an AppArmor profile with 'userns,' or set kernel.apparmor_restrict_unprivileged_userns=0")
+}
+
+// checkCgroups reports the cgroup version and whether the controllers the
+// limits need are there.
+func checkCgroups(r *Report, root string) {
+	need := []string{"memory", "cpu", "pids", "cpuset"}
+	var missing []string
+	if b, err := os.ReadFile(filepath.Join(root, "cgroup.controllers")); err == nil {
+		have := strings.Fields(string(b))
+		for _, c := range need {
+			if !contains(have, c) {
+				missing = append(missing, c)
+			}
+		}
+		if len(missing) > 0 {
+			r.add("cgroups", Error, "v2; missing controllers: "+strings.Join(missing, ", "),
+				"enable them in "+root+"/cgroup.subtree_control (systemd: Delegate=yes for the Nomad unit)")
+			return
+		}
+		r.add("cgroups", OK, "v2: "+strings.Join(have, " "), "")
+		return
+	}
+	for _, c := range append(need, "freezer") {
+		if _, err := os.Stat(filepath.Join(root, c)); err != nil {
+			missing = append(missing, c)
+		}
+	}
+	if len(missing) > 0 {
+		r.add("cgroups", Error, "v1; missing controllers: "+strings.Join(missing, ", "), "mount the missing cgroup v1 controllers, or boot with the unified hierarchy")
+		return
+	}
+	r.add("cgroups", OK, "v1 (hybrid or legacy): memory, cpu, cpuset, freezer, pids", "")
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Attributes turns the report into fingerprint attributes and, when a check
+// is an error, the health description naming the failures.
+func (r *Report) Attributes() (map[string]string, string) {
+	attrs := map[string]string{}
+	for _, c := range r.Checks {
+		attrs["preflight."+c.Name] = string(c.Result) + ": " + c.Detail
+	}
+	var failed []string
+	for _, c := range r.Failed() {
+		failed = append(failed, c.Name+" ("+c.Detail+")")
+	}
+	sort.Strings(failed)
+	if len(failed) == 0 {
+		return attrs, ""
+	}
+	return attrs, "preflight failed: " + strings.Join(failed, "; ")
+}

@@ -1,0 +1,193 @@
+package preflight
+
+import (
+	"context"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/bwrap-r/bwrap-r/bwrap"
+)
+
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case bwrap.ShimCommand:
+			bwrap.ShimMain(os.Args[2:])
+		case ProbeCommand:
+			os.Exit(RunProbe(os.Args[2:]))
+		}
+	}
+	os.Exit(m.Run())
+}
+
+func writeSysctls(t *testing.T, values map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for k, v := range values {
+		p := filepath.Join(dir, strings.ReplaceAll(k, ".", "/"))
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(v+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func TestUserNamespaceSysctls(t *testing.T) {
+	cases := []struct {
+		name   string
+		values map[string]string
+		want   Result
+		detail string
+	}{
+		{"debian default", map[string]string{"kernel.unprivileged_userns_clone": "1", "user.max_user_namespaces": "63000"}, OK, "63000"},
+		{"clone off", map[string]string{"kernel.unprivileged_userns_clone": "0", "user.max_user_namespaces": "63000"}, Error, "unprivileged_userns_clone = 0"},
+		{"max zero", map[string]string{"user.max_user_namespaces": "0"}, Error, "max_user_namespaces = 0"},
+		{"max low", map[string]string{"user.max_user_namespaces": "50"}, Warning, "= 50"},
+		{"apparmor", map[string]string{"user.max_user_namespaces": "63000", "kernel.apparmor_restrict_unprivileged_userns": "1"}, Error, "apparmor"},
+		{"no userns", map[string]string{}, Error, "not readable"},
+	}
+	for _, c := range cases {
+		r := &Report{}
+		checkUserNamespaces(r, writeSysctls(t, c.values))
+		got, _ := r.Get("userns")
+		if got.Result != c.want || !strings.Contains(got.Detail, c.detail) {
+			t.Errorf("%s: got %s %q, want %s containing %q", c.name, got.Result, got.Detail, c.want, c.detail)
+		}
+		if got.Result != OK && got.Fix == "" {
+			t.Errorf("%s: no fix given", c.name)
+		}
+	}
+}
+
+func TestCgroupCheck(t *testing.T) {
+	v2 := t.TempDir()
+	os.WriteFile(filepath.Join(v2, "cgroup.controllers"), []byte("cpuset cpu io memory hugetlb pids rdma\n"), 0o644)
+	v2missing := t.TempDir()
+	os.WriteFile(filepath.Join(v2missing, "cgroup.controllers"), []byte("cpu io memory\n"), 0o644)
+	v1 := t.TempDir()
+	for _, c := range []string{"memory", "cpu", "pids", "cpuset", "freezer"} {
+		os.Mkdir(filepath.Join(v1, c), 0o755)
+	}
+	v1missing := t.TempDir()
+	os.Mkdir(filepath.Join(v1missing, "memory"), 0o755)
+	for root, want := range map[string]Result{v2: OK, v2missing: Error, v1: OK, v1missing: Error} {
+		r := &Report{}
+		checkCgroups(r, root)
+		if got, _ := r.Get("cgroups"); got.Result != want {
+			t.Errorf("%s: %s %q, want %s", root, got.Result, got.Detail, want)
+		}
+	}
+}
+
+func TestBwrapMissing(t *testing.T) {
+	r := Run(context.Background(), Config{BwrapPath: "", Targets: []Target{{Name: "x", Address: "127.0.0.1:1"}}, StateDir: t.TempDir()})
+	for _, name := range []string{"bwrap", "uid_mapping", "egress.x"} {
+		if c, _ := r.Get(name); c.Result != Error {
+			t.Errorf("%s: %s, want error", name, c.Result)
+		}
+	}
+	// The other checks still ran.
+	if _, ok := r.Get("cgroups"); !ok {
+		t.Error("cgroups check skipped")
+	}
+	attrs, health := r.Attributes()
+	if !strings.Contains(health, "bwrap") || !strings.HasPrefix(attrs["preflight.bwrap"], "error: ") {
+		t.Errorf("attributes %v, health %q", attrs, health)
+	}
+}
+
+// sandboxConfig is a real configuration: the pool UID is an unused one.
+func sandboxConfig(t *testing.T, uid uint32, targets ...Target) Config {
+	t.Helper()
+	if os.Getuid() != 0 {
+		t.Skip("needs root")
+	}
+	bw, err := exec.LookPath("bwrap")
+	if err != nil {
+		t.Skip("bwrap not installed")
+	}
+	// The test binary's own dir is private; the pool UID needs a copy it can reach.
+	dir, err := os.MkdirTemp("", "probe-bin-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	bin := filepath.Join(dir, "bwrap-r")
+	src, _ := os.Open(os.Args[0])
+	dst, _ := os.OpenFile(bin, os.O_CREATE|os.O_WRONLY, 0o755)
+	io.Copy(dst, src)
+	src.Close()
+	dst.Close()
+	return Config{
+		BwrapPath: bw, Shim: []string{os.Args[0], bwrap.ShimCommand}, ProbeBinary: bin,
+		UID: uid, GID: uid, StateDir: t.TempDir(), Targets: targets,
+		RRoot: filepath.Join(t.TempDir(), "none"),
+	}
+}
+
+func TestUIDMappingReal(t *testing.T) {
+	r := Run(context.Background(), sandboxConfig(t, 89990))
+	c, _ := r.Get("uid_mapping")
+	if c.Result != OK || !strings.Contains(c.Detail, "89990 89990 1") {
+		t.Fatalf("uid_mapping: %s %q", c.Result, c.Detail)
+	}
+}
+
+func listen(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func TestEgressProbeReal(t *testing.T) {
+	open := listen(t)
+	warnOnly := listen(t)
+	closed := "127.0.0.1:1"
+	cfg := sandboxConfig(t, 89991,
+		Target{Name: "metadata", Address: open},
+		Target{Name: "consul", Address: warnOnly, WarnOnly: true},
+		Target{Name: "closed", Address: closed})
+	r := Run(context.Background(), cfg)
+	for name, want := range map[string]Result{"egress.metadata": Error, "egress.consul": Warning, "egress.closed": OK} {
+		if c, _ := r.Get(name); c.Result != want {
+			t.Errorf("%s: %s %q, want %s", name, c.Result, c.Detail, want)
+		}
+	}
+
+	// An owner-match rule for the pool UID blocks it: the check turns ok.
+	ipt, err := exec.LookPath("iptables")
+	if err != nil {
+		t.Skip("no iptables")
+	}
+	_, port, _ := net.SplitHostPort(open)
+	rule := []string{"OUTPUT", "-p", "tcp", "-d", "127.0.0.1", "--dport", port, "-m", "owner", "--uid-owner", strconv.Itoa(89991), "-j", "REJECT", "--reject-with", "tcp-reset"}
+	if out, err := exec.Command(ipt, append([]string{"-I"}, rule...)...).CombinedOutput(); err != nil {
+		t.Skipf("iptables: %v %s", err, out)
+	}
+	defer exec.Command(ipt, append([]string{"-D"}, rule...)...).Run()
+	r = Run(context.Background(), cfg)
+	if c, _ := r.Get("egress.metadata"); c.Result != OK {
+		t.Fatalf("with the rule: %s %q", c.Result, c.Detail)
+	}
+}
