@@ -24,7 +24,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/bwrap-r/bwrap-r/bwrap"
-	"github.com/bwrap-r/bwrap-r/rversion"
+	"github.com/bwrap-r/bwrap-r/egress"
+	"github.com/bwrap-r/bwrap-r/preflight"
 )
 
 // Driver is the bwrap-r task driver.
@@ -46,6 +47,9 @@ type Driver struct {
 	shim []string
 	// rLinkDir holds rig's R-<alias> links.
 	rLinkDir string
+	// probeBinary is bwrap-r's executable, bound into the egress probe.
+	probeBinary string
+	preflight   preflightCache
 }
 
 // New returns a driver; Nomad configures it through SetConfig.
@@ -53,16 +57,33 @@ func New(logger hclog.Logger) *Driver {
 	ctx, cancel := context.WithCancel(context.Background())
 	logger = logger.Named(PluginName)
 	return &Driver{
-		eventer:  eventer.NewEventer(ctx, logger),
-		logger:   logger,
-		ctx:      ctx,
-		cancel:   cancel,
-		tasks:    newTaskStore(),
-		shim:     []string{"/proc/self/exe", bwrap.ShimCommand},
-		rLinkDir: "/usr/local/bin",
-		config:   Config{StateDir: "/run/bwrap-r", TmpSizeMB: 256, PidsLimit: 2048, RRoot: "/opt/R", RVersionMatch: "minor"},
+		eventer:     eventer.NewEventer(ctx, logger),
+		logger:      logger,
+		ctx:         ctx,
+		cancel:      cancel,
+		tasks:       newTaskStore(),
+		shim:        []string{"/proc/self/exe", bwrap.ShimCommand},
+		rLinkDir:    "/usr/local/bin",
+		probeBinary: preflight.SelfExecutable(),
+		config:      Config{StateDir: "/run/bwrap-r", TmpSizeMB: 256, PidsLimit: 2048, RRoot: "/opt/R", RVersionMatch: "minor"},
 	}
 }
+
+// Shutdown removes the managed egress rules when the config says so; main
+// calls it once the plugin has stopped serving.
+func (d *Driver) Shutdown() {
+	d.mu.RLock()
+	c := d.config
+	d.mu.RUnlock()
+	if c.Egress != nil && c.Egress.ManageRules && c.Egress.RemoveRulesOnShutdown {
+		if err := egress.Remove(egressRulesName); err != nil {
+			d.logger.Warn("removing egress rules", "error", err)
+		}
+	}
+	d.cancel()
+}
+
+func nullLogger() hclog.Logger { return hclog.NewNullLogger() }
 
 func (d *Driver) PluginInfo() (*base.PluginInfoResponse, error) { return pluginInfo, nil }
 
@@ -75,40 +96,18 @@ func (d *Driver) SetConfig(cfg *base.Config) error {
 			return err
 		}
 	}
-	if c.StateDir == "" {
-		c.StateDir = "/run/bwrap-r"
-	}
-	if !filepath.IsAbs(c.StateDir) {
-		return fmt.Errorf("state_dir %q must be an absolute path", c.StateDir)
-	}
-	if c.TmpSizeMB <= 0 {
-		return fmt.Errorf("tmp_size_mb must be positive, got %d", c.TmpSizeMB)
-	}
-	if c.PidsLimit < 0 {
-		return fmt.Errorf("pids_limit must not be negative, got %d", c.PidsLimit)
-	}
-	var err error
-	if c.deniedUIDs, err = parseIDRanges(c.DeniedHostUIDs); err != nil {
-		return fmt.Errorf("denied_host_uids: %w", err)
-	}
-	if c.deniedGIDs, err = parseIDRanges(c.DeniedHostGIDs); err != nil {
-		return fmt.Errorf("denied_host_gids: %w", err)
-	}
-	if c.RRoot == "" {
-		c.RRoot = "/opt/R"
-	}
-	if !filepath.IsAbs(c.RRoot) {
-		return fmt.Errorf("r_root %q must be an absolute path", c.RRoot)
-	}
-	if c.DefaultR != "" && !filepath.IsAbs(c.DefaultR) {
-		return fmt.Errorf("default_r %q must be an absolute path", c.DefaultR)
-	}
-	if _, err := rversion.ParseMatch(c.RVersionMatch, rversion.Minor); err != nil {
+	if err := c.normalize(); err != nil {
 		return err
 	}
-	if c.RVersionMatch == "" {
-		c.RVersionMatch = string(rversion.Minor)
+	if err := validateTargets(c); err != nil {
+		return fmt.Errorf("egress probe target: %w", err)
 	}
+	if backend, err := installRules(c); err != nil {
+		return fmt.Errorf("egress rules: %w", err)
+	} else if backend != "" {
+		d.logger.Info("egress rules installed", "backend", backend, "uids", c.TaskUIDRange, "deny", c.Egress.Deny)
+	}
+	d.preflight.reset()
 	bwrapPath, bwrapErr := findBwrap(c.BwrapPath)
 	d.mu.Lock()
 	d.config, d.bwrapPath, d.bwrapErr = c, bwrapPath, bwrapErr

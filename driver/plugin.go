@@ -59,6 +59,27 @@ var configSpec = hclspec.NewObject(map[string]*hclspec.Spec{
 		hclspec.NewAttr("pids_limit", "number", false),
 		hclspec.NewLiteral("2048"),
 	),
+	// task_uid_range: the UIDs tasks run as (Nomad's dynamic_user_min/max);
+	// the preflight probes as its highest UID and egress rules match it.
+	"task_uid_range": hclspec.NewDefault(
+		hclspec.NewAttr("task_uid_range", "string", false),
+		hclspec.NewLiteral(`"80000-89999"`),
+	),
+	"preflight_interval": hclspec.NewDefault(
+		hclspec.NewAttr("preflight_interval", "string", false),
+		hclspec.NewLiteral(`"5m"`),
+	),
+	"egress": hclspec.NewBlock("egress", false, hclspec.NewObject(map[string]*hclspec.Spec{
+		"metadata": hclspec.NewDefault(
+			hclspec.NewAttr("metadata", "string", false),
+			hclspec.NewLiteral(`"169.254.169.254:80"`),
+		),
+		"probe":                    hclspec.NewAttr("probe", "list(string)", false),
+		"probe_warn":               hclspec.NewAttr("probe_warn", "list(string)", false),
+		"manage_rules":             hclspec.NewAttr("manage_rules", "bool", false),
+		"deny":                     hclspec.NewAttr("deny", "list(string)", false),
+		"remove_rules_on_shutdown": hclspec.NewAttr("remove_rules_on_shutdown", "bool", false),
+	})),
 	// tmp_size: size limit of each task's private /tmp, in MiB.
 	"tmp_size_mb": hclspec.NewDefault(
 		hclspec.NewAttr("tmp_size_mb", "number", false),
@@ -104,7 +125,13 @@ type Config struct {
 	DefaultR      string `codec:"default_r"`
 	RVersionMatch string `codec:"r_version_match"`
 
+	TaskUIDRange      string        `codec:"task_uid_range"`
+	PreflightInterval string        `codec:"preflight_interval"`
+	Egress            *EgressConfig `codec:"egress"`
+
 	deniedUIDs, deniedGIDs idRanges
+	taskUIDs               [2]uint64
+	preflightEvery         time.Duration
 }
 
 // TaskConfig is the decoded task config.

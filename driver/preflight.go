@@ -1,0 +1,99 @@
+package driver
+
+import (
+	"context"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/bwrap-r/bwrap-r/bwrap"
+	"github.com/bwrap-r/bwrap-r/egress"
+	"github.com/bwrap-r/bwrap-r/preflight"
+)
+
+// preflightConfig is what the checks need from the plugin's config.
+func (d *Driver) preflightConfig(c Config, bwrapPath string) preflight.Config {
+	probeUID := uint32(c.taskUIDs[1])
+	pc := preflight.Config{
+		BwrapPath:   bwrapPath,
+		Shim:        []string{d.shim[0], bwrap.ShimCommand},
+		ProbeBinary: d.probeBinary,
+		UID:         probeUID,
+		GID:         probeUID,
+		StateDir:    c.StateDir,
+		RRoot:       c.RRoot,
+		RLinkDir:    d.rLinkDir,
+		DefaultR:    c.DefaultR,
+	}
+	if c.Egress.Metadata != "" {
+		pc.Targets = append(pc.Targets, preflight.Target{Name: "metadata", Address: c.Egress.Metadata})
+	}
+	warn := map[string]bool{}
+	for _, a := range c.Egress.ProbeWarn {
+		warn[a] = true
+	}
+	seen := map[string]bool{}
+	for _, a := range append(append([]string{}, c.Egress.Probe...), c.Egress.ProbeWarn...) {
+		if seen[a] {
+			continue
+		}
+		seen[a] = true
+		pc.Targets = append(pc.Targets, preflight.Target{Name: a, Address: a, WarnOnly: warn[a]})
+	}
+	return pc
+}
+
+// validateTargets rejects probe targets that are not host:port.
+func validateTargets(c Config) error {
+	for _, a := range append(append([]string{c.Egress.Metadata}, c.Egress.Probe...), c.Egress.ProbeWarn...) {
+		if a == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// RunPreflight runs every check for a plugin config (the CLI's entry point).
+func RunPreflight(ctx context.Context, c Config) *preflight.Report {
+	d := New(nullLogger())
+	bwrapPath, _ := findBwrap(c.BwrapPath)
+	return preflight.Run(ctx, d.preflightConfig(c, bwrapPath))
+}
+
+// installRules puts the managed egress rules in place when configured.
+func installRules(c Config) (string, error) {
+	if !c.Egress.ManageRules {
+		return "", nil
+	}
+	return egress.Install(egress.Rules{
+		Name:   egressRulesName,
+		UIDMin: uint32(c.taskUIDs[0]), UIDMax: uint32(c.taskUIDs[1]),
+		Deny: c.Egress.deny,
+	})
+}
+
+// preflightCache keeps the last report, rerun once it is older than the
+// configured interval.
+type preflightCache struct {
+	mu     sync.Mutex
+	at     time.Time
+	report *preflight.Report
+}
+
+func (p *preflightCache) get(every time.Duration, run func() *preflight.Report) *preflight.Report {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.report == nil || time.Since(p.at) >= every {
+		p.report, p.at = run(), time.Now()
+	}
+	return p.report
+}
+
+func (p *preflightCache) reset() {
+	p.mu.Lock()
+	p.report = nil
+	p.mu.Unlock()
+}
