@@ -21,9 +21,11 @@ const EnterCommand = "_enter"
 // Enter describes a command to run inside a running sandbox, as the task's
 // own user, in all of its namespaces and its cgroups: never on the host.
 type Enter struct {
-	// Nsenter and Setpriv are util-linux's tools: nsenter on the host;
-	// setpriv as the sandbox sees it (it lies in the sandbox's /usr).
-	Nsenter, Setpriv string
+	// Nsenter is util-linux's nsenter on the host.
+	Nsenter string
+	// Confine is the argv, as the sandbox sees it, that sets no_new_privs,
+	// loads the task's seccomp filter and execs the command (appended).
+	Confine []string
 	// Shim is the argv that starts the enter shim ({"/proc/self/exe", EnterCommand}).
 	Shim     []string
 	Cgroups  []string
@@ -42,6 +44,9 @@ func (s *Sandbox) EnterCmd(e Enter) (*exec.Cmd, error) {
 	if e.UID == 0 || e.GID == 0 {
 		return nil, errors.New("exec: refusing to enter a sandbox as root")
 	}
+	if len(e.Confine) == 0 {
+		return nil, errors.New("exec: no confining wrapper")
+	}
 	target, err := s.Command()
 	if err != nil {
 		// The sandbox's pid 1 shares every namespace with the command.
@@ -58,9 +63,8 @@ func (s *Sandbox) EnterCmd(e Enter) (*exec.Cmd, error) {
 		e.Nsenter, "--target", strconv.Itoa(target.Pid),
 		"--user", "--mount", "--pid", "--ipc", "--uts", "--net", "--root", "--wd",
 		"--setuid", strconv.FormatUint(uint64(e.UID), 10), "--setgid", strconv.FormatUint(uint64(e.GID), 10),
-		"--",
-		// No capability can come back through a setuid or file-capability binary.
-		e.Setpriv, "--no-new-privs", "--")
+		"--")
+	args = append(args, e.Confine...)
 	args = append(args, e.Command...)
 	cmd := exec.Command(e.Shim[0], args...)
 	keys := make([]string, 0, len(e.Env))

@@ -25,6 +25,22 @@ func TestEscapeProbes(t *testing.T) {
 		{"mount", `! mount -t tmpfs none /tmp 2>/dev/null`},
 		{"device nodes", `[ ! -e /dev/mem ] && [ ! -e /dev/kmsg ] && [ ! -e /dev/sda ] && [ ! -e /dev/vda ]`},
 		{"write /tmp, /local ok", `echo x > /tmp/ok && echo x > /local/ok`},
+		// The seccomp filter: each call must fail with EPERM (ENOSYS for clone3).
+		{"new user namespace (unshare)", `! unshare -U true 2>/dev/null && ` + perlSyscall(272, "0x10000000", "EPERM")},
+		{"new user namespace (clone)", perlSyscall(56, "0x10000011", "EPERM")},
+		{"clone3", perlSyscall(435, "0, 0", "ENOSYS")},
+		{"keyctl", perlSyscall(250, "0, 0", "EPERM")},
+		{"add_key", perlSyscall(248, "0, 0, 0, 0, 0", "EPERM")},
+		{"bpf", perlSyscall(321, "0, 0, 0", "EPERM")},
+		{"kexec_load", perlSyscall(246, "0, 0, 0, 0", "EPERM")},
+		{"ptrace attach", perlSyscall(101, "16, 1, 0, 0", "EPERM")},
+		{"personality ADDR_NO_RANDOMIZE", perlSyscall(135, "0x0040000", "EPERM")},
+		{"perf_event_open", perlSyscall(298, "0, 0, -1, -1, 0", "EPERM")},
+		{"userfaultfd", perlSyscall(323, "0", "EPERM")},
+		{"init_module", perlSyscall(175, "0, 0, 0", "EPERM")},
+		{"raw socket", perlSyscall(41, "2, 3, 1", "EPERM")},
+		{"packet socket", perlSyscall(41, "17, 3, 0", "EPERM")},
+		{"ordinary calls still work", perlSyscall(39, "", "") + ` && ` + perlSyscall(135, "0xffffffff", "")},
 		{"tmp is size-limited", `! dd if=/dev/zero of=/tmp/fill bs=1M count=64 2>/dev/null`},
 	}
 	t.Setenv("BWRAP_R_TEST_SECRET", "leaked")
@@ -34,6 +50,20 @@ func TestEscapeProbes(t *testing.T) {
 			t.Errorf("probe %q: not blocked (status %+v, output %q)", p.name, st, out)
 		}
 	}
+}
+
+// perlSyscall is a shell test that calls syscall nr with args and checks the
+// errno (an empty errno wants success).
+func perlSyscall(nr int, args, errno string) string {
+	call := "syscall(" + itoa(nr)
+	if args != "" {
+		call += ", " + args
+	}
+	call += ")"
+	if errno == "" {
+		return `perl -e 'exit(` + call + ` == -1 ? 1 : 0)'`
+	}
+	return `perl -e 'my $r = ` + call + `; exit($r == -1 && $!{` + errno + `} ? 0 : 1)'`
 }
 
 func itoa(n int) string {

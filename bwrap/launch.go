@@ -20,9 +20,12 @@ import (
 
 // Descriptor numbers the launcher hands to bwrap, after stdin, stdout, stderr.
 const (
-	infoFD   = 3
-	statusFD = 4
-	argsFD   = 5
+	infoFD    = 3
+	statusFD  = 4
+	argsFD    = 5
+	seccompFD = 6
+	// lastFD is the highest descriptor the shim keeps for bwrap.
+	lastFD = seccompFD
 )
 
 // Launch is one sandbox to start.
@@ -45,6 +48,9 @@ type Launch struct {
 	// NetNS is a network namespace file the shim joins first ("" keeps the
 	// host's network).
 	NetNS string
+	// Seccomp is a compiled filter (struct sock_filter entries) bwrap loads
+	// for the command; nil runs without one.
+	Seccomp []byte
 }
 
 // Sandbox is a started (or reattached) bwrap sandbox.
@@ -80,6 +86,16 @@ func Start(l Launch) (*Sandbox, error) {
 	}
 	spec := *l.Spec
 	spec.InfoFD, spec.StatusFD = infoFD, statusFD
+	var seccompFile *os.File
+	if l.Seccomp != nil {
+		spec.SeccompFD = seccompFD
+		f, err := memfd("bwrap-seccomp", l.Seccomp)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		seccompFile = f
+	}
 	opts, command, err := spec.split()
 	if err != nil {
 		return nil, err
@@ -119,7 +135,7 @@ func Start(l Launch) (*Sandbox, error) {
 	cmd := exec.Command(l.Shim[0], args...)
 	cmd.Env = []string{}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = l.Stdin, l.Stdout, l.Stderr
-	cmd.ExtraFiles = []*os.File{infoW, status, argsFile}
+	cmd.ExtraFiles = []*os.File{infoW, status, argsFile, seccompFile}
 	// A session of its own: the sandbox must not get the plugin's signals, nor
 	// die with it (tasks outlive plugin restarts).
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -156,21 +172,25 @@ func Start(l Launch) (*Sandbox, error) {
 // argsMemfd returns a memory file holding argv, NUL-separated, as
 // bwrap's --args wants it.
 func argsMemfd(argv []string) (*os.File, error) {
-	fd, err := unix.MemfdCreate("bwrap-args", unix.MFD_CLOEXEC)
-	if err != nil {
-		return nil, fmt.Errorf("bwrap: memfd for arguments: %w", err)
-	}
-	f := os.NewFile(uintptr(fd), "bwrap-args")
 	var buf bytes.Buffer
 	for _, a := range argv {
 		if strings.IndexByte(a, 0) >= 0 {
-			f.Close()
 			return nil, fmt.Errorf("bwrap: argument with a NUL byte: %q", a)
 		}
 		buf.WriteString(a)
 		buf.WriteByte(0)
 	}
-	if _, err := f.Write(buf.Bytes()); err != nil {
+	return memfd("bwrap-args", buf.Bytes())
+}
+
+// memfd returns a memory file holding data, read from its start.
+func memfd(name string, data []byte) (*os.File, error) {
+	fd, err := unix.MemfdCreate(name, unix.MFD_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("bwrap: memfd: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), name)
+	if _, err := f.Write(data); err != nil {
 		f.Close()
 		return nil, err
 	}

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/bwrap-r/bwrap-r/syscallfilter"
 )
 
 func TestMain(m *testing.M) {
@@ -95,9 +97,14 @@ func startBox(t *testing.T, uid, gid uint32, net Network, command string, args .
 		Mounts: append(SystemMounts(16<<20), Mount{Kind: Bind, Source: local, Dest: "/local"}),
 		UID:    uid, GID: gid, Hostname: "boxed", Dir: "/local", Network: net,
 	}
+	filter, err := syscallfilter.Program()
+	if err != nil {
+		t.Fatal(err)
+	}
 	sb, err := Start(Launch{
 		Bwrap: bw, Shim: []string{os.Args[0], ShimCommand}, Spec: spec,
 		Stdout: stdout, Stderr: stdout, StatusPath: filepath.Join(dir, "status"),
+		Seccomp: filter,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -80,7 +80,7 @@ func RunShim(args []string) error {
 	}
 	// bwrap hands every open descriptor to the task. Anything the shim (or
 	// the plugin before it) inherited beyond stdio and bwrap's own must close.
-	if err := unix.CloseRange(argsFD+1, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+	if err := unix.CloseRange(lastFD+1, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
 		return fmt.Errorf("shim: close_range: %w", err)
 	}
 	err := syscall.Exec(argv[0], argv, []string{})

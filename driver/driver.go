@@ -25,7 +25,7 @@ import (
 
 	"github.com/bwrap-r/bwrap-r/bwrap"
 	"github.com/bwrap-r/bwrap-r/egress"
-	"github.com/bwrap-r/bwrap-r/preflight"
+	"github.com/bwrap-r/bwrap-r/syscallfilter"
 )
 
 // Driver is the bwrap-r task driver.
@@ -47,25 +47,33 @@ type Driver struct {
 	shim []string
 	// rLinkDir holds rig's R-<alias> links.
 	rLinkDir string
-	// probeBinary is bwrap-r's executable, bound into the egress probe.
-	probeBinary string
-	preflight   preflightCache
+	// selfBinary is bwrap-r's executable as task UIDs can reach it, bound
+	// into every sandbox at /.bwrap-r.
+	selfBinary string
+	// seccomp is the compiled syscall filter every task runs under.
+	seccomp   []byte
+	preflight preflightCache
 }
 
 // New returns a driver; Nomad configures it through SetConfig.
 func New(logger hclog.Logger) *Driver {
 	ctx, cancel := context.WithCancel(context.Background())
 	logger = logger.Named(PluginName)
+	// The filter is fixed: a failure here is a bug, caught by every test.
+	program, err := syscallfilter.Program()
+	if err != nil {
+		panic(fmt.Sprintf("bwrap-r: seccomp filter: %v", err))
+	}
 	return &Driver{
-		eventer:     eventer.NewEventer(ctx, logger),
-		logger:      logger,
-		ctx:         ctx,
-		cancel:      cancel,
-		tasks:       newTaskStore(),
-		shim:        []string{"/proc/self/exe", bwrap.ShimCommand},
-		rLinkDir:    "/usr/local/bin",
-		probeBinary: preflight.SelfExecutable(),
-		config:      Config{StateDir: "/run/bwrap-r", TmpSizeMB: 256, PidsLimit: 2048, RRoot: "/opt/R", RVersionMatch: "minor"},
+		eventer:  eventer.NewEventer(ctx, logger),
+		logger:   logger,
+		ctx:      ctx,
+		cancel:   cancel,
+		tasks:    newTaskStore(),
+		seccomp:  program,
+		shim:     []string{"/proc/self/exe", bwrap.ShimCommand},
+		rLinkDir: "/usr/local/bin",
+		config:   Config{StateDir: "/run/bwrap-r", TmpSizeMB: 256, PidsLimit: 2048, RRoot: "/opt/R", RVersionMatch: "minor"},
 	}
 }
 
@@ -108,6 +116,7 @@ func (d *Driver) SetConfig(cfg *base.Config) error {
 		d.logger.Info("egress rules installed", "backend", backend, "uids", c.TaskUIDRange, "deny", c.Egress.Deny)
 	}
 	d.preflight.reset()
+	d.installSelf(c.StateDir)
 	bwrapPath, bwrapErr := findBwrap(c.BwrapPath)
 	d.mu.Lock()
 	d.config, d.bwrapPath, d.bwrapErr = c, bwrapPath, bwrapErr
@@ -232,7 +241,7 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 		return nil, nil, fmt.Errorf("failed to decode driver config: %v", err)
 	}
 	d.mu.RLock()
-	conf, bwrapPath, bwrapErr := d.config, d.bwrapPath, d.bwrapErr
+	conf, bwrapPath, bwrapErr, self := d.config, d.bwrapPath, d.bwrapErr, d.selfBinary
 	d.mu.RUnlock()
 	if bwrapErr != nil {
 		return nil, nil, bwrapErr
@@ -245,7 +254,7 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 	if conf.deniedUIDs.contains(uid) || conf.deniedGIDs.contains(gid) {
 		return nil, nil, fmt.Errorf("user %q: uid %d / gid %d is denied by the plugin's denied_host_uids/gids", cfg.User, uid, gid)
 	}
-	spec, rChoice, err := d.buildSpec(cfg, &tc, conf, uid, gid)
+	spec, rChoice, err := d.buildSpec(cfg, &tc, conf, uid, gid, self)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -269,7 +278,7 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 			return nil, nil, fmt.Errorf("applying resource limits: %w", err)
 		}
 	}
-	if err := os.MkdirAll(conf.StateDir, 0o700); err != nil {
+	if err := os.MkdirAll(conf.StateDir, 0o711); err != nil {
 		return nil, nil, fmt.Errorf("state_dir: %w", err)
 	}
 	statusPath := filepath.Join(conf.StateDir, stateName(cfg.ID)+".status")
@@ -302,6 +311,7 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 		StatusPath: statusPath,
 		Cgroups:    cgroups.Dirs(),
 		NetNS:      netNS(cfg, spec),
+		Seccomp:    d.seccomp,
 	})
 	if err != nil {
 		cgroups.Teardown()
@@ -318,6 +328,7 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 		GID:        gid,
 		Cgroups:    cgroups,
 		Env:        spec.Env,
+		SelfBound:  self != "",
 	}
 	handle := drivers.NewTaskHandle(taskHandleVersion)
 	handle.Config = cfg

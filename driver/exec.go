@@ -15,10 +15,8 @@ import (
 	"github.com/hashicorp/nomad/plugins/drivers"
 
 	"github.com/bwrap-r/bwrap-r/bwrap"
+	"github.com/bwrap-r/bwrap-r/syscallfilter"
 )
-
-// setprivInside is util-linux's setpriv as the sandbox sees it (in /usr).
-const setprivInside = "/usr/bin/setpriv"
 
 // enterCmd builds the process that runs cmd inside the task's sandbox.
 func (d *Driver) enterCmd(h *taskHandle, cmd []string) (*exec.Cmd, error) {
@@ -26,12 +24,12 @@ func (d *Driver) enterCmd(h *taskHandle, cmd []string) (*exec.Cmd, error) {
 	if err != nil {
 		return nil, errors.New("exec needs util-linux's nsenter on the node")
 	}
-	if _, err := os.Stat(setprivInside); err != nil {
-		return nil, fmt.Errorf("exec needs util-linux's setpriv at %s", setprivInside)
+	if !h.state.SelfBound {
+		return nil, errNoSelf()
 	}
 	return h.sandbox.EnterCmd(bwrap.Enter{
 		Nsenter: nsenter,
-		Setpriv: setprivInside,
+		Confine: []string{selfInside, syscallfilter.ConfineCommand, "--"},
 		Shim:    []string{d.shim[0], bwrap.EnterCommand},
 		Cgroups: h.state.Cgroups.Dirs(),
 		UID:     h.state.UID,

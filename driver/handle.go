@@ -28,6 +28,8 @@ type TaskState struct {
 	Cgroups *cgroup.Set
 	// Env is the task's environment, for commands exec'd into it.
 	Env map[string]string
+	// SelfBound says bwrap-r's binary is at /.bwrap-r in the sandbox.
+	SelfBound bool
 }
 
 type taskHandle struct {

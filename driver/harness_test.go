@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/nomad/plugins/drivers/testutils"
 
 	"github.com/bwrap-r/bwrap-r/bwrap"
+	"github.com/bwrap-r/bwrap-r/syscallfilter"
 )
 
 func TestMain(m *testing.M) {
@@ -26,6 +27,9 @@ func TestMain(m *testing.M) {
 	}
 	if len(os.Args) > 1 && os.Args[1] == bwrap.EnterCommand {
 		bwrap.EnterMain(os.Args[2:])
+	}
+	if len(os.Args) > 1 && os.Args[1] == syscallfilter.ConfineCommand {
+		syscallfilter.ConfineMain(os.Args[2:])
 	}
 	// As the Nomad client does at start: the nomad cgroup tree (on v1 a task
 	// cannot join the cpuset partition before this).
@@ -53,7 +57,11 @@ func newDriver(t *testing.T, conf Config) *Driver {
 	d := New(hclog.NewNullLogger())
 	d.shim = []string{os.Args[0], bwrap.ShimCommand}
 	if conf.StateDir == "" {
-		conf.StateDir = t.TempDir()
+		conf.StateDir = stateDir(t)
+	}
+	if conf.Egress == nil {
+		// Tests never probe the real metadata address.
+		conf.Egress = &EgressConfig{}
 	}
 	if conf.TmpSizeMB == 0 {
 		conf.TmpSizeMB = 64
@@ -67,6 +75,18 @@ func newDriver(t *testing.T, conf Config) *Driver {
 	}
 	t.Cleanup(d.cancel)
 	return d
+}
+
+// stateDir is a state dir whose bin/ task UIDs can reach, as in production
+// (t.TempDir's parents are private).
+func stateDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "bwrap-r-state-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
 }
 
 func newHarness(t *testing.T, conf Config) (*testutils.DriverHarness, *Driver) {
@@ -124,20 +144,24 @@ func waitExit(t *testing.T, h *testutils.DriverHarness, id string, timeout time.
 	return nil
 }
 
-// logs reads what logmon wrote for the task's stdout (or stderr).
+// logs reads what logmon wrote for the task's stdout (or stderr), once it
+// has stopped growing (logmon copies from the FIFO in its own time).
 func logs(t *testing.T, task *drivers.TaskConfig, stream string) string {
 	t.Helper()
 	p := filepath.Join(task.TaskDir().LogDir, task.Name+"."+stream+".0")
-	var b []byte
+	var last []byte
+	stableSince := time.Now()
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
-		b, _ = os.ReadFile(p)
-		if len(b) > 0 {
+		b, _ := os.ReadFile(p)
+		if string(b) != string(last) {
+			last, stableSince = b, time.Now()
+		} else if len(b) > 0 && time.Since(stableSince) > 300*time.Millisecond {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return string(b)
+	return string(last)
 }
 
 func waitLog(t *testing.T, task *drivers.TaskConfig, stream, text string) {
@@ -336,8 +360,8 @@ func TestHarnessRefusesRootAndUnknownUsers(t *testing.T) {
 
 func TestHarnessRecoverAfterPluginRestart(t *testing.T) {
 	needRoot(t)
-	stateDir := t.TempDir()
-	h1, _ := newHarness(t, Config{StateDir: stateDir})
+	state := stateDir(t)
+	h1, _ := newHarness(t, Config{StateDir: state})
 	task := newTask(t, h1, "survivor", sh(`while [ ! -e /local/go ]; do sleep 0.05; done; exit 9`))
 	handle, _, err := h1.StartTask(task)
 	if err != nil {
@@ -345,7 +369,7 @@ func TestHarnessRecoverAfterPluginRestart(t *testing.T) {
 	}
 	// The plugin goes away; the task must not.
 	h1.Kill()
-	h2, _ := newHarness(t, Config{StateDir: stateDir})
+	h2, _ := newHarness(t, Config{StateDir: state})
 	if err := h2.RecoverTask(handle); err != nil {
 		t.Fatal(err)
 	}

@@ -33,7 +33,7 @@ func loopbackListener(t *testing.T) string {
 	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 }
 
-const connectScript = `if bash -c 'exec 3<>/dev/tcp/127.0.0.1/%s' 2>/dev/null; then echo connected; else echo refused; fi; grep -c : /proc/net/dev`
+const connectScript = `if bash -c 'exec 3<>/dev/tcp/127.0.0.1/%s' 2>/dev/null; then echo connected; else echo refused; fi; grep -c : /proc/net/dev; echo end`
 
 func TestHarnessNetworkNone(t *testing.T) {
 	h, _ := newHarness(t, Config{})
@@ -45,7 +45,9 @@ func TestHarnessNetworkNone(t *testing.T) {
 	start(t, h, host)
 	waitExit(t, h, none.ID, 20*time.Second)
 	waitExit(t, h, host.ID, 20*time.Second)
-	if got := strings.Fields(logs(t, none, "stdout")); len(got) != 2 || got[0] != "refused" || got[1] != "1" {
+	waitLog(t, none, "stdout", "end")
+	waitLog(t, host, "stdout", "end")
+	if got := strings.Fields(logs(t, none, "stdout")); len(got) != 3 || got[0] != "refused" || got[1] != "1" {
 		t.Errorf("network none: %q, want refused and only lo", got)
 	}
 	if got := strings.Fields(logs(t, host, "stdout")); len(got) == 0 || got[0] != "connected" {

@@ -17,7 +17,7 @@ func (d *Driver) preflightConfig(c Config, bwrapPath string) preflight.Config {
 	pc := preflight.Config{
 		BwrapPath:   bwrapPath,
 		Shim:        []string{d.shim[0], bwrap.ShimCommand},
-		ProbeBinary: d.probeBinary,
+		ProbeBinary: d.selfBinary,
 		UID:         probeUID,
 		GID:         probeUID,
 		StateDir:    c.StateDir,
@@ -59,6 +59,7 @@ func validateTargets(c Config) error {
 // RunPreflight runs every check for a plugin config (the CLI's entry point).
 func RunPreflight(ctx context.Context, c Config) *preflight.Report {
 	d := New(nullLogger())
+	d.installSelf(c.StateDir)
 	bwrapPath, _ := findBwrap(c.BwrapPath)
 	return preflight.Run(ctx, d.preflightConfig(c, bwrapPath))
 }

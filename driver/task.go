@@ -50,7 +50,7 @@ func resolveUser(name string) (uid, gid uint32, err error) {
 
 // buildSpec turns a task into a sandbox spec. rChoice says which R the task
 // got and why ("" when it uses none).
-func (d *Driver) buildSpec(cfg *drivers.TaskConfig, tc *TaskConfig, conf Config, uid, gid uint32) (spec *bwrap.Spec, rChoice string, err error) {
+func (d *Driver) buildSpec(cfg *drivers.TaskConfig, tc *TaskConfig, conf Config, uid, gid uint32, self string) (spec *bwrap.Spec, rChoice string, err error) {
 	if strings.TrimSpace(tc.Command) == "" {
 		return nil, "", errors.New("config: command must not be empty")
 	}
@@ -61,6 +61,9 @@ func (d *Driver) buildSpec(cfg *drivers.TaskConfig, tc *TaskConfig, conf Config,
 		bwrap.Mount{Kind: bwrap.Bind, Source: td.SecretsDir, Dest: insideSecrets},
 		bwrap.Mount{Kind: bwrap.Bind, Source: td.SharedAllocDir, Dest: insideAlloc},
 	)
+	if self != "" {
+		mounts = append(mounts, bwrap.Mount{Kind: bwrap.ROBind, Source: self, Dest: selfInside})
+	}
 
 	env := make(map[string]string, len(cfg.Env)+4)
 	for k, v := range cfg.Env {

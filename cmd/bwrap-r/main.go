@@ -14,6 +14,7 @@ import (
 	"github.com/bwrap-r/bwrap-r/bwrap"
 	"github.com/bwrap-r/bwrap-r/driver"
 	"github.com/bwrap-r/bwrap-r/preflight"
+	"github.com/bwrap-r/bwrap-r/syscallfilter"
 )
 
 const usage = `usage:
@@ -29,6 +30,8 @@ func main() {
 			bwrap.ShimMain(os.Args[2:])
 		case bwrap.EnterCommand:
 			bwrap.EnterMain(os.Args[2:])
+		case syscallfilter.ConfineCommand:
+			syscallfilter.ConfineMain(os.Args[2:])
 		case preflight.ProbeCommand:
 			os.Exit(preflight.RunProbe(os.Args[2:]))
 		case "preflight":
