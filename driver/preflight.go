@@ -6,6 +6,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/nomad/plugins/drivers"
+	pstructs "github.com/hashicorp/nomad/plugins/shared/structs"
+
 	"github.com/bwrap-r/bwrap-r/bwrap"
 	"github.com/bwrap-r/bwrap-r/egress"
 	"github.com/bwrap-r/bwrap-r/preflight"
@@ -97,4 +100,21 @@ func (p *preflightCache) reset() {
 	p.mu.Lock()
 	p.report = nil
 	p.mu.Unlock()
+}
+
+// preflightFingerprint runs (or reuses) the preflight report and folds it
+// into the fingerprint: each check as driver.bwrap-r.preflight.<check>, and
+// unhealthy, naming the failures, when a check is an error.
+func (d *Driver) preflightFingerprint(fp *drivers.Fingerprint, c Config, bwrapPath string) {
+	report := d.preflight.get(c.preflightEvery, func() *preflight.Report {
+		return preflight.Run(d.ctx, d.preflightConfig(c, bwrapPath))
+	})
+	attrs, failed := report.Attributes()
+	for k, v := range attrs {
+		fp.Attributes["driver.bwrap-r."+k] = pstructs.NewStringAttribute(v)
+	}
+	if failed != "" {
+		fp.Health = drivers.HealthStateUnhealthy
+		fp.HealthDescription = failed
+	}
 }
