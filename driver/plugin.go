@@ -45,6 +45,8 @@ var configSpec = hclspec.NewObject(map[string]*hclspec.Spec{
 	),
 	// default_r: the R binary for tasks naming no version; default: R on PATH.
 	"default_r": hclspec.NewAttr("default_r", "string", false),
+	// r_library_roots: host dirs jobs may use as package libraries (r_libs).
+	"r_library_roots": hclspec.NewAttr("r_library_roots", "list(string)", false),
 	// r_version_match: exact, minor or nearest, for tasks that do not say.
 	"r_version_match": hclspec.NewDefault(
 		hclspec.NewAttr("r_version_match", "string", false),
@@ -95,6 +97,10 @@ var taskConfigSpec = hclspec.NewObject(map[string]*hclspec.Spec{
 	"r_version":       hclspec.NewAttr("r_version", "string", false),
 	"r_version_match": hclspec.NewAttr("r_version_match", "string", false),
 	"pids_limit":      hclspec.NewAttr("pids_limit", "number", false),
+	// r_libs: host libraries under r_library_roots ("{minor}" is the R's x.y).
+	"r_libs": hclspec.NewAttr("r_libs", "list(string)", false),
+	// r_lib_writable: a library the task may install into (/alloc/... or /local/...).
+	"r_lib_writable": hclspec.NewAttr("r_lib_writable", "string", false),
 	// network = "none": loopback only, whatever the group's network mode.
 	"network": hclspec.NewAttr("network", "string", false),
 })
@@ -121,9 +127,10 @@ type Config struct {
 	DeniedHostUIDs string `codec:"denied_host_uids"`
 	DeniedHostGIDs string `codec:"denied_host_gids"`
 
-	RRoot         string `codec:"r_root"`
-	DefaultR      string `codec:"default_r"`
-	RVersionMatch string `codec:"r_version_match"`
+	RRoot         string   `codec:"r_root"`
+	DefaultR      string   `codec:"default_r"`
+	RVersionMatch string   `codec:"r_version_match"`
+	RLibraryRoots []string `codec:"r_library_roots"`
 
 	TaskUIDRange      string        `codec:"task_uid_range"`
 	PreflightInterval string        `codec:"preflight_interval"`
@@ -145,4 +152,7 @@ type TaskConfig struct {
 	PidsLimit int64 `codec:"pids_limit"`
 	// Network "none" gives the task a network namespace of its own.
 	Network string `codec:"network"`
+
+	RLibs        []string `codec:"r_libs"`
+	RLibWritable string   `codec:"r_lib_writable"`
 }

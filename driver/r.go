@@ -5,9 +5,11 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/hashicorp/nomad/plugins/drivers"
 	pstructs "github.com/hashicorp/nomad/plugins/shared/structs"
 
 	"github.com/bwrap-r/bwrap-r/bwrap"
+	"github.com/bwrap-r/bwrap-r/rlib"
 	"github.com/bwrap-r/bwrap-r/rversion"
 )
 
@@ -23,8 +25,8 @@ func (d *Driver) catalog(conf Config) (*rversion.Catalog, error) {
 // read-only at its own path, its bin/ first on PATH (so system("Rscript")
 // inside an app runs the same R), R_HOME, and R/Rscript resolved to it. It
 // returns the sentence for the task event, or "" when the task uses no R.
-func (d *Driver) applyR(spec *bwrap.Spec, tc *TaskConfig, conf Config) (string, error) {
-	if tc.RVersion == "" && !rCommands[tc.Command] {
+func (d *Driver) applyR(spec *bwrap.Spec, cfg *drivers.TaskConfig, tc *TaskConfig, conf Config, uid, gid uint32) (string, error) {
+	if tc.RVersion == "" && !rCommands[tc.Command] && len(tc.RLibs) == 0 && tc.RLibWritable == "" {
 		return "", nil
 	}
 	match, err := rversion.ParseMatch(tc.RVersionMatch, rversion.Match(conf.RVersionMatch))
@@ -47,7 +49,50 @@ func (d *Driver) applyR(spec *bwrap.Spec, tc *TaskConfig, conf Config) (string, 
 	if rCommands[tc.Command] {
 		spec.Command = filepath.Join(in.Bin, tc.Command)
 	}
+	libs, err := applyRLibs(spec, cfg, tc, conf, rversion.MajorMinor(in.Version), uid, gid)
+	if err != nil {
+		return "", err
+	}
+	if libs != "" {
+		why += "; R libraries: " + libs
+	}
 	return why, nil
+}
+
+// applyRLibs binds the task's libraries and puts them on R_LIBS in order,
+// the writable one first, all ahead of the R install's own library.
+func applyRLibs(spec *bwrap.Spec, cfg *drivers.TaskConfig, tc *TaskConfig, conf Config, minor string, uid, gid uint32) (string, error) {
+	var paths, shown []string
+	if w := tc.RLibWritable; w != "" {
+		w = rlib.Expand(w, minor)
+		if err := rlib.CheckWritable(w); err != nil {
+			return "", err
+		}
+		base, rel := cfg.TaskDir().SharedAllocDir, strings.TrimPrefix(w, insideAlloc+"/")
+		if strings.HasPrefix(w, insideLocal+"/") {
+			base, rel = cfg.TaskDir().LocalDir, strings.TrimPrefix(w, insideLocal+"/")
+		}
+		if err := rlib.MakeDir(base, rel, int(uid), int(gid)); err != nil {
+			return "", fmt.Errorf("r_lib_writable %s: %w", w, err)
+		}
+		paths = append(paths, w)
+		shown = append(shown, w+" (writable)")
+	}
+	for _, l := range tc.RLibs {
+		inside := rlib.Expand(l, minor)
+		host, err := rlib.Allowed(inside, conf.RLibraryRoots)
+		if err != nil {
+			return "", err
+		}
+		spec.Mounts = append(spec.Mounts, bwrap.Mount{Kind: bwrap.ROBind, Source: host, Dest: filepath.Clean(inside)})
+		paths = append(paths, filepath.Clean(inside))
+		shown = append(shown, filepath.Clean(inside))
+	}
+	if len(paths) == 0 {
+		return "", nil
+	}
+	spec.Env["R_LIBS"] = strings.Join(paths, ":")
+	return strings.Join(shown, ", "), nil
 }
 
 // rAttributes are the fingerprint's R attributes: every version, the highest

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -31,7 +32,7 @@ func rigRoot(t *testing.T, versions ...string) string {
 		for _, name := range []string{"R", "Rscript"} {
 			script := "#!/bin/sh\n[ \"$1\" = --version ] && { echo 'R version " + v + " (fake)'; exit 0; }\n" +
 				"[ \"$1\" = RHOME ] && { echo " + filepath.Join(root, v, "lib", "R") + "; exit 0; }\n" +
-				"echo \"" + name + " " + v + " R_HOME=$R_HOME PATH=$PATH\"\n"
+				"echo \"" + name + " " + v + " R_HOME=$R_HOME PATH=$PATH R_LIBS=$R_LIBS\"; for d in $(echo $R_LIBS | tr : ' '); do ls $d; done\n"
 			if err := os.WriteFile(filepath.Join(bin, name), []byte(script), 0o755); err != nil {
 				t.Fatal(err)
 			}
@@ -180,5 +181,51 @@ func TestFingerprintBwrapMissing(t *testing.T) {
 	}
 	if _, _, err := d.StartTask(task); err == nil || !strings.Contains(err.Error(), "/nonexistent/bwrap") {
 		t.Fatalf("start without bwrap: %v", err)
+	}
+}
+
+func TestHarnessRLibraries(t *testing.T) {
+	rig := rigRoot(t, "4.4.2")
+	libRoot, err := os.MkdirTemp("", "r-libs-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(libRoot) })
+	os.Chmod(libRoot, 0o755)
+	common := filepath.Join(libRoot, "4.4", "common")
+	os.MkdirAll(filepath.Join(common, "mypkg"), 0o755)
+	os.MkdirAll(filepath.Join(libRoot, "4.3", "common", "oldpkg"), 0o755)
+	outside, _ := os.MkdirTemp("", "r-libs-outside-")
+	t.Cleanup(func() { os.RemoveAll(outside) })
+	os.Chmod(outside, 0o755)
+	os.Symlink(outside, filepath.Join(libRoot, "escape"))
+
+	h, _ := newHarness(t, Config{RRoot: rig, DefaultR: filepath.Join(rig, "4.4.2", "bin", "R"), RLibraryRoots: []string{libRoot}})
+	task := newTask(t, h, "libs", TaskConfig{Command: "Rscript", RVersion: "4.4",
+		RLibs: []string{filepath.Join(libRoot, "{minor}", "common")}, RLibWritable: "/alloc/lib"})
+	task.User = "nomad-80051"
+	start(t, h, task)
+	waitExit(t, h, task.ID, 20*time.Second)
+	out := logs(t, task, "stdout")
+	if !strings.Contains(out, "R_LIBS=/alloc/lib:"+common+"\n") || !strings.Contains(out, "mypkg") || strings.Contains(out, "oldpkg") {
+		t.Fatalf("libraries not as asked (want /alloc/lib then the 4.4 library): %q", out)
+	}
+	fi, err := os.Stat(filepath.Join(task.TaskDir().SharedAllocDir, "lib"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := fi.Sys().(*syscall.Stat_t); st.Uid != 80051 {
+		t.Fatalf("/alloc/lib owned by %d, want the task's uid", st.Uid)
+	}
+
+	for _, bad := range []string{outside, filepath.Join(libRoot, "4.4", "..", "..", filepath.Base(outside)), filepath.Join(libRoot, "escape")} {
+		task := newTask(t, h, "badlib", TaskConfig{Command: "Rscript", RLibs: []string{bad}})
+		if _, _, err := h.StartTask(task); err == nil || !strings.Contains(err.Error(), "r_libs") {
+			t.Errorf("library %s accepted: %v", bad, err)
+		}
+	}
+	task = newTask(t, h, "badwritable", TaskConfig{Command: "Rscript", RLibWritable: "/etc/lib"})
+	if _, _, err := h.StartTask(task); err == nil {
+		t.Error("r_lib_writable outside /alloc and /local accepted")
 	}
 }

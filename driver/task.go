@@ -95,7 +95,7 @@ func (d *Driver) buildSpec(cfg *drivers.TaskConfig, tc *TaskConfig, conf Config,
 	if err := applyNetwork(spec, cfg, tc); err != nil {
 		return nil, "", err
 	}
-	if rChoice, err = d.applyR(spec, tc, conf); err != nil {
+	if rChoice, err = d.applyR(spec, cfg, tc, conf, uid, gid); err != nil {
 		return nil, "", err
 	}
 	if _, err := lookCommand(spec, env["PATH"]); err != nil {

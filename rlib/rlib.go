@@ -1,0 +1,114 @@
+// Package rlib checks the R package libraries a task asks for: host
+// libraries under the operator's allowed roots, and a writable library
+// created inside the task's own directories.
+package rlib
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// MinorPlaceholder in a library path stands for the resolved R's
+// major.minor, so that a library built for 4.3 is never used by 4.4.
+const MinorPlaceholder = "{minor}"
+
+// Expand fills in the placeholder.
+func Expand(path, minor string) string {
+	return strings.ReplaceAll(path, MinorPlaceholder, minor)
+}
+
+// hasDotDot reports a ".." component.
+func hasDotDot(p string) bool {
+	for _, c := range strings.Split(p, "/") {
+		if c == ".." {
+			return true
+		}
+	}
+	return false
+}
+
+// Allowed checks that path (absolute, no "..") is a directory lying under
+// one of roots after symlinks are resolved, and returns its resolved path.
+func Allowed(path string, roots []string) (string, error) {
+	if !filepath.IsAbs(path) || hasDotDot(path) {
+		return "", fmt.Errorf("r_libs %q: want an absolute path without ..", path)
+	}
+	if len(roots) == 0 {
+		return "", fmt.Errorf("r_libs %q: the plugin allows no library roots (r_library_roots)", path)
+	}
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return "", fmt.Errorf("r_libs %q: %w", path, err)
+	}
+	fi, err := os.Stat(real)
+	if err != nil || !fi.IsDir() {
+		return "", fmt.Errorf("r_libs %q is not a directory", path)
+	}
+	for _, root := range roots {
+		r, err := filepath.EvalSymlinks(root)
+		if err != nil {
+			continue
+		}
+		if rel, err := filepath.Rel(r, real); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
+			return real, nil
+		}
+	}
+	return "", fmt.Errorf("r_libs %q (%s) is outside the allowed library roots %s", path, real, strings.Join(roots, ", "))
+}
+
+// CheckWritable validates a writable library's path as the sandbox sees it:
+// under /alloc or /local, no "..".
+func CheckWritable(inside string) error {
+	if !filepath.IsAbs(inside) || hasDotDot(inside) || filepath.Clean(inside) != inside {
+		return fmt.Errorf("r_lib_writable %q: want a clean absolute path", inside)
+	}
+	for _, top := range []string{"/alloc/", "/local/"} {
+		if strings.HasPrefix(inside, top) && len(inside) > len(top) {
+			return nil
+		}
+	}
+	return fmt.Errorf("r_lib_writable %q must lie under /alloc or /local", inside)
+}
+
+// MakeDir creates rel (a relative path) under base, owned by uid:gid, when
+// it does not exist yet. No symlink is followed at any step: base's contents
+// are the task's, and the plugin is root.
+func MakeDir(base, rel string, uid, gid int) error {
+	fd, err := unix.Open(base, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	parts := strings.Split(filepath.Clean(rel), "/")
+	for i, part := range parts {
+		if part == "" || part == "." || part == ".." {
+			unix.Close(fd)
+			return fmt.Errorf("bad library path %q", rel)
+		}
+		created := false
+		if err := unix.Mkdirat(fd, part, 0o755); err == nil {
+			created = true
+		} else if !errors.Is(err, unix.EEXIST) {
+			unix.Close(fd)
+			return err
+		}
+		if created {
+			if err := unix.Fchownat(fd, part, uid, gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+				unix.Close(fd)
+				return err
+			}
+		}
+		next, err := unix.Openat(fd, part, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		unix.Close(fd)
+		if err != nil {
+			return fmt.Errorf("%s: %w (a symlink is refused)", filepath.Join(parts[:i+1]...), err)
+		}
+		fd = next
+	}
+	unix.Close(fd)
+	return nil
+}

@@ -1,0 +1,75 @@
+package rlib
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestAllowed(t *testing.T) {
+	root := t.TempDir()
+	outside := t.TempDir()
+	os.MkdirAll(filepath.Join(root, "4.4", "common"), 0o755)
+	os.Symlink(outside, filepath.Join(root, "escape"))
+	os.Symlink(filepath.Join(root, "4.4"), filepath.Join(root, "current"))
+	roots := []string{root}
+
+	if got, err := Allowed(filepath.Join(root, "4.4", "common"), roots); err != nil || got != filepath.Join(root, "4.4", "common") {
+		t.Fatalf("inside: %q %v", got, err)
+	}
+	if _, err := Allowed(filepath.Join(root, "current", "common"), roots); err != nil {
+		t.Fatalf("a link within the root: %v", err)
+	}
+	for _, bad := range []string{
+		outside,
+		filepath.Join(root, "4.4", "..", "..", filepath.Base(outside)),
+		filepath.Join(root, "escape"),
+		"relative/lib",
+		filepath.Join(root, "missing"),
+	} {
+		if _, err := Allowed(bad, roots); err == nil {
+			t.Errorf("%q allowed", bad)
+		}
+	}
+	if _, err := Allowed(filepath.Join(root, "4.4"), nil); err == nil || !strings.Contains(err.Error(), "r_library_roots") {
+		t.Errorf("no roots: %v", err)
+	}
+}
+
+func TestExpand(t *testing.T) {
+	if got := Expand("/srv/r-libs/{minor}/common", "4.4"); got != "/srv/r-libs/4.4/common" {
+		t.Fatal(got)
+	}
+}
+
+func TestCheckWritable(t *testing.T) {
+	for _, ok := range []string{"/alloc/lib", "/local/R/lib"} {
+		if err := CheckWritable(ok); err != nil {
+			t.Errorf("%s: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"/alloc", "/etc/lib", "/alloc/../etc", "alloc/lib", "/alloc/lib/", "/localx/lib"} {
+		if err := CheckWritable(bad); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+}
+
+func TestMakeDirRefusesSymlinks(t *testing.T) {
+	base := t.TempDir()
+	target := t.TempDir()
+	os.Symlink(target, filepath.Join(base, "lib"))
+	if err := MakeDir(base, "lib/x", os.Getuid(), os.Getgid()); err == nil {
+		t.Fatal("followed a planted symlink")
+	}
+	if _, err := os.Stat(filepath.Join(target, "x")); err == nil {
+		t.Fatal("created a directory through the symlink")
+	}
+	if err := MakeDir(base, "R/lib", os.Getuid(), os.Getgid()); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(filepath.Join(base, "R", "lib")); err != nil || !fi.IsDir() {
+		t.Fatal("not created", err)
+	}
+}
