@@ -3,9 +3,9 @@
 //	BWRAP_R_E2E=1 go test -count=1 -v ./e2e/
 //
 // It builds the plugin, starts `nomad agent -dev` (or a one-node cluster) with
-// it and runs jobs. It
-// needs root, bubblewrap, R (with shiny) and the agent built by `make nomad`
-// (or NOMAD_BIN). Without BWRAP_R_E2E=1 every test skips.
+// it and runs jobs. It needs root, bubblewrap, R (with shiny) and the agent
+// built by `make nomad` (or NOMAD_BIN). Without BWRAP_R_E2E=1 every test
+// skips.
 package e2e
 
 import (
@@ -212,7 +212,15 @@ plugin "bwrap-r" {
 
 // serverConfig makes a non-dev agent a one-node cluster.
 const serverConfig = `
-data_dir = %q
+data_dir  = %q
+log_level = "DEBUG"
+
+# Outside dev mode Nomad will not advertise a loopback address by default.
+advertise {
+  http = "127.0.0.1"
+  rpc  = "127.0.0.1"
+  serf = "127.0.0.1"
+}
 
 server {
   enabled          = true
@@ -254,7 +262,9 @@ func startAgent(opts agentOpts) (*agent, error) {
 			return nil, err
 		}
 		server = fmt.Sprintf(serverConfig, data)
-		clientConf = "  enabled = true\n" + clientConf
+		// Dev mode's choice: tasks' ports on loopback, not on the interface
+		// of the default route.
+		clientConf = "  enabled           = true\n  network_interface = \"lo\"\n" + clientConf
 	}
 	conf := filepath.Join(dir, "agent.hcl")
 	body := fmt.Sprintf(agentConfig, server, ports[0], ports[1], ports[2], clientConf, opts.plugin)
@@ -272,7 +282,13 @@ func startAgent(opts agentOpts) (*agent, error) {
 		return nil, err
 	}
 	started = true
-	if err := a.waitDriver(false, time.Minute); err != nil {
+	// A one-node cluster's client may take half a minute to register: its
+	// first try can come before the new server's keyring is ready.
+	wait := time.Minute
+	if a.server {
+		wait = 2 * time.Minute
+	}
+	if err := a.waitDriver(false, wait); err != nil {
 		err = fmt.Errorf("%v\n%s", err, a.logTail(60))
 		a.stop()
 		return nil, err
@@ -405,6 +421,8 @@ func (a *agent) stop() {
 	default:
 		if a.server {
 			allocIDs = a.stopAllJobs()
+		} else {
+			allocIDs = a.allocIDs()
 		}
 		a.interrupt()
 	}
@@ -459,12 +477,27 @@ func (a *agent) stopAllJobs() []string {
 	if len(running) > 0 {
 		fmt.Fprintf(os.Stderr, "e2e: agent %s: allocations still running a minute after their jobs' stop: %v\n", a.addr, running)
 	}
-	// The client destroys its terminal allocations: their dirs' mounts go.
+	// The client destroys its terminal allocations, in the background: their
+	// dirs' mounts and their cgroups go.
 	c := http.Client{Timeout: 30 * time.Second}
 	if req, err := http.NewRequest(http.MethodPut, a.addr+"/v1/client/gc", nil); err == nil {
 		if resp, err := c.Do(req); err == nil {
 			resp.Body.Close()
 		}
+	}
+	eventually(20*time.Second, 250*time.Millisecond, func() bool {
+		return len(mountsBelow(a.dir)) == 0
+	})
+	return ids
+}
+
+// allocIDs lists the IDs of the agent's allocations.
+func (a *agent) allocIDs() []string {
+	var allocs []struct{ ID string }
+	a.get("/v1/allocations", &allocs)
+	var ids []string
+	for _, al := range allocs {
+		ids = append(ids, al.ID)
 	}
 	return ids
 }

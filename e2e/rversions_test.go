@@ -208,37 +208,7 @@ func TestRVersions(t *testing.T) {
   }`, `        command = "Rscript"
         args    = ["-e", "1"]`))
 		a.runJob(t, file, job)
-		type evalT struct {
-			ID, Status     string
-			FailedTGAllocs map[string]*struct {
-				NodesEvaluated, NodesFiltered int
-				ConstraintFiltered            map[string]int
-			}
-		}
-		var failed *evalT
-		var last string
-		if !eventually(30*time.Second, 250*time.Millisecond, func() bool {
-			var evals []evalT
-			if err := a.get("/v1/job/"+job+"/evaluations", &evals); err != nil {
-				last = err.Error()
-				return false
-			}
-			last = fmt.Sprintf("%+v", evals)
-			for i := range evals {
-				if evals[i].Status == "complete" && len(evals[i].FailedTGAllocs) > 0 {
-					failed = &evals[i]
-					return true
-				}
-			}
-			return false
-		}) {
-			t.Fatalf("no evaluation with failed placements after 30s: %s", last)
-		}
-		m := failed.FailedTGAllocs["g"]
-		if m == nil {
-			t.Fatalf("evaluation %s: no failed placement of group g: %+v", failed.ID, failed.FailedTGAllocs)
-		}
-		t.Logf("evaluation %s: group g: %d node(s) evaluated, %d filtered: %v", failed.ID, m.NodesEvaluated, m.NodesFiltered, m.ConstraintFiltered)
+		m := a.waitPlacementFailure(t, job, "g")
 		const constraint = "${attr.driver.bwrap-r.r.versions} set_contains 9.9.9"
 		if m.ConstraintFiltered[constraint] != 1 {
 			t.Errorf("ConstraintFiltered = %v, want {%q: 1}", m.ConstraintFiltered, constraint)
@@ -298,4 +268,61 @@ func TestRVersions(t *testing.T) {
 			t.Errorf("no task event for the R choice:\n%s", al)
 		}
 	})
+
+	t.Run("example-unplaced-without-4.2", func(t *testing.T) {
+		// On a node with no 4.2 under r_root (the shared agent's default
+		// /opt/R, when it holds none), the example's constraint keeps it off.
+		if m, _ := filepath.Glob("/opt/R/4.2.*/bin/R"); len(m) > 0 {
+			t.Skipf("this machine has %v", m)
+		}
+		b := sharedAgent(t)
+		const job = "r-version"
+		b.runJob(t, example(t, "r-version.nomad.hcl"), job)
+		m := b.waitPlacementFailure(t, job, "r")
+		// Nomad names it "LTarget Operand RTarget": here with a trailing blank.
+		const constraint = "${attr.driver.bwrap-r.r.minor.4.2} is_set "
+		if m.ConstraintFiltered[constraint] != 1 {
+			t.Errorf("ConstraintFiltered = %v, want {%q: 1}", m.ConstraintFiltered, constraint)
+		}
+	})
+}
+
+type allocMetric struct {
+	NodesEvaluated, NodesFiltered int
+	ConstraintFiltered            map[string]int
+}
+
+// waitPlacementFailure waits for the job's evaluation that failed to place
+// the group, and returns its metrics.
+func (a *agent) waitPlacementFailure(t *testing.T, job, group string) *allocMetric {
+	t.Helper()
+	type evalT struct {
+		ID, Status     string
+		FailedTGAllocs map[string]*allocMetric
+	}
+	var failed *evalT
+	var last string
+	if !eventually(30*time.Second, 250*time.Millisecond, func() bool {
+		var evals []evalT
+		if err := a.get("/v1/job/"+job+"/evaluations", &evals); err != nil {
+			last = err.Error()
+			return false
+		}
+		last = fmt.Sprintf("%+v", evals)
+		for i := range evals {
+			if evals[i].Status == "complete" && len(evals[i].FailedTGAllocs) > 0 {
+				failed = &evals[i]
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Fatalf("job %s: no evaluation with failed placements after 30s: %s", job, last)
+	}
+	m := failed.FailedTGAllocs[group]
+	if m == nil {
+		t.Fatalf("evaluation %s: no failed placement of group %s: %+v", failed.ID, group, failed.FailedTGAllocs)
+	}
+	t.Logf("evaluation %s: group %s: %d node(s) evaluated, %d filtered: %v", failed.ID, group, m.NodesEvaluated, m.NodesFiltered, m.ConstraintFiltered)
+	return m
 }

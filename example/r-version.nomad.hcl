@@ -4,8 +4,10 @@
 job "r-version" {
   type = "batch"
 
+  # The attribute's name ends in "4.2", which HCL2 would read as an index
+  # expression: "$${" keeps the "${...}" literal for Nomad's scheduler.
   constraint {
-    attribute = "${attr.driver.bwrap-r.r.minor.4.2}"
+    attribute = "$${attr.driver.bwrap-r.r.minor.4.2}"
     operator  = "is_set"
   }
 

@@ -1,0 +1,157 @@
+package e2e
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// shJob is a job of one bwrap-r task running /bin/sh -c script, neither
+// restarted nor rescheduled.
+func shJob(id, typ, script string, memoryMB int) string {
+	return fmt.Sprintf(`job %q {
+  type = %q
+  group "g" {
+    restart {
+      attempts = 0
+      mode     = "fail"
+    }
+    reschedule {
+      attempts  = 0
+      unlimited = false
+    }
+    task "t" {
+      driver = "bwrap-r"
+      config {
+        command = "/bin/sh"
+        args    = ["-c", %q]
+      }
+      resources {
+        cpu    = 100
+        memory = %d
+      }
+    }
+  }
+}
+`, id, typ, script, memoryMB)
+}
+
+// TestOOMKilled runs a task that outgrows resources.memory = 64: the kernel
+// kills it in its cgroup, and Nomad's task events say it was OOM-killed.
+func TestOOMKilled(t *testing.T) {
+	a := sharedAgent(t)
+	const job = "oom"
+	// tail keeps the whole newline-free stream in memory; the pipeline's
+	// status is tail's.
+	file := writeJob(t, job, shJob(job, "batch", "head -c 200M /dev/zero | tail > /dev/null", 64))
+	a.runJob(t, file, job)
+	al := a.waitAlloc(t, job, 2*time.Minute, "terminal", terminal)
+	t.Logf("%s", al)
+	if al.ClientStatus != "failed" {
+		t.Errorf("want the allocation failed, got %s", al.ClientStatus)
+	}
+	var pluginEvent, flag bool
+	for _, e := range al.TaskStates["t"].Events {
+		if e.Type == "Driver" && strings.Contains(e.DisplayMessage, "OOM") {
+			pluginEvent = true
+		}
+		if e.Type == "Terminated" && e.Details["oom_killed"] == "true" {
+			flag = true
+		}
+	}
+	t.Logf("the plugin's OOM event: %v; Terminated event with oom_killed: %v", pluginEvent, flag)
+	if !pluginEvent && !flag {
+		t.Errorf("neither a Driver event mentioning OOM nor a Terminated event with oom_killed=true")
+	}
+	term := al.events("t", "Terminated")
+	if len(term) != 1 || term[0].ExitCode != 128+9 {
+		t.Errorf("want one Terminated event with exit code 137 (tail's SIGKILL), got %+v", term)
+	}
+}
+
+// TestStatsOfBusyTask runs a busy loop and reads its resource usage through
+// the client's allocation stats API and `nomad alloc status -stats`.
+func TestStatsOfBusyTask(t *testing.T) {
+	a := sharedAgent(t)
+	const job = "busy"
+	file := writeJob(t, job, shJob(job, "batch", "while :; do :; done", 64))
+	a.runJob(t, file, job)
+	al := a.waitAlloc(t, job, time.Minute, "running", func(al *allocation) bool {
+		if terminal(al) {
+			t.Fatalf("the busy task ended:\n%s", al)
+		}
+		ts := al.TaskStates["t"]
+		return ts != nil && ts.State == "running"
+	})
+
+	type usage struct {
+		ResourceUsage struct {
+			CpuStats struct {
+				Percent, TotalTicks, UserMode, SystemMode float64
+				Measured                                  []string
+			}
+			MemoryStats struct {
+				RSS, Usage uint64
+				Measured   []string
+			}
+		}
+	}
+	var stats struct {
+		Tasks map[string]usage
+	}
+	var last string
+	ok := eventually(30*time.Second, time.Second, func() bool {
+		if err := a.get("/v1/client/allocation/"+al.ID+"/stats", &stats); err != nil {
+			last = err.Error()
+			return false
+		}
+		u, found := stats.Tasks["t"]
+		last = fmt.Sprintf("%+v", stats)
+		return found && u.ResourceUsage.CpuStats.Percent > 0 && u.ResourceUsage.MemoryStats.RSS > 0
+	})
+	if !ok {
+		t.Fatalf("no non-zero CPU percent and RSS for task t after 30s; last: %s", last)
+	}
+	u := stats.Tasks["t"].ResourceUsage
+	t.Logf("task t: cpu %.1f%% (%.0f ticks), rss %d, usage %d; measured %v / %v",
+		u.CpuStats.Percent, u.CpuStats.TotalTicks, u.MemoryStats.RSS, u.MemoryStats.Usage, u.CpuStats.Measured, u.MemoryStats.Measured)
+	// A busy loop takes a core; allow for sampling and a loaded machine.
+	if u.CpuStats.Percent < 20 {
+		t.Errorf("a busy loop uses %.1f%% CPU", u.CpuStats.Percent)
+	}
+	// TotalTicks is the MHz used, what Nomad's CLI and UI show: a driver
+	// computes it from Percent and the node's compute (Nomad's own drivers
+	// use cpustats.Tracker.TicksConsumed).
+	if u.CpuStats.TotalTicks <= 0 {
+		t.Errorf("CpuStats.TotalTicks = %.0f at %.1f%% CPU: the driver does not report the MHz used", u.CpuStats.TotalTicks, u.CpuStats.Percent)
+	}
+
+	out := a.mustNomad(t, "alloc", "status", "-stats", al.ID)
+	i := strings.Index(out, "Task Resources:")
+	if i < 0 {
+		t.Fatalf("nomad alloc status -stats shows no task resources:\n%s", out)
+	}
+	res := out[i:]
+	if j := strings.Index(res, "\n\n"); j > 0 {
+		res = res[:j]
+	}
+	t.Logf("nomad alloc status -stats:\n%s", res)
+	// CPU        Memory          Disk     Addresses
+	// 97/100 MHz  328 KiB/64 MiB  300 MiB
+	lines := strings.Split(res, "\n")
+	if len(lines) < 3 || !strings.HasPrefix(lines[1], "CPU") {
+		t.Fatalf("unexpected task resources table")
+	}
+	fs := strings.Fields(lines[2])
+	var mhz, ofMHz int
+	if _, err := fmt.Sscanf(fs[0], "%d/%d", &mhz, &ofMHz); err != nil || len(fs) < 5 || fs[1] != "MHz" {
+		t.Fatalf("unexpected task resources row %q", lines[2])
+	}
+	if mhz <= 0 {
+		t.Errorf("nomad alloc status -stats shows %d MHz of CPU for a busy loop (the CLI shows CpuStats.TotalTicks)", mhz)
+	}
+	if used := fs[2]; strings.HasPrefix(used, "0 ") || used == "0" {
+		t.Errorf("nomad alloc status -stats shows no memory used: %q", lines[2])
+	}
+}
