@@ -53,6 +53,10 @@ type Driver struct {
 	// seccomp is the compiled syscall filter every task runs under.
 	seccomp   []byte
 	preflight preflightCache
+	// rulesName is the nft table / iptables chain of the egress rules.
+	rulesName string
+	// mhzPerCore turns CPU percent into the MHz Nomad shows (guarded by mu).
+	mhzPerCore float64
 }
 
 // New returns a driver; Nomad configures it through SetConfig.
@@ -65,15 +69,16 @@ func New(logger hclog.Logger) *Driver {
 		panic(fmt.Sprintf("bwrap-r: seccomp filter: %v", err))
 	}
 	return &Driver{
-		eventer:  eventer.NewEventer(ctx, logger),
-		logger:   logger,
-		ctx:      ctx,
-		cancel:   cancel,
-		tasks:    newTaskStore(),
-		seccomp:  program,
-		shim:     []string{"/proc/self/exe", bwrap.ShimCommand},
-		rLinkDir: "/usr/local/bin",
-		config:   Config{StateDir: "/run/bwrap-r", TmpSizeMB: 256, PidsLimit: 2048, RRoot: "/opt/R", RVersionMatch: "minor"},
+		eventer:   eventer.NewEventer(ctx, logger),
+		logger:    logger,
+		ctx:       ctx,
+		cancel:    cancel,
+		tasks:     newTaskStore(),
+		seccomp:   program,
+		rulesName: egressRulesName,
+		shim:      []string{"/proc/self/exe", bwrap.ShimCommand},
+		rLinkDir:  "/usr/local/bin",
+		config:    Config{StateDir: "/run/bwrap-r", TmpSizeMB: 256, PidsLimit: 2048, RRoot: "/opt/R", RVersionMatch: "minor"},
 	}
 }
 
@@ -84,7 +89,7 @@ func (d *Driver) Shutdown() {
 	c := d.config
 	d.mu.RUnlock()
 	if c.Egress != nil && c.Egress.ManageRules && c.Egress.RemoveRulesOnShutdown {
-		if err := egress.Remove(egressRulesName); err != nil {
+		if err := egress.Remove(d.rulesName); err != nil {
 			d.logger.Warn("removing egress rules", "error", err)
 		}
 	}
@@ -110,15 +115,22 @@ func (d *Driver) SetConfig(cfg *base.Config) error {
 	if err := validateTargets(c); err != nil {
 		return fmt.Errorf("egress probe target: %w", err)
 	}
-	if backend, err := installRules(c); err != nil {
+	if backend, err := installRules(c, d.rulesName); err != nil {
 		return fmt.Errorf("egress rules: %w", err)
 	} else if backend != "" {
 		d.logger.Info("egress rules installed", "backend", backend, "uids", c.TaskUIDRange, "deny", c.Egress.Deny)
 	}
 	d.preflight.reset()
 	d.installSelf(c.StateDir)
+	mhz := 0.0
+	if cfg.AgentConfig != nil {
+		if compute := cfg.AgentConfig.Compute(); compute.NumCores > 0 {
+			mhz = float64(compute.TotalCompute) / float64(compute.NumCores)
+		}
+	}
 	bwrapPath, bwrapErr := findBwrap(c.BwrapPath)
 	d.mu.Lock()
+	d.mhzPerCore = mhz
 	d.config, d.bwrapPath, d.bwrapErr = c, bwrapPath, bwrapErr
 	d.mu.Unlock()
 	return nil
@@ -210,11 +222,13 @@ func (d *Driver) buildFingerprint() *drivers.Fingerprint {
 	attrs["driver.bwrap-r.version"] = pstructs.NewStringAttribute(PluginVersion)
 	attrs["driver.bwrap-r.bwrap.version"] = pstructs.NewStringAttribute(version)
 	attrs["driver.bwrap-r.bwrap.path"] = pstructs.NewStringAttribute(bwrapPath)
-	return &drivers.Fingerprint{
+	fp := &drivers.Fingerprint{
 		Attributes:        attrs,
 		Health:            drivers.HealthStateHealthy,
 		HealthDescription: desc,
 	}
+	d.preflightFingerprint(fp, conf, bwrapPath)
+	return fp
 }
 
 // bwrapVersion runs `bwrap --version` ("bubblewrap 0.8.0") and returns 0.8.0.

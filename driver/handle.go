@@ -37,7 +37,8 @@ type taskHandle struct {
 	sandbox *bwrap.Sandbox
 	logger  hclog.Logger
 	// done is closed once the exit result is known.
-	done chan struct{}
+	done       chan struct{}
+	mhzPerCore float64
 
 	mu          sync.RWMutex
 	completedAt time.Time
@@ -45,7 +46,10 @@ type taskHandle struct {
 }
 
 func (d *Driver) newTaskHandle(state TaskState, sb *bwrap.Sandbox) *taskHandle {
-	h := &taskHandle{state: state, sandbox: sb, logger: d.logger, done: make(chan struct{})}
+	d.mu.RLock()
+	mhz := d.mhzPerCore
+	d.mu.RUnlock()
+	h := &taskHandle{state: state, sandbox: sb, logger: d.logger, done: make(chan struct{}), mhzPerCore: mhz}
 	go h.run(d)
 	return h
 }
@@ -148,7 +152,7 @@ func (h *taskHandle) stats(ctx context.Context, interval time.Duration) <-chan *
 				continue
 			}
 			select {
-			case ch <- usageToNomad(u, prev, h.state.Cgroups):
+			case ch <- usageToNomad(u, prev, h.state.Cgroups, h.mhzPerCore):
 				prev = &u
 			case <-ctx.Done():
 				return

@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/nomad/plugins/drivers/testutils"
 
 	"github.com/bwrap-r/bwrap-r/bwrap"
+	"github.com/bwrap-r/bwrap-r/preflight"
 	"github.com/bwrap-r/bwrap-r/syscallfilter"
 )
 
@@ -30,6 +31,9 @@ func TestMain(m *testing.M) {
 	}
 	if len(os.Args) > 1 && os.Args[1] == syscallfilter.ConfineCommand {
 		syscallfilter.ConfineMain(os.Args[2:])
+	}
+	if len(os.Args) > 1 && os.Args[1] == preflight.ProbeCommand {
+		os.Exit(preflight.RunProbe(os.Args[2:]))
 	}
 	// As the Nomad client does at start: the nomad cgroup tree (on v1 a task
 	// cannot join the cpuset partition before this).
@@ -55,6 +59,13 @@ func needRoot(t *testing.T) {
 func newDriver(t *testing.T, conf Config) *Driver {
 	t.Helper()
 	d := New(hclog.NewNullLogger())
+	configure(t, d, conf)
+	return d
+}
+
+// configure sets d up as the tests need it and applies conf.
+func configure(t *testing.T, d *Driver, conf Config) {
+	t.Helper()
 	d.shim = []string{os.Args[0], bwrap.ShimCommand}
 	if conf.StateDir == "" {
 		conf.StateDir = stateDir(t)
@@ -74,7 +85,6 @@ func newDriver(t *testing.T, conf Config) *Driver {
 		t.Fatal(err)
 	}
 	t.Cleanup(d.cancel)
-	return d
 }
 
 // stateDir is a state dir whose bin/ task UIDs can reach, as in production
@@ -181,7 +191,8 @@ func start(t *testing.T, h *testutils.DriverHarness, task *drivers.TaskConfig) {
 	if _, _, err := h.StartTask(task); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = h.DestroyTask(task.ID, true) })
+	// Through the driver itself: the harness's client may be closed by then.
+	t.Cleanup(func() { _ = h.Impl().DestroyTask(task.ID, true) })
 }
 
 func TestHarnessExitCodes(t *testing.T) {

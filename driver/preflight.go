@@ -68,12 +68,12 @@ func RunPreflight(ctx context.Context, c Config) *preflight.Report {
 }
 
 // installRules puts the managed egress rules in place when configured.
-func installRules(c Config) (string, error) {
+func installRules(c Config, name string) (string, error) {
 	if !c.Egress.ManageRules {
 		return "", nil
 	}
 	return egress.Install(egress.Rules{
-		Name:   egressRulesName,
+		Name:   name,
 		UIDMin: uint32(c.taskUIDs[0]), UIDMax: uint32(c.taskUIDs[1]),
 		Deny: c.Egress.deny,
 	})

@@ -11,7 +11,7 @@ import (
 
 // usageToNomad converts a sample; prev (may be nil) gives the CPU percent.
 // Memory and throttling come from the task's cgroup when it has one.
-func usageToNomad(u bwrap.Usage, prev *bwrap.Usage, cg *cgroup.Set) *drivers.TaskResourceUsage {
+func usageToNomad(u bwrap.Usage, prev *bwrap.Usage, cg *cgroup.Set, mhzPerCore float64) *drivers.TaskResourceUsage {
 	cpu := &drivers.CpuStats{
 		UserMode:   float64(u.UserTime.Nanoseconds()),
 		SystemMode: float64(u.SystemTime.Nanoseconds()),
@@ -23,6 +23,11 @@ func usageToNomad(u bwrap.Usage, prev *bwrap.Usage, cg *cgroup.Set) *drivers.Tas
 		if wall > 0 {
 			cpu.Percent = 100 * float64(used) / float64(wall)
 		}
+	}
+	// Percent is of one core; Nomad shows MHz (its "ticks").
+	if mhzPerCore > 0 {
+		cpu.TotalTicks = cpu.Percent / 100 * mhzPerCore
+		cpu.Measured = append(cpu.Measured, "Total Ticks")
 	}
 	mem := &drivers.MemoryStats{RSS: u.RSS, Measured: []string{"RSS"}}
 	if cg != nil {

@@ -267,7 +267,12 @@ func startAgent(opts agentOpts) (*agent, error) {
 		clientConf = "  enabled           = true\n  network_interface = \"lo\"\n" + clientConf
 	}
 	conf := filepath.Join(dir, "agent.hcl")
-	body := fmt.Sprintf(agentConfig, server, ports[0], ports[1], ports[2], clientConf, opts.plugin)
+	plugin := opts.plugin
+	if !strings.Contains(plugin, "egress") {
+		// The plugin's default probes the cloud metadata address: never here.
+		plugin += "\n    egress {\n      metadata = \"\"\n    }\n"
+	}
+	body := fmt.Sprintf(agentConfig, server, ports[0], ports[1], ports[2], clientConf, plugin)
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 		return nil, err
 	}
