@@ -282,6 +282,16 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 	if tc.PidsLimit > 0 {
 		pids = tc.PidsLimit
 	}
+	taskRules, err := installTaskRules(tc.EgressDeny, uid)
+	if err != nil {
+		return nil, nil, err
+	}
+	started := false
+	defer func() {
+		if taskRules && !started {
+			_ = egress.Remove(taskRulesName(uid))
+		}
+	}()
 	cgroups := taskCgroups(cfg)
 	if cgroups != nil {
 		if err := cgroups.Make(); err != nil {
@@ -343,6 +353,7 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 		Cgroups:    cgroups,
 		Env:        spec.Env,
 		SelfBound:  self != "",
+		TaskRules:  taskRules,
 	}
 	handle := drivers.NewTaskHandle(taskHandleVersion)
 	handle.Config = cfg
@@ -351,6 +362,7 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 		_ = sb.Kill()
 		return nil, nil, fmt.Errorf("failed to set driver state: %v", err)
 	}
+	started = true
 	h := d.newTaskHandle(state, sb)
 	d.tasks.Set(cfg.ID, h)
 	if rChoice != "" {
@@ -455,6 +467,11 @@ func (d *Driver) DestroyTask(taskID string, force bool) error {
 	<-h.done
 	_ = os.Remove(h.state.StatusPath)
 	h.state.Cgroups.Teardown()
+	if h.state.TaskRules {
+		if err := egress.Remove(taskRulesName(h.state.UID)); err != nil {
+			d.logger.Warn("removing the task's egress rules", "error", err)
+		}
+	}
 	d.tasks.Delete(taskID)
 	return nil
 }

@@ -30,6 +30,8 @@ type TaskState struct {
 	Env map[string]string
 	// SelfBound says bwrap-r's binary is at /.bwrap-r in the sandbox.
 	SelfBound bool
+	// TaskRules says the task's egress_deny rules are installed.
+	TaskRules bool
 }
 
 type taskHandle struct {

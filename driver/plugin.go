@@ -101,6 +101,9 @@ var taskConfigSpec = hclspec.NewObject(map[string]*hclspec.Spec{
 	"r_libs": hclspec.NewAttr("r_libs", "list(string)", false),
 	// r_lib_writable: a library the task may install into (/alloc/... or /local/...).
 	"r_lib_writable": hclspec.NewAttr("r_lib_writable", "string", false),
+	// egress_deny: more destinations this task may not reach (it can only
+	// tighten the plugin's rules).
+	"egress_deny": hclspec.NewAttr("egress_deny", "list(string)", false),
 	// network = "none": loopback only, whatever the group's network mode.
 	"network": hclspec.NewAttr("network", "string", false),
 })
@@ -155,4 +158,6 @@ type TaskConfig struct {
 
 	RLibs        []string `codec:"r_libs"`
 	RLibWritable string   `codec:"r_lib_writable"`
+	// EgressDeny adds owner-match deny rules for this task's UID.
+	EgressDeny []string `codec:"egress_deny"`
 }

@@ -159,3 +159,40 @@ func TestHarnessOwnerMatchRuleSeesTaskUID(t *testing.T) {
 		t.Errorf("task with another uid: %q, want connected", got)
 	}
 }
+
+// A task's egress_deny holds that task's UID alone, and goes with the task.
+func TestHarnessTaskEgressDeny(t *testing.T) {
+	if _, err := exec.LookPath("nft"); err != nil {
+		if _, err := exec.LookPath("iptables"); err != nil {
+			t.Skip("neither nft nor iptables")
+		}
+	}
+	h, _ := newHarness(t, Config{})
+	port := loopbackListener(t)
+	connect := `if bash -c 'exec 3<>/dev/tcp/127.0.0.1/` + port + `' 2>/dev/null; then echo connected; else echo refused; fi`
+	denied := newTask(t, h, "denied", TaskConfig{Command: "/bin/sh", Args: []string{"-c", connect + "; sleep 60"}, EgressDeny: []string{"127.0.0.1:" + port}})
+	denied.User = "nomad-80061"
+	other := newTask(t, h, "other", sh(connect))
+	other.User = "nomad-80062"
+	start(t, h, denied)
+	start(t, h, other)
+	waitLog(t, denied, "stdout", "refused")
+	waitLog(t, other, "stdout", "connected")
+	if err := h.StopTask(denied.ID, time.Second, "SIGKILL"); err != nil {
+		t.Fatal(err)
+	}
+	waitExit(t, h, denied.ID, 10*time.Second)
+	if err := h.DestroyTask(denied.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	// The rule went with the task: the same UID connects again.
+	again := newTask(t, h, "again", sh(connect))
+	again.User = "nomad-80061"
+	start(t, h, again)
+	waitLog(t, again, "stdout", "connected")
+
+	bad := newTask(t, h, "bad", TaskConfig{Command: "/bin/true", EgressDeny: []string{"example.com"}})
+	if _, _, err := h.StartTask(bad); err == nil || !strings.Contains(err.Error(), "egress_deny") {
+		t.Fatalf("bad egress_deny accepted: %v", err)
+	}
+}
