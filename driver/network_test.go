@@ -12,25 +12,13 @@ import (
 
 	"github.com/hashicorp/nomad/helper/uuid"
 	"github.com/hashicorp/nomad/plugins/drivers"
+
+	"github.com/bwrap-r/bwrap-r/internal/testnet"
 )
 
 func loopbackListener(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	_, port, _ := net.SplitHostPort(testnet.Listen(t))
+	return port
 }
 
 const connectScript = `if bash -c 'exec 3<>/dev/tcp/127.0.0.1/%s' 2>/dev/null; then echo connected; else echo refused; fi; grep -c : /proc/net/dev; echo end`

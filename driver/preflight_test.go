@@ -10,27 +10,14 @@ import (
 	"github.com/hashicorp/nomad/plugins/drivers"
 
 	"github.com/bwrap-r/bwrap-r/egress"
+	"github.com/bwrap-r/bwrap-r/internal/testnet"
 )
 
 // A node whose tasks can reach a blocked target is unhealthy; once the plugin
 // manages owner-match rules for the task UIDs it is healthy again.
 func TestFingerprintPreflightEgress(t *testing.T) {
 	needRoot(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	target := ln.Addr().String()
+	target := testnet.Listen(t)
 	rules := "bwrap_r_test_" + strconv.Itoa(os.Getpid())
 
 	open := newDriver(t, Config{TaskUIDRange: "89950-89959", Egress: &EgressConfig{Probe: []string{target}}})

@@ -1,7 +1,6 @@
 package driver
 
 import (
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -123,21 +122,7 @@ func TestHarnessOwnerMatchRuleSeesTaskUID(t *testing.T) {
 		t.Skip("iptables not installed")
 	}
 	h, _ := newHarness(t, Config{})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	port := loopbackListener(t)
 	rule := []string{"OUTPUT", "-p", "tcp", "-d", "127.0.0.1", "--dport", port, "-m", "owner", "--uid-owner", "80021", "-j", "REJECT", "--reject-with", "tcp-reset"}
 	if out, err := exec.Command(ipt, append([]string{"-I"}, rule...)...).CombinedOutput(); err != nil {
 		t.Skipf("cannot add an iptables rule here: %v %s", err, out)

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bwrap-r/bwrap-r/internal/testnet"
 )
 
 func TestParseDeny(t *testing.T) {
@@ -64,21 +66,7 @@ func TestInstallReplaceRemoveReal(t *testing.T) {
 			t.Skip("neither nft nor iptables")
 		}
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	addr := ln.Addr().String()
+	addr := testnet.Listen(t)
 	name := "bwrap_r_test_" + strconv.Itoa(os.Getpid())
 	defer Remove(name)
 

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/bwrap-r/bwrap-r/bwrap"
+	"github.com/bwrap-r/bwrap-r/internal/testnet"
 )
 
 func TestMain(m *testing.M) {
@@ -141,28 +142,9 @@ func TestUIDMappingReal(t *testing.T) {
 	}
 }
 
-func listen(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	return ln.Addr().String()
-}
-
 func TestEgressProbeReal(t *testing.T) {
-	open := listen(t)
-	warnOnly := listen(t)
+	open := testnet.Listen(t)
+	warnOnly := testnet.Listen(t)
 	closed := "127.0.0.1:1"
 	cfg := sandboxConfig(t, 89991,
 		Target{Name: "metadata", Address: open},
