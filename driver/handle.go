@@ -6,7 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/nomad/plugins/drivers"
 
 	"github.com/bwrap-r/bwrap-r/bwrap"
@@ -37,7 +36,6 @@ type TaskState struct {
 type taskHandle struct {
 	state   TaskState
 	sandbox *bwrap.Sandbox
-	logger  hclog.Logger
 	// done is closed once the exit result is known.
 	done       chan struct{}
 	mhzPerCore float64
@@ -51,7 +49,7 @@ func (d *Driver) newTaskHandle(state TaskState, sb *bwrap.Sandbox) *taskHandle {
 	d.mu.RLock()
 	mhz := d.mhzPerCore
 	d.mu.RUnlock()
-	h := &taskHandle{state: state, sandbox: sb, logger: d.logger, done: make(chan struct{}), mhzPerCore: mhz}
+	h := &taskHandle{state: state, sandbox: sb, done: make(chan struct{}), mhzPerCore: mhz}
 	go h.run(d)
 	return h
 }

@@ -98,7 +98,7 @@ func (d *Driver) buildSpec(cfg *drivers.TaskConfig, tc *TaskConfig, conf Config,
 	if rChoice, err = d.applyR(spec, cfg, tc, conf, uid, gid); err != nil {
 		return nil, "", err
 	}
-	if _, err := lookCommand(spec, env["PATH"]); err != nil {
+	if err := lookCommand(spec, env["PATH"]); err != nil {
 		return nil, "", err
 	}
 	return spec, rChoice, nil
@@ -188,7 +188,7 @@ func hostname(name string) string {
 // lookCommand finds the command as the sandbox will, through the spec's binds,
 // so that a missing command fails the start with its name instead of a bare
 // bwrap error in the task's log.
-func lookCommand(spec *bwrap.Spec, path string) (string, error) {
+func lookCommand(spec *bwrap.Spec, path string) error {
 	cmd := spec.Command
 	var candidates []string
 	if strings.Contains(cmd, "/") {
@@ -209,13 +209,13 @@ func lookCommand(spec *bwrap.Spec, path string) (string, error) {
 			continue
 		}
 		if fi, err := os.Stat(host); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
-			return c, nil
+			return nil
 		}
 	}
 	if strings.Contains(spec.Command, "/") {
-		return "", fmt.Errorf("command %q not found in the sandbox (or not executable)", spec.Command)
+		return fmt.Errorf("command %q not found in the sandbox (or not executable)", spec.Command)
 	}
-	return "", fmt.Errorf("command %q not found in the sandbox's PATH (%s)", spec.Command, path)
+	return fmt.Errorf("command %q not found in the sandbox's PATH (%s)", spec.Command, path)
 }
 
 // prepareTaskDirs gives the task its own local/ and secrets/: owned by its
