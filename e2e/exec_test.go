@@ -1,0 +1,273 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// nomadIO runs the CLI against the agent with the given stdin and returns
+// its stdout, stderr and exit code.
+func (a *agent) nomadIO(t *testing.T, stdin string, args ...string) (string, string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, nomadBin, args...)
+	cmd.Env = append(cleanEnv(), "NOMAD_ADDR="+a.addr)
+	cmd.Stdin = strings.NewReader(stdin)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		return stdout.String(), stderr.String(), ee.ExitCode()
+	case err != nil:
+		t.Fatalf("nomad %s: %v", strings.Join(args, " "), err)
+	}
+	return stdout.String(), stderr.String(), 0
+}
+
+// execJob is a service task that writes /local/f and sleeps, with a
+// template whose change_mode "script" runs a command in the sandbox when
+// the variable nomad/jobs/<job> changes.
+const execJob = `job "exec" {
+  type = "service"
+  group "g" {
+    restart {
+      attempts = 0
+      mode     = "fail"
+    }
+    reschedule {
+      attempts  = 0
+      unlimited = false
+    }
+    task "t" {
+      driver = "bwrap-r"
+      config {
+        command = "/bin/sh"
+        args    = ["-c", "id -u; echo mine > /local/f; exec sleep 300"]
+      }
+      template {
+        destination = "local/conf"
+        data        = "{{ with nomadVar \"nomad/jobs/exec\" }}{{ .v }}{{ end }}"
+        change_mode = "script"
+        change_script {
+          command       = "/bin/sh"
+          args          = ["-c", "echo \"$(id -u) $(cat /local/conf) $(grep NoNewPrivs /proc/self/status | tr -d '\\t')\" > /local/changed"]
+          timeout       = "20s"
+          fail_on_error = true
+        }
+      }
+      resources {
+        cpu    = 100
+        memory = 64
+      }
+    }
+  }
+}
+`
+
+// TestExec runs commands in a running task with nomad alloc exec: they run
+// in its sandbox (its UID, files and pid namespace, no_new_privs, its
+// cgroups), their exit code and stdin pass through. A template's change
+// script (Nomad's ExecTask, the path script checks take) runs there too.
+func TestExec(t *testing.T) {
+	a := sharedAgent(t)
+	const job = "exec"
+	if out, err := a.nomad("var", "put", "-force", "nomad/jobs/"+job, "v=1"); err != nil {
+		t.Fatalf("nomad var put: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { a.nomad("var", "purge", "nomad/jobs/"+job) })
+	a.runJob(t, writeJob(t, job, execJob), job)
+	al := a.waitAlloc(t, job, time.Minute, "running", func(al *allocation) bool {
+		if terminal(al) {
+			t.Fatalf("the allocation ended:\n%s", al)
+		}
+		ts := al.TaskStates["t"]
+		return ts != nil && ts.State == "running"
+	})
+	var logs string
+	eventually(30*time.Second, 250*time.Millisecond, func() bool {
+		logs, _ = a.nomad("alloc", "logs", al.ID, "t")
+		return strings.TrimSpace(logs) != ""
+	})
+	uid, err := strconv.Atoi(strings.TrimSpace(logs))
+	if err != nil {
+		t.Fatalf("the task printed %q, want its uid", logs)
+	}
+	if uid < 80000 || uid > 89999 {
+		t.Errorf("the task runs as uid %d, want a dynamic workload uid", uid)
+	}
+	// /local/f exists once the task's shell has run.
+	eventually(10*time.Second, 250*time.Millisecond, func() bool {
+		_, _, code := a.nomadIO(t, "", "alloc", "exec", "-task", "t", al.ID, "/bin/sh", "-c", "test -s /local/f")
+		return code == 0
+	})
+
+	t.Run("sandbox", func(t *testing.T) {
+		stdout, stderr, code := a.nomadIO(t, "", "alloc", "exec", "-task", "t", al.ID,
+			"/bin/sh", "-c", "id -u; cat /local/f; grep NoNewPrivs /proc/self/status; ls /proc")
+		t.Logf("exit %d, stdout:\n%s\nstderr: %s", code, stdout, stderr)
+		if code != 0 {
+			t.Fatalf("nomad alloc exec: exit %d", code)
+		}
+		lines := strings.Split(stdout, "\n")
+		if len(lines) < 3 {
+			t.Fatalf("want id, file and NoNewPrivs lines, got %q", stdout)
+		}
+		if lines[0] != strconv.Itoa(uid) {
+			t.Errorf("exec runs as uid %q, want the task's %d", lines[0], uid)
+		}
+		if lines[1] != "mine" {
+			t.Errorf("cat /local/f: %q, want the task's file (mine)", lines[1])
+		}
+		if f := strings.Fields(lines[2]); len(f) != 2 || f[0] != "NoNewPrivs:" || f[1] != "1" {
+			t.Errorf("%q, want NoNewPrivs: 1", lines[2])
+		}
+		var pids []string
+		for _, l := range lines[3:] {
+			for _, f := range strings.Fields(l) {
+				if _, err := strconv.Atoi(f); err == nil {
+					pids = append(pids, f)
+				}
+			}
+		}
+		t.Logf("pids in the exec's /proc: %v", pids)
+		// The sandbox's pid 1, the task's sleep, the exec's sh and ls.
+		hasInit := false
+		for _, p := range pids {
+			hasInit = hasInit || p == "1"
+		}
+		if !hasInit || len(pids) > 6 {
+			t.Errorf("exec sees pids %v, want only the sandbox's few (1, sleep, sh, ls)", pids)
+		}
+	})
+
+	t.Run("cgroups", func(t *testing.T) {
+		stdout, stderr, code := a.nomadIO(t, "", "alloc", "exec", "-task", "t", al.ID, "/bin/cat", "/proc/self/cgroup")
+		if code != 0 {
+			t.Fatalf("nomad alloc exec cat /proc/self/cgroup: exit %d: %s", code, stderr)
+		}
+		sleep, err := processNamed(uid, "sleep")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(sleep.pid) + "/cgroup")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// No cgroup namespace: both show host paths. Compare the memory,
+		// cpu and pids hierarchies (v1) or the unified one (v2).
+		want := cgroupLines(string(b))
+		got := cgroupLines(stdout)
+		if len(want) == 0 {
+			t.Fatalf("no cgroup lines for the task's sleep: %q", b)
+		}
+		for k, v := range want {
+			if got[k] != v {
+				t.Errorf("cgroup %s: exec in %q, the task in %q", k, got[k], v)
+			}
+		}
+		t.Logf("exec and task share cgroups %v", want)
+	})
+
+	t.Run("exit-code", func(t *testing.T) {
+		_, stderr, code := a.nomadIO(t, "", "alloc", "exec", "-task", "t", al.ID, "/bin/sh", "-c", "exit 7")
+		if code != 7 {
+			t.Errorf("nomad alloc exec sh -c 'exit 7': exit %d, want 7 (stderr %q)", code, stderr)
+		}
+	})
+
+	t.Run("no-stdin-no-tty", func(t *testing.T) {
+		stdout, stderr, code := a.nomadIO(t, "", "alloc", "exec", "-i=false", "-t=false", "-task", "t", al.ID, "/bin/sh", "-c", "cat /local/f; echo err >&2")
+		if code != 0 || stdout != "mine\n" || stderr != "err\n" {
+			t.Errorf("nomad alloc exec -i=false -t=false: exit %d, stdout %q, stderr %q; want 0, mine, err", code, stdout, stderr)
+		}
+	})
+
+	t.Run("stdin", func(t *testing.T) {
+		stdout, stderr, code := a.nomadIO(t, "hello\nworld\n", "alloc", "exec", "-i", "-t=false", "-task", "t", al.ID, "/bin/sh", "-c", "wc -l; id -u")
+		if f := strings.Fields(stdout); code != 0 || len(f) != 2 || f[0] != "2" || f[1] != strconv.Itoa(uid) {
+			t.Errorf("nomad alloc exec -i with 2 lines on stdin: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+		}
+	})
+
+	t.Run("tty", func(t *testing.T) {
+		script, err := exec.LookPath("script")
+		if err != nil {
+			t.Skip("no script(1) to give nomad alloc exec -t a terminal")
+		}
+		// script(1) runs the CLI on a terminal of its own; -e: its exit
+		// status is the CLI's.
+		line := nomadBin + " alloc exec -t -task t " + al.ID + ` /bin/sh -c 'test -t 0 && test -t 1 && echo "tty ok"; id -u; exit 5'`
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, script, "-q", "-e", "-c", line, "/dev/null")
+		cmd.Env = append(cleanEnv(), "NOMAD_ADDR="+a.addr, "TERM=dumb")
+		out, err := cmd.CombinedOutput()
+		code := 0
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatalf("script: %v", err)
+		}
+		t.Logf("exit %d: %q", code, out)
+		if code != 5 {
+			t.Errorf("nomad alloc exec -t: exit %d, want 5", code)
+		}
+		if !strings.Contains(string(out), "tty ok") {
+			t.Errorf("nomad alloc exec -t: the command's stdin and stdout are not a terminal")
+		}
+		if !strings.Contains(string(out), strconv.Itoa(uid)) {
+			t.Errorf("nomad alloc exec -t: the command does not run as the task's uid %d", uid)
+		}
+	})
+
+	t.Run("change-script", func(t *testing.T) {
+		if out, err := a.nomad("var", "put", "-force", "nomad/jobs/"+job, "v=2"); err != nil {
+			t.Fatalf("nomad var put: %v\n%s", err, out)
+		}
+		var out string
+		var code int
+		if !eventually(30*time.Second, 500*time.Millisecond, func() bool {
+			out, _, code = a.nomadIO(t, "", "alloc", "exec", "-task", "t", al.ID, "/bin/cat", "/local/changed")
+			return code == 0
+		}) {
+			var cur allocation
+			a.get("/v1/allocation/"+al.ID, &cur)
+			t.Fatalf("the change script wrote no /local/changed 30s after the variable changed:\n%s", cur.String())
+		}
+		t.Logf("/local/changed: %q", out)
+		want := strconv.Itoa(uid) + " 2 NoNewPrivs:1"
+		if strings.TrimSpace(out) != want {
+			t.Errorf("change script wrote %q, want %q (the task's uid, the new value, no_new_privs)", out, want)
+		}
+	})
+}
+
+// cgroupLines maps a /proc/PID/cgroup's controllers to paths, for the
+// hierarchies that hold a task (v1: memory, cpu, pids; v2: "").
+func cgroupLines(s string) map[string]string {
+	m := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(s), "\n") {
+		f := strings.SplitN(line, ":", 3)
+		if len(f) != 3 {
+			continue
+		}
+		for _, c := range strings.Split(f[1], ",") {
+			switch c {
+			case "memory", "cpu", "pids", "":
+				m[c] = f[2]
+			}
+		}
+	}
+	return m
+}
