@@ -41,6 +41,8 @@ demo: deps nomad build
 demo-stop:
 	-NOMAD_ADDR=http://127.0.0.1:4646 $(NOMAD) job stop -purge shiny
 	-kill -INT $$(cat .cache/demo/agent.pid) 2>/dev/null
+	# the demo's managed egress rules (example/agent.hcl)
+	-nft delete table inet bwrap_r 2>/dev/null
 
 clean:
 	rm -rf bin $(TEST_TMP)
