@@ -36,6 +36,8 @@ func TestEscapeProbes(t *testing.T) {
 		{"ptrace attach", perlSyscall(101, "16, 1, 0, 0", "EPERM")},
 		{"personality ADDR_NO_RANDOMIZE", perlSyscall(135, "0x0040000", "EPERM")},
 		{"perf_event_open", perlSyscall(298, "0, 0, -1, -1, 0", "EPERM")},
+		{"io_uring_setup", perlSyscall(425, "1, 0", "EPERM")},
+		{"io_uring_register", perlSyscall(427, "0, 0, 0, 0", "EPERM")},
 		{"userfaultfd", perlSyscall(323, "0", "EPERM")},
 		{"init_module", perlSyscall(175, "0, 0, 0", "EPERM")},
 		{"raw socket", perlSyscall(41, "2, 3, 1", "EPERM")},

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"syscall"
 
 	seccomp "github.com/elastic/go-seccomp-bpf"
@@ -40,6 +41,9 @@ var denied = []string{
 	// Clocks are global.
 	"settimeofday", "clock_settime", "clock_adjtime", "adjtimex",
 	"open_by_handle_at", "name_to_handle_at",
+	// io_uring runs its operations past this filter, and has been a rich
+	// source of kernel bugs.
+	"io_uring_setup", "io_uring_enter", "io_uring_register",
 }
 
 // Policy is the filter as a policy.
@@ -134,6 +138,10 @@ func Load() error {
 	for i, r := range raw {
 		filter[i] = unix.SockFilter{Code: r.Op, Jt: r.Jt, Jf: r.Jf, K: r.K}
 	}
+	// no_new_privs is per thread and seccomp checks the calling thread's:
+	// both calls must run on the same thread. The thread stays locked, as
+	// the caller is about to exec.
+	runtime.LockOSThread()
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("no_new_privs: %w", err)
 	}
