@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Set is a task's cgroup directories.
@@ -17,8 +18,8 @@ type Set struct {
 	// V2 is set on the unified hierarchy; Unified is then the task's dir.
 	V2      bool
 	Unified string
-	// Controllers maps a v1 controller (memory, cpu, cpuset, freezer, pids)
-	// to the task's directory in it.
+	// Controllers maps a v1 controller (memory, cpu, cpuacct, cpuset,
+	// freezer, pids) to the task's directory in it.
 	Controllers map[string]string
 	// Owned are directories bwrap-r made (not Nomad): removed on Teardown.
 	Owned []string
@@ -33,8 +34,10 @@ func (s *Set) Dirs() []string {
 		return []string{s.Unified}
 	}
 	var dirs []string
-	for _, c := range []string{"freezer", "cpu", "memory", "cpuset", "pids"} {
-		if d, ok := s.Controllers[c]; ok {
+	seen := map[string]bool{}
+	for _, c := range []string{"freezer", "cpu", "cpuacct", "memory", "cpuset", "pids"} {
+		if d, ok := s.Controllers[c]; ok && !seen[d] {
+			seen[d] = true
 			dirs = append(dirs, d)
 		}
 	}
@@ -198,6 +201,33 @@ func (s *Set) Throttling() (periods uint64, throttledNanos uint64) {
 		return st["nr_throttled"], st["throttled_usec"] * 1000
 	}
 	return st["nr_throttled"], st["throttled_time"]
+}
+
+// userHZ is the unit of v1's cpuacct.stat: USER_HZ, 100 on every Linux
+// architecture Go supports.
+const userHZ = 100
+
+// CPU is the CPU time the task's processes have used, those that have
+// exited included (a process tree's procfs times lose them); ok is false
+// when the cgroup does not account CPU.
+func (s *Set) CPU() (user, system time.Duration, ok bool) {
+	if s == nil {
+		return 0, 0, false
+	}
+	if s.V2 {
+		st := readKeyed(filepath.Join(s.Unified, "cpu.stat"))
+		u, uok := st["user_usec"]
+		sy, sok := st["system_usec"]
+		return time.Duration(u) * time.Microsecond, time.Duration(sy) * time.Microsecond, uok && sok
+	}
+	d := s.Controllers["cpuacct"]
+	if d == "" {
+		return 0, 0, false
+	}
+	st := readKeyed(filepath.Join(d, "cpuacct.stat"))
+	u, uok := st["user"]
+	sy, sok := st["system"]
+	return time.Duration(u) * time.Second / userHZ, time.Duration(sy) * time.Second / userHZ, uok && sok
 }
 
 func readUint(p string) uint64 {

@@ -152,3 +152,39 @@ func TestHarnessStatsFromBusyTask(t *testing.T) {
 		t.Errorf("no memory figures: %+v", last.ResourceUsage.MemoryStats)
 	}
 }
+
+// A child's CPU time must not vanish from the stats when it exits: Nomad's
+// client refuses (and a dev agent panics on) a falling CPU counter.
+func TestHarnessStatsCPUNeverFalls(t *testing.T) {
+	h, _ := newHarness(t, Config{})
+	task := limitedTask(t, h, "burst", 128, sh("(end=$(($(date +%s)+2)); while [ $(date +%s) -lt $end ]; do :; done); sleep 30"))
+	start(t, h, task)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
+	defer cancel()
+	ch, err := h.TaskStats(ctx, task.ID, 250*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var prev, peak float64
+	for n := 0; ; n++ {
+		var u *drivers.TaskResourceUsage
+		select {
+		case u = <-ch:
+		case <-ctx.Done():
+			if peak < float64(time.Second) {
+				t.Fatalf("the busy child's CPU time was never counted: peak %v", time.Duration(peak))
+			}
+			return
+		}
+		cpu := u.ResourceUsage.CpuStats
+		total := cpu.UserMode + cpu.SystemMode
+		if total < prev {
+			t.Fatalf("sample %d: CPU time fell from %v to %v", n, time.Duration(prev), time.Duration(total))
+		}
+		if cpu.Percent < 0 || cpu.TotalTicks < 0 {
+			t.Fatalf("sample %d: negative CPU: %+v", n, cpu)
+		}
+		prev = total
+		peak = max(peak, total)
+	}
+}

@@ -1,6 +1,7 @@
 package driver
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -12,7 +13,9 @@ import (
 
 // taskCgroups finds the cgroup(s) Nomad's client made for the task (nil when
 // it made none, as in tests that run the driver without a client). On v1 the
-// client makes freezer, cpu, memory and cpuset; bwrap-r adds pids.
+// client makes freezer, cpu, memory and cpuset; bwrap-r adds pids, and
+// cpuacct where it is a hierarchy of its own (it is usually mounted with cpu,
+// and the task's cpu directory then accounts CPU already).
 func taskCgroups(cfg *drivers.TaskConfig) *cgroup.Set {
 	if cfg.Resources == nil || cfg.Resources.LinuxResources == nil || cfg.Resources.LinuxResources.CpusetCgroupPath == "" {
 		return nil
@@ -28,7 +31,28 @@ func taskCgroups(cfg *drivers.TaskConfig) *cgroup.Set {
 		s.Controllers[c] = filepath.Join(root, c, cgroupslib.NomadCgroupParent, scope)
 	}
 	s.Owned = []string{s.Controllers["pids"]}
+	acctRoot := filepath.Join(root, "cpuacct")
+	switch {
+	case sameHierarchy(acctRoot, filepath.Join(root, "cpu")):
+		s.Controllers["cpuacct"] = s.Controllers["cpu"]
+	case isDir(acctRoot):
+		s.Controllers["cpuacct"] = filepath.Join(acctRoot, cgroupslib.NomadCgroupParent, scope)
+		s.Owned = append(s.Owned, s.Controllers["cpuacct"])
+	}
 	return s
+}
+
+func isDir(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.IsDir()
+}
+
+// sameHierarchy reports whether two v1 mount points are one hierarchy
+// (cpu,cpuacct mounted together, with links from each name).
+func sameHierarchy(a, b string) bool {
+	ra, errA := filepath.EvalSymlinks(a)
+	rb, errB := filepath.EvalSymlinks(b)
+	return errA == nil && errB == nil && ra == rb
 }
 
 // taskLimits turns the task's resources into cgroup limits, with Nomad's

@@ -131,6 +131,20 @@ func (s *taskStore) Delete(id string) {
 
 // stats reports the sandbox's processes' usage at each interval until the
 // task ends or ctx is done.
+// cpuTimes takes CPU time from the task's cgroup where it accounts it, and
+// never lets it go down: a procfs sum forgets a process when it exits, and
+// Nomad's client panics on a falling counter.
+func (h *taskHandle) cpuTimes(u bwrap.Usage, prev *bwrap.Usage) bwrap.Usage {
+	if user, system, ok := h.state.Cgroups.CPU(); ok {
+		u.UserTime, u.SystemTime = user, system
+	}
+	if prev != nil {
+		u.UserTime = max(u.UserTime, prev.UserTime)
+		u.SystemTime = max(u.SystemTime, prev.SystemTime)
+	}
+	return u
+}
+
 func (h *taskHandle) stats(ctx context.Context, interval time.Duration) <-chan *drivers.TaskResourceUsage {
 	ch := make(chan *drivers.TaskResourceUsage)
 	go func() {
@@ -151,6 +165,7 @@ func (h *taskHandle) stats(ctx context.Context, interval time.Duration) <-chan *
 			if err != nil {
 				continue
 			}
+			u = h.cpuTimes(u, prev)
 			select {
 			case ch <- usageToNomad(u, prev, h.state.Cgroups, h.mhzPerCore):
 				prev = &u
