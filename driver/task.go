@@ -23,6 +23,7 @@ const (
 	insideLocal   = "/local"
 	insideSecrets = "/secrets"
 	insideAlloc   = "/alloc"
+	allocLogsDir  = "logs"
 )
 
 // resolveUser turns the task's user into host IDs: Nomad's dynamic workload
@@ -61,6 +62,12 @@ func (d *Driver) buildSpec(cfg *drivers.TaskConfig, tc *TaskConfig, conf Config,
 		bwrap.Mount{Kind: bwrap.Bind, Source: td.SecretsDir, Dest: insideSecrets},
 		bwrap.Mount{Kind: bwrap.Bind, Source: td.SharedAllocDir, Dest: insideAlloc},
 	)
+	// The allocation's logs/ is read-only: logmon and the plugin, as root,
+	// open and write paths there (the FIFOs, the rotated files), so a link a
+	// task planted there would make them open a host file of its choosing.
+	if logs := filepath.Join(td.SharedAllocDir, allocLogsDir); isDir(logs) {
+		mounts = append(mounts, bwrap.Mount{Kind: bwrap.ROBind, Source: logs, Dest: insideAlloc + "/" + allocLogsDir})
+	}
 	if self != "" {
 		mounts = append(mounts, bwrap.Mount{Kind: bwrap.ROBind, Source: self, Dest: selfInside})
 	}

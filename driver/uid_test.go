@@ -181,3 +181,31 @@ func TestHarnessTaskEgressDeny(t *testing.T) {
 		t.Fatalf("bad egress_deny accepted: %v", err)
 	}
 }
+
+// A task cannot plant links (or anything) in the allocation's logs/, where
+// logmon and the plugin open files as root; the rest of /alloc stays shared.
+func TestHarnessAllocLogsReadOnly(t *testing.T) {
+	h, _ := newHarness(t, Config{})
+	task := newTask(t, h, "logs", sh(`ln -s /etc/shadow /alloc/logs/.other.stdout.fifo 2>/dev/null && echo LINKED
+ln -s /etc/shadow /alloc/logs/other.stdout.0 2>/dev/null && echo LINKED
+touch /alloc/logs/new 2>/dev/null && echo WROTE
+mv /alloc/logs /alloc/moved 2>/dev/null && echo MOVED
+echo x > /alloc/data/shared && echo SHARED-OK
+ls -a /alloc/logs | grep -q '^.logs.stdout.fifo$' && echo LIST-OK`))
+	start(t, h, task)
+	waitExit(t, h, task.ID, 20*time.Second)
+	out := logs(t, task, "stdout")
+	for _, bad := range []string{"LINKED", "WROTE", "MOVED"} {
+		if strings.Contains(out, bad) {
+			t.Errorf("task changed the allocation's logs/: %q", out)
+		}
+	}
+	if !strings.Contains(out, "SHARED-OK") || !strings.Contains(out, "LIST-OK") {
+		t.Errorf("the shared alloc dir should stay writable and the logs readable: %q", out)
+	}
+	for _, name := range []string{"new", ".other.stdout.fifo", "other.stdout.0"} {
+		if _, err := os.Lstat(filepath.Join(task.TaskDir().LogDir, name)); err == nil {
+			t.Errorf("%s appeared in the host's logs/", name)
+		}
+	}
+}
