@@ -21,6 +21,7 @@ nomad:
 
 lint:
 	$(GO) vet ./...
+	$(GO) vet -tags bench ./bench/
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt: files above are not formatted"; exit 1; }
 
 # Unit, sandbox, driver-harness and e2e tests (root needed: the launcher drops
@@ -28,12 +29,20 @@ lint:
 test: deps nomad build lint
 	@rm -rf $(TEST_TMP) && mkdir -p $(TEST_TMP) && chmod 0711 $(TEST_TMP)
 	TMPDIR=$(TEST_TMP) BWRAP_R_E2E=1 NOMAD_BIN=$(CURDIR)/$(NOMAD) $(GO) test -count=1 -timeout 40m ./...
+	# a smoke run of the benchmark code (3 tasks a driver), so that it does not rot
+	TMPDIR=$(TEST_TMP) BWRAP_R_BENCH=smoke $(GO) test -tags bench -count=1 -timeout 10m ./bench/
 
 unit:
 	$(GO) test -count=1 ./bwrap/ ./driver/
 
 e2e: nomad build
 	BWRAP_R_E2E=1 NOMAD_BIN=$(CURDIR)/$(NOMAD) $(GO) test -count=1 -v ./e2e/
+
+# Benchmarks against Nomad's raw_exec and exec drivers; writes BENCHMARKS.md.
+# Not a test: run it on a quiet node.
+bench: build
+	@mkdir -p $(TEST_TMP) && chmod 0711 $(TEST_TMP)
+	TMPDIR=$(TEST_TMP) BWRAP_R_BENCH=full $(GO) test -tags bench -count=1 -timeout 60m -v ./bench/
 
 demo: deps nomad build
 	scripts/demo.sh
