@@ -1,0 +1,6 @@
+# Control: what a task may write is writable (the write probes' refusals are
+# not a broken sandbox).
+for d in /tmp /dev/shm /local /secrets /alloc/data; do
+  echo x > "$d/ctl" || fail "cannot write $d"
+done
+ok "wrote /tmp, /dev/shm, /local, /secrets, /alloc/data"

@@ -1,0 +1,8 @@
+# Prestart task of logfifo-symlink: replace the main task's log FIFOs with
+# links to a host file (CANARY). logmon (root) and the plugin (root) open
+# these paths for the main task after this task has ended.
+cd /alloc/logs || exit 1
+rm -f .main.stdout.fifo .main.stderr.fifo
+ln -s "$CANARY" .main.stdout.fifo && ln -s "$CANARY" .main.stderr.fifo || exit 1
+ls -la /alloc/logs
+echo "planted .main.stdout.fifo and .main.stderr.fifo -> $CANARY"

@@ -1,0 +1,1 @@
+hello <- function() "hello from mypkg"
