@@ -42,8 +42,6 @@ func TestMain(m *testing.M) {
 	// re-executes this binary (/proc/self/exe) as its launcher shim.
 	if len(os.Args) > 1 {
 		switch os.Args[1] {
-		case bwrap.ShimCommand:
-			bwrap.ShimMain(os.Args[2:])
 		case bwrap.EnterCommand:
 			bwrap.EnterMain(os.Args[2:])
 		case noopCommand:

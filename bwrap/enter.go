@@ -117,3 +117,8 @@ func EnterMain(args []string) {
 	fmt.Fprintf(os.Stderr, "bwrap-r: %v\n", err)
 	os.Exit(126)
 }
+
+type stringList []string
+
+func (s *stringList) String() string     { return fmt.Sprint(*s) }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }

@@ -18,8 +18,6 @@ import (
 func TestMain(m *testing.M) {
 	if len(os.Args) > 1 {
 		switch os.Args[1] {
-		case bwrap.ShimCommand:
-			bwrap.ShimMain(os.Args[2:])
 		case ProbeCommand:
 			os.Exit(RunProbe(os.Args[2:]))
 		}

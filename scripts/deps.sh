@@ -2,7 +2,7 @@
 # Installs what bwrap-r's demo and tests need from Debian's packages and the Go
 # module proxy. Safe to run again: it installs only what is missing.
 set -euo pipefail
-pkgs=(bubblewrap r-base-core r-cran-shiny r-cran-plumber iptables nftables curl procps iproute2 util-linux containernetworking-plugins)
+pkgs=(bubblewrap r-base-core r-cran-shiny r-cran-plumber iptables nftables curl procps iproute2 util-linux containernetworking-plugins gcc libc6-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

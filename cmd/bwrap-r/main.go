@@ -26,8 +26,6 @@ const usage = `usage:
 func main() {
 	if len(os.Args) > 1 {
 		switch os.Args[1] {
-		case bwrap.ShimCommand:
-			bwrap.ShimMain(os.Args[2:])
 		case bwrap.EnterCommand:
 			bwrap.EnterMain(os.Args[2:])
 		case syscallfilter.ConfineCommand:
