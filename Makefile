@@ -22,7 +22,7 @@ nomad:
 lint:
 	$(GO) vet ./...
 	$(GO) vet -tags bench ./bench/
-	@test -z "$$(gofmt -l .)" || { gofmt -l .; echo "gofmt: files above are not formatted"; exit 1; }
+	@test -z "$$(gofmt -l $$(git ls-files "*.go"))" || { gofmt -l $$(git ls-files "*.go"); echo "gofmt: files above are not formatted"; exit 1; }
 
 # Unit, sandbox, driver-harness and e2e tests (root needed: the launcher drops
 # from root to each task's UID, and the e2e runs a real Nomad agent).
