@@ -70,6 +70,9 @@ func (c *Config) normalize() error {
 	if !filepath.IsAbs(c.RRoot) {
 		return fmt.Errorf("r_root %q must be an absolute path", c.RRoot)
 	}
+	if c.RCacheDir != "" && (!filepath.IsAbs(c.RCacheDir) || filepath.Clean(c.RCacheDir) == "/") {
+		return fmt.Errorf("r_cache_dir %q must be an absolute path below /", c.RCacheDir)
+	}
 	if c.DefaultR != "" && !filepath.IsAbs(c.DefaultR) {
 		return fmt.Errorf("default_r %q must be an absolute path", c.DefaultR)
 	}

@@ -47,6 +47,9 @@ var configSpec = hclspec.NewObject(map[string]*hclspec.Spec{
 	"default_r": hclspec.NewAttr("default_r", "string", false),
 	// r_library_roots: host dirs jobs may use as package libraries (r_libs).
 	"r_library_roots": hclspec.NewAttr("r_library_roots", "list(string)", false),
+	// r_cache_dir: a node-wide package cache, one directory per R x.y and
+	// platform, read-only in R tasks, writable in those that ask.
+	"r_cache_dir": hclspec.NewAttr("r_cache_dir", "string", false),
 	// r_version_match: exact, minor or nearest, for tasks that do not say.
 	"r_version_match": hclspec.NewDefault(
 		hclspec.NewAttr("r_version_match", "string", false),
@@ -101,6 +104,8 @@ var taskConfigSpec = hclspec.NewObject(map[string]*hclspec.Spec{
 	"r_libs": hclspec.NewAttr("r_libs", "list(string)", false),
 	// r_lib_writable: a library the task may install into (/alloc/... or /local/...).
 	"r_lib_writable": hclspec.NewAttr("r_lib_writable", "string", false),
+	// r_cache_writable: the package cache is bound read-write (restore tasks).
+	"r_cache_writable": hclspec.NewAttr("r_cache_writable", "bool", false),
 	// egress_deny: more destinations this task may not reach (it can only
 	// tighten the plugin's rules).
 	"egress_deny": hclspec.NewAttr("egress_deny", "list(string)", false),
@@ -134,6 +139,7 @@ type Config struct {
 	DefaultR      string   `codec:"default_r"`
 	RVersionMatch string   `codec:"r_version_match"`
 	RLibraryRoots []string `codec:"r_library_roots"`
+	RCacheDir     string   `codec:"r_cache_dir"`
 
 	TaskUIDRange      string        `codec:"task_uid_range"`
 	PreflightInterval string        `codec:"preflight_interval"`
@@ -158,6 +164,8 @@ type TaskConfig struct {
 
 	RLibs        []string `codec:"r_libs"`
 	RLibWritable string   `codec:"r_lib_writable"`
+	// RCacheWritable binds the plugin's package cache read-write.
+	RCacheWritable bool `codec:"r_cache_writable"`
 	// EgressDeny adds owner-match deny rules for this task's UID.
 	EgressDeny []string `codec:"egress_deny"`
 }

@@ -1,8 +1,10 @@
 package driver
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"strings"
 
 	"github.com/hashicorp/nomad/plugins/drivers"
@@ -26,7 +28,7 @@ func (d *Driver) catalog(conf Config) (*rversion.Catalog, error) {
 // inside an app runs the same R), R_HOME, and R/Rscript resolved to it. It
 // returns the sentence for the task event, or "" when the task uses no R.
 func (d *Driver) applyR(spec *bwrap.Spec, cfg *drivers.TaskConfig, tc *TaskConfig, conf Config, uid, gid uint32) (string, error) {
-	if tc.RVersion == "" && !rCommands[tc.Command] && len(tc.RLibs) == 0 && tc.RLibWritable == "" {
+	if tc.RVersion == "" && !rCommands[tc.Command] && len(tc.RLibs) == 0 && tc.RLibWritable == "" && !tc.RCacheWritable {
 		return "", nil
 	}
 	match, err := rversion.ParseMatch(tc.RVersionMatch, rversion.Match(conf.RVersionMatch))
@@ -56,7 +58,62 @@ func (d *Driver) applyR(spec *bwrap.Spec, cfg *drivers.TaskConfig, tc *TaskConfi
 	if libs != "" {
 		why += "; R libraries: " + libs
 	}
+	cache, err := applyRCache(spec, tc, conf, rversion.MajorMinor(in.Version))
+	if err != nil {
+		return "", err
+	}
+	if cache != "" {
+		why += "; R package cache: " + cache
+	}
 	return why, nil
+}
+
+// rCacheInside is where the package cache appears in a sandbox.
+const rCacheInside = "/r-cache"
+
+// rPlatform is R's name for this node's platform: packages built for one do
+// not load on another, so the cache keeps them apart.
+func rPlatform() string {
+	switch runtime.GOARCH {
+	case "amd64":
+		return "x86_64-pc-linux-gnu"
+	case "arm64":
+		return "aarch64-unknown-linux-gnu"
+	default:
+		return runtime.GOARCH + "-linux-gnu"
+	}
+}
+
+// applyRCache binds the node's package cache for the task's R x.y and
+// platform at /r-cache (RENV_PATHS_CACHE and BWRAP_R_CACHE point there):
+// read-only unless the task asked to write it. The directory is sticky and
+// open to all task UIDs, so a restore adds entries but cannot replace or
+// remove another's.
+func applyRCache(spec *bwrap.Spec, tc *TaskConfig, conf Config, minor string) (string, error) {
+	if conf.RCacheDir == "" {
+		if tc.RCacheWritable {
+			return "", errors.New("r_cache_writable: the plugin has no r_cache_dir")
+		}
+		return "", nil
+	}
+	if minor == "" {
+		return "", nil
+	}
+	dir, err := rlib.MakeCacheDir(conf.RCacheDir, "R-"+minor, rPlatform())
+	if err != nil {
+		return "", fmt.Errorf("r_cache_dir: %w", err)
+	}
+	kind, shown := bwrap.ROBind, rCacheInside+" (read-only)"
+	if tc.RCacheWritable {
+		kind, shown = bwrap.Bind, rCacheInside+" (writable)"
+	}
+	spec.Mounts = append(spec.Mounts, bwrap.Mount{Kind: kind, Source: dir, Dest: rCacheInside})
+	for _, k := range []string{"BWRAP_R_CACHE", "RENV_PATHS_CACHE"} {
+		if _, ok := spec.Env[k]; !ok {
+			spec.Env[k] = rCacheInside
+		}
+	}
+	return shown, nil
 }
 
 // applyRLibs binds the task's libraries and puts them on R_LIBS in order,

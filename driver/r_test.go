@@ -229,3 +229,67 @@ func TestHarnessRLibraries(t *testing.T) {
 		t.Error("r_lib_writable outside /alloc and /local accepted")
 	}
 }
+
+// The package cache: one directory per R x.y and platform, writable only by
+// tasks that ask, where no task can replace or remove another's entries.
+func TestHarnessRPackageCache(t *testing.T) {
+	rig := rigRoot(t, "4.4.2", "4.3.1")
+	tmp, err := os.MkdirTemp("", "r-cache-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(tmp) })
+	os.Chmod(tmp, 0o755)
+	cacheDir := filepath.Join(tmp, "cache")
+	h, _ := newHarness(t, Config{RRoot: rig, RCacheDir: cacheDir})
+
+	run := func(name, user, version string, writable bool, script string) string {
+		t.Helper()
+		task := newTask(t, h, name, TaskConfig{Command: "sh", Args: []string{"-c", script}, RVersion: version, RCacheWritable: writable})
+		task.User = user
+		start(t, h, task)
+		waitExit(t, h, task.ID, 20*time.Second)
+		return logs(t, task, "stdout")
+	}
+	out := run("writer", "nomad-80061", "4.4", true, `echo "$BWRAP_R_CACHE $RENV_PATHS_CACHE"; echo tarball > /r-cache/pkg_1.tar.gz && echo WROTE`)
+	if out != "/r-cache /r-cache\nWROTE\n" {
+		t.Fatalf("writer: %q", out)
+	}
+	key := filepath.Join(cacheDir, "R-4.4", rPlatform())
+	fi, err := os.Stat(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := fi.Sys().(*syscall.Stat_t); fi.Mode().Perm() != 0o777 || fi.Mode()&os.ModeSticky == 0 || st.Uid != 0 {
+		t.Errorf("%s: mode %v owner %d, want sticky 0777 root's", key, fi.Mode(), st.Uid)
+	}
+
+	out = run("reader", "nomad-80062", "4.4", false, `cat /r-cache/pkg_1.tar.gz
+echo x > /r-cache/pkg_1.tar.gz 2>/dev/null && echo OVERWROTE
+echo y > /r-cache/other 2>/dev/null && echo ADDED`)
+	if out != "tarball\n" {
+		t.Errorf("a task without r_cache_writable: %q, want it to read the cache and change nothing", out)
+	}
+	out = run("rival", "nomad-80063", "4.4", true, `mv /r-cache/pkg_1.tar.gz /r-cache/stolen 2>/dev/null && echo MOVED
+echo evil > /r-cache/pkg_1.tar.gz 2>/dev/null && echo REPLACED
+rm -f /r-cache/pkg_1.tar.gz 2>/dev/null; [ -e /r-cache/pkg_1.tar.gz ] || echo REMOVED
+echo own > /r-cache/pkg_2.tar.gz && echo ADDED-OWN`)
+	if out != "ADDED-OWN\n" {
+		t.Errorf("another writing task: %q, want it to add its own entry and touch no other", out)
+	}
+	if b, _ := os.ReadFile(filepath.Join(key, "pkg_1.tar.gz")); string(b) != "tarball\n" {
+		t.Errorf("the first entry is now %q", b)
+	}
+	if out := run("oldr", "nomad-80064", "4.3", false, `ls -A /r-cache | wc -l`); strings.TrimSpace(out) != "0" {
+		t.Errorf("R 4.3 sees R 4.4's cache: %q", out)
+	}
+	if out := run("nor", "nomad-80065", "", false, `[ -e /r-cache ] && echo HAS-CACHE; echo done`); out != "done\n" {
+		t.Errorf("a task without R: %q", out)
+	}
+
+	h2, _ := newHarness(t, Config{RRoot: rig})
+	task := newTask(t, h2, "nocache", TaskConfig{Command: "sh", RVersion: "4.4", RCacheWritable: true})
+	if _, _, err := h2.StartTask(task); err == nil || !strings.Contains(err.Error(), "r_cache_dir") {
+		t.Errorf("r_cache_writable without r_cache_dir: %v", err)
+	}
+}

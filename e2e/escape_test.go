@@ -1006,7 +1006,8 @@ func escOOMVerdict(al *allocation, stdout string) (string, string) {
 func escSpecial(a *agent, name string, al *allocation, canaryFifo, canaryFile, canaryDir string, before map[string][]byte) (string, string) {
 	events := "plant: " + al.allEvents("plant") + " | main: " + al.allEvents("main")
 	planted := a.escLogs(al.ID, "plant", "stdout")
-	if !strings.Contains(planted, "planted") {
+	refused := strings.Contains(planted, "cannot plant") && strings.Contains(planted, "Read-only file system")
+	if !strings.Contains(planted, "planted") && !refused {
 		return "ERROR", fmt.Sprintf("the prestart task did not plant its link: %q; %s", planted, events)
 	}
 	mainState := "not started"
@@ -1034,6 +1035,9 @@ func escSpecial(a *agent, name string, al *allocation, canaryFifo, canaryFile, c
 				who = "Nomad's logmon appending the main task's output to alloc/logs/main.std{out,err}.0"
 			}
 			return "ESCAPED", fmt.Sprintf("the host file %s was written as root through the planted link (%s): now %q (main: %s)", canary, who, now, mainState)
+		}
+		if refused {
+			return "BLOCKED", fmt.Sprintf("%s unchanged: /alloc/logs is read-only, no link planted (%s)", canary, strings.TrimSpace(planted))
 		}
 		if mainState == "started" {
 			return "BLOCKED", fmt.Sprintf("%s unchanged: the main task's output went to its own log (main: %s)", canary, mainState)

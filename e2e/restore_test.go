@@ -71,7 +71,17 @@ func TestRestorePackages(t *testing.T) {
 	// A one-node cluster rather than a dev agent: a dev agent publishes
 	// allocation metrics, and with them bwrap-r's CPU stats can crash it
 	// (see escAgentCrashProbe in escape_test.go).
-	a := newAgentOpts(t, agentOpts{server: true, plugin: fmt.Sprintf("    r_library_roots = [%q]", root)})
+	cacheRoot, err := os.MkdirTemp("/tmp", "e2e-rcache-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(cacheRoot) })
+	// Task UIDs (bwrap binds as them) must traverse the path.
+	if err := os.Chmod(cacheRoot, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cacheDir := filepath.Join(cacheRoot, "cache")
+	a := newAgentOpts(t, agentOpts{server: true, plugin: fmt.Sprintf("    r_library_roots = [%q]\n    r_cache_dir = %q", root, cacheDir)})
 	if err := a.waitDriver(true, time.Minute); err != nil {
 		t.Fatal(err)
 	}
@@ -137,6 +147,71 @@ func TestRestorePackages(t *testing.T) {
 		t.Logf("%s is owned by uid %d; the main task ran as uid %d", pkg, owner, mainUID)
 		if owner < 1000 || owner == mainUID {
 			t.Errorf("the library is owned by uid %d, want the restore task's own UID (the main task is %d)", owner, mainUID)
+		}
+	})
+
+	// The package cache: two restores at once both fill it (neither breaks
+	// the other), and a third, with the repository emptied, installs from it.
+	t.Run("cache", func(t *testing.T) {
+		example, err := os.ReadFile(filepath.Join(repoRoot, "example", "restore", "restore.nomad.hcl"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		restore := func(job string) string {
+			return writeJob(t, job, strings.Replace(string(example), `job "restore" {`, fmt.Sprintf("job %q {", job), 1))
+		}
+		vars := []string{"-var", "repo=file://" + repo, "-var", fmt.Sprintf("repo_mounts=[%q]", repo), "-var", "use_cache=true"}
+		runRestore := func(job string) {
+			a.mustNomad(t, append(append([]string{"job", "run", "-detach"}, vars...), restore(job))...)
+			t.Cleanup(func() { a.stopJob(job) })
+		}
+		check := func(job string) (restoreLog string) {
+			al := a.waitAlloc(t, job, 4*time.Minute, "terminal", terminal)
+			restoreLog, _ = a.nomad("alloc", "logs", al.ID, "restore")
+			restoreErr, _ := a.nomad("alloc", "logs", "-stderr", al.ID, "restore")
+			if al.ClientStatus != "complete" {
+				t.Fatalf("%s: want complete, got:\n%s\nrestore's stdout:\n%s\nrestore's stderr:\n%s", job, al, restoreLog, restoreErr)
+			}
+			if out, _ := a.nomad("alloc", "logs", al.ID, "main"); strings.TrimSpace(out) != "hello from mypkg" {
+				t.Errorf("%s: main said %q", job, out)
+			}
+			var event string
+			for _, e := range al.TaskStates["restore"].Events {
+				if strings.Contains(e.DisplayMessage, "R package cache") {
+					event = e.DisplayMessage
+				}
+			}
+			if !strings.Contains(event, "R package cache: /r-cache (writable)") {
+				t.Errorf("%s: no task event naming the writable cache: %q", job, event)
+			}
+			t.Logf("%s restore: %s", job, strings.TrimSpace(restoreLog))
+			return restoreLog
+		}
+		runRestore("restore-c1")
+		runRestore("restore-c2")
+		first := check("restore-c1") + check("restore-c2")
+		if !strings.Contains(first, "downloaded mypkg into the cache") {
+			t.Errorf("neither concurrent restore filled the cache: %q", first)
+		}
+		key := filepath.Join(cacheDir, "R-4.2", "x86_64-pc-linux-gnu")
+		entries, _ := os.ReadDir(key)
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		if len(names) != 1 || names[0] != "mypkg_0.1.0.tar.gz" {
+			t.Fatalf("the cache %s holds %q, want only mypkg_0.1.0.tar.gz", key, names)
+		}
+
+		// The repository loses its packages: only the cache can serve them.
+		contrib := filepath.Join(repo, "src", "contrib")
+		files, _ := os.ReadDir(contrib)
+		for _, f := range files {
+			os.Remove(filepath.Join(contrib, f.Name()))
+		}
+		runRestore("restore-c3")
+		if third := check("restore-c3"); !strings.Contains(third, "all of mypkg found in the cache") {
+			t.Errorf("the third restore did not use the cache: %q", third)
 		}
 	})
 

@@ -112,3 +112,44 @@ func MakeDir(base, rel string, uid, gid int) error {
 	unix.Close(fd)
 	return nil
 }
+
+// MakeCacheDir makes root (0711, if missing) and root/parts... below it,
+// without following links. Directories between are 0755; the last is the
+// shared cache: 01777, so that every task UID may add entries and none may
+// replace or remove another's. All are root's. It returns the last's path.
+func MakeCacheDir(root string, parts ...string) (string, error) {
+	if err := os.MkdirAll(root, 0o711); err != nil {
+		return "", err
+	}
+	fd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w (a symlink is refused)", root, err)
+	}
+	defer func() { unix.Close(fd) }()
+	for i, part := range parts {
+		if part == "" || part == "." || part == ".." || strings.Contains(part, "/") {
+			return "", fmt.Errorf("bad cache path element %q", part)
+		}
+		mode := uint32(0o755)
+		if i == len(parts)-1 {
+			mode = 0o1777
+		}
+		if err := unix.Mkdirat(fd, part, mode); err != nil && !errors.Is(err, unix.EEXIST) {
+			return "", err
+		}
+		next, err := unix.Openat(fd, part, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return "", fmt.Errorf("%s: %w (a symlink is refused)", filepath.Join(append([]string{root}, parts[:i+1]...)...), err)
+		}
+		unix.Close(fd)
+		fd = next
+		// The umask, or whoever made it first, may have left another mode.
+		if err := unix.Fchown(fd, 0, 0); err != nil {
+			return "", err
+		}
+		if err := unix.Fchmod(fd, mode); err != nil {
+			return "", err
+		}
+	}
+	return filepath.Join(append([]string{root}, parts...)...), nil
+}

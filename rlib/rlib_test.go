@@ -73,3 +73,47 @@ func TestMakeDirRefusesSymlinks(t *testing.T) {
 		t.Fatal("not created", err)
 	}
 }
+
+func TestMakeCacheDir(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "cache")
+	dir, err := MakeCacheDir(root, "R-4.4", "x86_64-pc-linux-gnu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dir != filepath.Join(root, "R-4.4", "x86_64-pc-linux-gnu") {
+		t.Fatalf("dir %s", dir)
+	}
+	for p, want := range map[string]os.FileMode{root: 0o711, filepath.Dir(dir): 0o755, dir: 0o777 | os.ModeSticky} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fi.Mode() & (os.ModePerm | os.ModeSticky); got != want {
+			t.Errorf("%s: mode %v, want %v", p, got, want)
+		}
+	}
+	// Again: nothing changes, nothing fails.
+	if _, err := MakeCacheDir(root, "R-4.4", "x86_64-pc-linux-gnu"); err != nil {
+		t.Fatal(err)
+	}
+	// A link where a key should be is refused, and its target untouched.
+	target := t.TempDir()
+	os.Chmod(target, 0o700)
+	if err := os.Symlink(target, filepath.Join(root, "R-4.3")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := MakeCacheDir(root, "R-4.3", "x86_64-pc-linux-gnu"); err == nil {
+		t.Error("a symlinked key was followed")
+	}
+	if fi, _ := os.Stat(target); fi.Mode().Perm() != 0o700 {
+		t.Errorf("the link's target is now %v", fi.Mode())
+	}
+	if entries, _ := os.ReadDir(target); len(entries) != 0 {
+		t.Errorf("made %s in the link's target", entries[0].Name())
+	}
+	for _, bad := range []string{"..", ".", "", "a/b"} {
+		if _, err := MakeCacheDir(root, bad); err == nil {
+			t.Errorf("element %q accepted", bad)
+		}
+	}
+}

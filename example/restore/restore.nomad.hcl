@@ -30,6 +30,13 @@
 # tarballs (R CMD build) and their index:
 #   Rscript -e 'tools::write_PACKAGES("/srv/cran/main/src/contrib", type = "source")'
 # e2e/restore_test.go builds one with e2e/testdata/mypkg and runs this file.
+#
+# With the plugin's package cache (plugin config r_cache_dir) and
+# -var use_cache=true, the restore task keeps each package's source tarball
+# in the node's cache for its R x.y (/r-cache in the sandbox) and installs
+# from there when it is present: a second restore of the same packages
+# downloads nothing. List every package the app needs, as a lockfile does:
+# a package found in the cache brings no dependencies along.
 # For a Shiny app, make the job a service and the main task the app.
 
 variable "repo" {
@@ -48,6 +55,12 @@ variable "packages" {
   description = "The packages to install (with their dependencies)."
   type        = list(string)
   default     = ["mypkg"]
+}
+
+variable "use_cache" {
+  description = "Keep and reuse package tarballs in the node's package cache (needs the plugin's r_cache_dir)."
+  type        = bool
+  default     = false
 }
 
 variable "main" {
@@ -86,13 +99,40 @@ job "restore" {
       config {
         command        = "Rscript"
         r_lib_writable = "/alloc/lib"
-        r_libs         = var.repo_mounts
+        r_libs           = var.repo_mounts
+        r_cache_writable = var.use_cache
         # install.packages only warns when a package fails: check, and fail
         # the task (and so the allocation) when one is missing.
         args = ["-e", <<-EOT
           pkgs <- ${local.packages}
           lib <- "/alloc/lib"
-          install.packages(pkgs, repos = "${var.repo}", lib = lib, type = "source")
+          cache <- Sys.getenv("BWRAP_R_CACHE")
+          if (${var.use_cache ? "TRUE" : "FALSE"} && nzchar(cache)) {
+            cached <- function(p) list.files(cache, pattern = paste0("^", p, "_.*[.]tar[.]gz$"), full.names = TRUE)
+            missing <- pkgs[lengths(lapply(pkgs, cached)) == 0]
+            if (length(missing) > 0) {
+              # Download privately, then rename into the cache: a rename is
+              # atomic, so a restore running at the same time sees a whole
+              # tarball or none. Where another got there first, its (sticky,
+              # not replaceable) tarball stays and this one is used.
+              tmp <- tempfile("dl-")
+              dir.create(tmp)
+              got <- download.packages(missing, destdir = tmp, repos = "${var.repo}", type = "source")
+              for (f in got[, 2]) {
+                part <- file.path(cache, paste0(".part-", Sys.getpid(), "-", basename(f)))
+                final <- file.path(cache, basename(f))
+                file.copy(f, part)
+                if (!suppressWarnings(file.rename(part, final))) unlink(part)
+              }
+              cat("downloaded", paste(missing, collapse = ", "), "into the cache\n")
+            } else {
+              cat("all of", paste(pkgs, collapse = ", "), "found in the cache\n")
+            }
+            files <- vapply(pkgs, function(p) tail(sort(cached(p)), 1), "")
+            install.packages(files, repos = NULL, lib = lib, type = "source")
+          } else {
+            install.packages(pkgs, repos = "${var.repo}", lib = lib, type = "source")
+          }
           ok <- vapply(pkgs, function(p) requireNamespace(p, lib.loc = lib, quietly = TRUE), logical(1))
           if (!all(ok)) {
             message("not installed: ", paste(pkgs[!ok], collapse = ", "))
