@@ -507,8 +507,10 @@ func nsToMs(s string) (float64, error) {
 // Phases of a bwrap-r start, each timed on its own.
 const (
 	phSpawn   = "fork+exec+wait of /bin/true from the bench process"
-	phBench   = "start of this bench binary (the shim in the bench), to exit"
-	phPlugin  = "start of bin/plugins/bwrap-r (the shim in production), to exit"
+	phBench   = "start of this bench binary's Go main, to exit"
+	phPlugin  = "start of bin/plugins/bwrap-r's Go main (`version`), to exit"
+	phShimB   = "the shim in this bench binary: drop to a task UID, exec /bin/true, to exit"
+	phShimP   = "the shim in bin/plugins/bwrap-r (production): drop to a task UID, exec /bin/true, to exit"
 	phBwrapUp = "bwrap alone, as the task's user: until pid 1 exists (--info-fd)"
 	phBwrapTr = "bwrap alone: /bin/true to exit"
 	phLaunch  = "bwrap.Start (shim + bwrap, no cgroups): until it returns"
@@ -683,7 +685,8 @@ func (e *env) phaser() func(i int, record bool) {
 		}
 		return up, done, nil
 	}
-	steps := []string{phSpawn, phBench, phPlugin, phBwrapUp, phLaunch, phLaunchC, phInitB, phInitP}
+	steps := []string{phSpawn, phBench, phPlugin, phShimB, phShimP, phBwrapUp, phLaunch, phLaunchC, phInitB, phInitP}
+	shimArgs := []string{bwrap.ShimCommand, "-uid", "65534", "-gid", "65534", "--", "/bin/true"}
 	return func(i int, record bool) {
 		for _, s := range rotate(steps, i) {
 			var a, b float64
@@ -698,6 +701,13 @@ func (e *env) phaser() func(i int, record bool) {
 					continue
 				}
 				a, err = runCmd(plugin, "version")
+			case phShimB:
+				a, err = runCmd(self, shimArgs...)
+			case phShimP:
+				if plugin == "" {
+					continue
+				}
+				a, err = runCmd(plugin, shimArgs...)
 			case phBwrapUp:
 				a, b, err = bwrapAlone()
 			case phLaunch:
