@@ -48,6 +48,12 @@ type Launch struct {
 	// NetNS is a network namespace file the shim joins first ("" keeps the
 	// host's network).
 	NetNS string
+	// PruneMounts and KeepMounts: the shim gives bwrap a mount namespace
+	// without the mounts below PruneMounts (the client's alloc dir: other
+	// tasks' secrets and private tmpfs) except those below KeepMounts (the
+	// task's own allocation). bwrap's set-up costs time and memory in
+	// proportion to the mounts it sees. "" prunes nothing.
+	PruneMounts, KeepMounts string
 	// Seccomp is a compiled filter (struct sock_filter entries) bwrap loads
 	// for the command; nil runs without one.
 	Seccomp []byte
@@ -129,6 +135,9 @@ func Start(l Launch) (*Sandbox, error) {
 	}
 	if l.NetNS != "" {
 		args = append(args, "-netns", l.NetNS)
+	}
+	if l.PruneMounts != "" {
+		args = append(args, "-prune", l.PruneMounts, "-keep", l.KeepMounts)
 	}
 	args = append(args, "--", l.Bwrap, "--args", strconv.Itoa(argsFD))
 	args = append(args, command...)

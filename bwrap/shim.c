@@ -5,11 +5,13 @@
 // It runs as a constructor of any binary that links package bwrap, and acts
 // only when argv[1] is "_shim":
 //
-//   _shim -uid N -gid N [-cgroup DIR]... [-netns FILE] -- /abs/path/to/bwrap ARG...
+//   _shim -uid N -gid N [-cgroup DIR]... [-netns FILE] [-prune DIR -keep DIR]
+//         -- /abs/path/to/bwrap ARG...
 //
 // Started as root with the task's stdio and bwrap's descriptors (3 to 6), in
-// this order it joins the task's cgroups and network namespace, drops to the
-// task's UID and GID, and execs bwrap with an empty environment.
+// this order it joins the task's cgroups and network namespace, prunes the
+// mount table, drops to the task's UID and GID, and execs bwrap with an empty
+// environment.
 //
 // Why drop before bwrap rather than let bwrap map IDs: a bwrap started by UID
 // N with --unshare-user --uid N --gid N writes the identity map "N N 1", so the
@@ -28,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -78,13 +81,104 @@ static long shim_id(const char *flag, const char *s) {
 	return v;
 }
 
+// shim_under reports whether path is dir or lies below it.
+static int shim_under(const char *path, const char *dir) {
+	size_t n = strlen(dir);
+	return strncmp(path, dir, n) == 0 && (path[n] == '\0' || path[n] == '/');
+}
+
+// shim_unescape decodes mountinfo's octal escapes (\040 for a space) in place.
+static void shim_unescape(char *s) {
+	char *w = s;
+	for (char *r = s; *r; r++) {
+		if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' && r[2] <= '7' && r[3] >= '0' && r[3] <= '7') {
+			*w++ = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 + (r[3] - '0'));
+			r += 3;
+		} else
+			*w++ = *r;
+	}
+	*w = '\0';
+}
+
+static int shim_deeper_first(const void *a, const void *b) {
+	size_t la = strlen(*(char *const *)a), lb = strlen(*(char *const *)b);
+	return la < lb ? 1 : la > lb ? -1 : 0;
+}
+
+// shim_prune gives bwrap a mount namespace without the mounts below prune
+// (the client's alloc dir) other than those below keep (the task's own
+// allocation). The host's mount table holds a few mounts per task of the
+// node (Nomad's secrets/ and private/ tmpfs); bwrap copies and parses all of
+// them for every bind it makes, which with hundreds of tasks costs each
+// start hundreds of milliseconds of CPU and megabytes. The namespace is a
+// slave of the host's, so nothing here reaches the host.
+static void shim_prune(const char *prune, const char *keep) {
+	if (prune[0] != '/' || strcmp(prune, "/") == 0 || keep[0] != '/' || !shim_under(keep, prune) || strcmp(keep, prune) == 0)
+		shim_fail("shim: -keep %s must lie below -prune %s (not /)", keep, prune);
+	if (unshare(CLONE_NEWNS) != 0)
+		shim_fail("shim: new mount namespace: %s", strerror(errno));
+	if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) != 0)
+		shim_fail("shim: making / a slave: %s", strerror(errno));
+
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	if (f == NULL)
+		shim_fail("shim: mountinfo: %s", strerror(errno));
+	char **points = NULL;
+	size_t n = 0, cap = 0;
+	char *line = NULL;
+	size_t linecap = 0;
+	while (getline(&line, &linecap, f) > 0) {
+		// id parent major:minor root mount-point ...
+		char *save = NULL, *field = strtok_r(line, " ", &save);
+		for (int i = 1; field != NULL && i < 5; i++)
+			field = strtok_r(NULL, " ", &save);
+		if (field == NULL)
+			continue;
+		shim_unescape(field);
+		if (!shim_under(field, prune) || strcmp(field, prune) == 0 || shim_under(field, keep) || shim_under(keep, field))
+			continue;
+		if (n == cap) {
+			cap = cap ? 2 * cap : 64;
+			points = realloc(points, cap * sizeof *points);
+			if (points == NULL)
+				shim_fail("shim: out of memory");
+		}
+		if ((points[n++] = strdup(field)) == NULL)
+			shim_fail("shim: out of memory");
+	}
+	free(line);
+	fclose(f);
+	qsort(points, n, sizeof *points, shim_deeper_first);
+	for (size_t i = 0; i < n; i++) {
+		// EINVAL: already gone with a parent detached before it.
+		if (umount2(points[i], MNT_DETACH) != 0 && errno != EINVAL && errno != ENOENT)
+			shim_fail("shim: detaching %s: %s", points[i], strerror(errno));
+		free(points[i]);
+	}
+	free(points);
+}
+
+// shim_stdio opens /dev/null on any of descriptors 0-2 that is closed:
+// otherwise the next file opened (by the shim or bwrap) would take its
+// number and reach the task as its stdin, stdout or stderr.
+static void shim_stdio(void) {
+	for (int fd = 0; fd <= 2; fd++) {
+		if (fcntl(fd, F_GETFD) != -1 || errno != EBADF)
+			continue;
+		int null = open("/dev/null", O_RDWR);
+		if (null != fd)
+			shim_fail("shim: /dev/null on descriptor %d: got %d (%s)", fd, null, strerror(errno));
+	}
+}
+
 static void shim_main(int argc, char **argv) {
 	long uid = -1, gid = -1;
-	const char *netns = NULL;
+	const char *netns = NULL, *prune = NULL, *keep = NULL;
 	const char *cgroups[SHIM_MAX_CGROUPS];
 	int ncgroups = 0;
 	int i = 2;
 
+	shim_stdio();
 	for (; i < argc; i++) {
 		const char *flag = argv[i];
 		if (strcmp(flag, "--") == 0) {
@@ -100,6 +194,10 @@ static void shim_main(int argc, char **argv) {
 			gid = shim_id(flag, val);
 		else if (strcmp(flag, "-netns") == 0)
 			netns = val;
+		else if (strcmp(flag, "-prune") == 0)
+			prune = val;
+		else if (strcmp(flag, "-keep") == 0)
+			keep = val;
 		else if (strcmp(flag, "-cgroup") == 0) {
 			if (ncgroups == SHIM_MAX_CGROUPS)
 				shim_fail("shim: more than %d cgroups", SHIM_MAX_CGROUPS);
@@ -134,6 +232,10 @@ static void shim_main(int argc, char **argv) {
 			shim_fail("shim: joining network namespace %s: %s", netns, strerror(errno));
 		close(fd);
 	}
+	if ((prune == NULL) != (keep == NULL))
+		shim_fail("shim: -prune and -keep go together");
+	if (prune != NULL)
+		shim_prune(prune, keep);
 	if (setgroups(0, NULL) != 0)
 		shim_fail("shim: setgroups: %s", strerror(errno));
 	if (setgid((gid_t)gid) != 0)

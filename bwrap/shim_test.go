@@ -146,3 +146,70 @@ func testCgroup(t *testing.T) string {
 	t.Cleanup(func() { _ = os.Remove(dir) })
 	return dir
 }
+
+// With -prune/-keep, bwrap's mount namespace holds none of the mounts below
+// the prune dir but those below keep, and the host's mounts stay as they were.
+func TestShimPrunesOtherAllocationsMounts(t *testing.T) {
+	root := t.TempDir()
+	mine, other := filepath.Join(root, "alloc-mine"), filepath.Join(root, "alloc-other")
+	for _, d := range []string{filepath.Join(mine, "task", "secrets"), filepath.Join(other, "task", "secrets"), filepath.Join(other, "task", "private")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Mount("tmpfs", d, "tmpfs", 0, "size=1m"); err != nil {
+			t.Skipf("tmpfs: %v", err)
+		}
+		t.Cleanup(func() { syscall.Unmount(d, syscall.MNT_DETACH) })
+	}
+	stdout, stderr, _, code := runShim(t, "-uid", "65534", "-gid", "65534", "-prune", root, "-keep", mine, "--", "/bin/cat", "/proc/self/mountinfo")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if !strings.Contains(stdout, filepath.Join(mine, "task", "secrets")) {
+		t.Errorf("the task's own mount is gone:\n%s", stdout)
+	}
+	if strings.Contains(stdout, other) {
+		t.Errorf("another allocation's mounts are still there:\n%s", stdout)
+	}
+	host, _ := os.ReadFile("/proc/self/mountinfo")
+	for _, d := range []string{filepath.Join(other, "task", "secrets"), filepath.Join(other, "task", "private")} {
+		if !strings.Contains(string(host), d) {
+			t.Errorf("the host lost %s", d)
+		}
+	}
+	for _, bad := range [][]string{{"-prune", "/", "-keep", mine}, {"-prune", root, "-keep", "/etc"}, {"-prune", root, "-keep", root}, {"-prune", root}} {
+		_, stderr, _, code := runShim(t, append([]string{"-uid", "65534", "-gid", "65534"}, append(bad, "--", "/bin/true")...)...)
+		if code != 125 || !strings.Contains(stderr, "-keep") {
+			t.Errorf("%q: exit %d %q, want a refusal", bad, code, stderr)
+		}
+	}
+}
+
+// A closed stdin, stdout or stderr gets /dev/null: otherwise the next file
+// the shim or bwrap opened would reach the task under that number.
+func TestShimFillsClosedStdio(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the shim starts as root")
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	closed := ^uintptr(0) // -1: closed in the child
+	pid, err := syscall.ForkExec(os.Args[0], []string{os.Args[0], ShimCommand, "-uid", "65534", "-gid", "65534", "--",
+		"/bin/sh", "-c", "readlink /proc/self/fd/0 >&3; readlink /proc/self/fd/2 >&3"}, &syscall.ProcAttr{
+		Env:   []string{},
+		Files: []uintptr{closed, closed, closed, w.Fd()},
+	})
+	w.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := io.ReadAll(r)
+	var ws syscall.WaitStatus
+	syscall.Wait4(pid, &ws, 0, nil)
+	if ws.ExitStatus() != 0 || string(out) != "/dev/null\n/dev/null\n" {
+		t.Fatalf("exit %d, fds 0 and 2 of the exec'd command: %q, want /dev/null", ws.ExitStatus(), out)
+	}
+}

@@ -171,7 +171,7 @@ func TestHarnessStatsCPUNeverFalls(t *testing.T) {
 		select {
 		case u = <-ch:
 		case <-ctx.Done():
-			if peak < float64(time.Second) {
+			if peak < float64(300*time.Millisecond) {
 				t.Fatalf("the busy child's CPU time was never counted: peak %v", time.Duration(peak))
 			}
 			return

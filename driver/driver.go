@@ -336,6 +336,9 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 		Cgroups:    cgroups.Dirs(),
 		NetNS:      netNS(cfg, spec),
 		Seccomp:    d.seccomp,
+		// Every allocation's dir lies in the client's alloc dir.
+		PruneMounts: pruneRoot(cfg.AllocDir),
+		KeepMounts:  cfg.AllocDir,
 	})
 	if err != nil {
 		cgroups.Teardown()
@@ -526,4 +529,17 @@ func parseSignal(name string, def syscall.Signal) (syscall.Signal, error) {
 		return 0, fmt.Errorf("unknown signal %q", name)
 	}
 	return sig, nil
+}
+
+// pruneRoot is the client's alloc dir, holding every allocation's, or ""
+// when the task's alloc dir says nothing usable.
+func pruneRoot(allocDir string) string {
+	if !filepath.IsAbs(allocDir) {
+		return ""
+	}
+	root := filepath.Dir(filepath.Clean(allocDir))
+	if root == "/" {
+		return ""
+	}
+	return root
 }
