@@ -1,12 +1,13 @@
 # bwrap-r: a Nomad task driver that runs each task in a bubblewrap sandbox.
 GO     ?= go
 NOMAD  := .cache/nomad/nomad
+CONSUL := .cache/consul/consul
 PLUGIN := bin/plugins/bwrap-r
 # The driver harness leaves directories and plugin sockets in TMPDIR; keep
 # them in one place that is traversable by task UIDs (bwrap runs as them).
 TEST_TMP := $(CURDIR)/.cache/tmp
 
-.PHONY: all deps build nomad test unit e2e demo demo-stop bench lint clean
+.PHONY: all deps build nomad consul test unit e2e demo demo-stop bench lint clean
 
 all: build
 
@@ -19,6 +20,11 @@ build:
 nomad:
 	scripts/build-nomad.sh
 
+# A Consul agent, for the e2e of script checks (Nomad runs them only for
+# services registered in Consul).
+consul:
+	scripts/build-consul.sh
+
 lint:
 	$(GO) vet ./...
 	$(GO) vet -tags bench ./bench/
@@ -26,17 +32,17 @@ lint:
 
 # Unit, sandbox, driver-harness and e2e tests (root needed: the launcher drops
 # from root to each task's UID, and the e2e runs a real Nomad agent).
-test: deps nomad build lint
+test: deps nomad consul build lint
 	@rm -rf $(TEST_TMP) && mkdir -p $(TEST_TMP) && chmod 0711 $(TEST_TMP)
-	TMPDIR=$(TEST_TMP) BWRAP_R_E2E=1 NOMAD_BIN=$(CURDIR)/$(NOMAD) $(GO) test -count=1 -timeout 40m ./...
+	TMPDIR=$(TEST_TMP) BWRAP_R_E2E=1 NOMAD_BIN=$(CURDIR)/$(NOMAD) CONSUL_BIN=$(CURDIR)/$(CONSUL) $(GO) test -count=1 -timeout 40m ./...
 	# a smoke run of the benchmark code (3 tasks a driver), so that it does not rot
 	TMPDIR=$(TEST_TMP) BWRAP_R_BENCH=smoke $(GO) test -tags bench -count=1 -timeout 10m ./bench/
 
 unit:
 	$(GO) test -count=1 ./bwrap/ ./driver/
 
-e2e: nomad build
-	BWRAP_R_E2E=1 NOMAD_BIN=$(CURDIR)/$(NOMAD) $(GO) test -count=1 -v ./e2e/
+e2e: nomad consul build
+	BWRAP_R_E2E=1 NOMAD_BIN=$(CURDIR)/$(NOMAD) CONSUL_BIN=$(CURDIR)/$(CONSUL) $(GO) test -count=1 -v ./e2e/
 
 # Benchmarks against Nomad's raw_exec and exec drivers; writes BENCHMARKS.md.
 # Not a test: run it on a quiet node.

@@ -124,6 +124,8 @@ type agentOpts struct {
 	plugin string
 	// client holds extra lines for the client block.
 	client string
+	// extra holds top-level agent config lines (e.g. a consul block).
+	extra string
 	// server: a non-dev agent, server and client of a one-node cluster, with
 	// its data_dir below its dir. Its tasks outlive the agent's process
 	// unless stop stops them first; restart picks them up again.
@@ -272,7 +274,7 @@ func startAgent(opts agentOpts) (*agent, error) {
 		// The plugin's default probes the cloud metadata address: never here.
 		plugin += "\n    egress {\n      metadata = \"\"\n    }\n"
 	}
-	body := fmt.Sprintf(agentConfig, server, ports[0], ports[1], ports[2], clientConf, plugin)
+	body := fmt.Sprintf(agentConfig, server+opts.extra, ports[0], ports[1], ports[2], clientConf, plugin)
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 		return nil, err
 	}
@@ -684,7 +686,10 @@ type taskState struct {
 type allocation struct {
 	ID, ClientStatus, DesiredStatus string
 	TaskStates                      map[string]*taskState
-	AllocatedResources              struct {
+	// DeploymentStatus is Nomad's view of the allocation's health in a
+	// deployment (from its checks, with update { health_check = "checks" }).
+	DeploymentStatus   *struct{ Healthy *bool }
+	AllocatedResources struct {
 		Shared struct {
 			Ports []struct {
 				Label  string
