@@ -33,17 +33,23 @@ func readArgv(pid int) []string {
 	return strings.Split(strings.TrimSuffix(string(b), "\x00"), "\x00")
 }
 
-func readPpid(pid int) int {
+// statFields are the fields of /proc/PID/stat after the command name (the
+// first is the state, field 3), or nil.
+func statFields(pid int) []string {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0
+		return nil
 	}
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	if i < 0 {
-		return 0
+		return nil
 	}
-	f := strings.Fields(s[i+1:])
+	return strings.Fields(s[i+1:])
+}
+
+func readPpid(pid int) int {
+	f := statFields(pid)
 	if len(f) < 2 {
 		return 0
 	}
@@ -155,16 +161,7 @@ func (m *mem) add(o mem) { m.rss += o.rss; m.pss += o.pss; m.uss += o.uss; m.cpu
 
 // cpuTime reads a process's user + system time from /proc/PID/stat.
 func cpuTime(pid int) time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(s[i+1:])
+	f := statFields(pid)
 	if len(f) < 13 {
 		return 0
 	}
