@@ -34,7 +34,9 @@ lint:
 # from root to each task's UID, and the e2e runs a real Nomad agent).
 test: deps nomad consul build lint
 	@rm -rf $(TEST_TMP) && mkdir -p $(TEST_TMP) && chmod 0711 $(TEST_TMP)
-	TMPDIR=$(TEST_TMP) BWRAP_R_E2E=1 NOMAD_BIN=$(CURDIR)/$(NOMAD) CONSUL_BIN=$(CURDIR)/$(CONSUL) $(GO) test -count=1 -timeout 40m ./...
+	TMPDIR=$(TEST_TMP) BWRAP_R_E2E=1 NOMAD_BIN=$(CURDIR)/$(NOMAD) CONSUL_BIN=$(CURDIR)/$(CONSUL) \
+		BWRAP_R_SUMMARY=$(TEST_TMP)/escape-summary $(GO) test -count=1 -timeout 40m ./...
+	@cat $(TEST_TMP)/escape-summary
 	# a smoke run of the benchmark code (3 tasks a driver), so that it does not rot
 	TMPDIR=$(TEST_TMP) BWRAP_R_BENCH=smoke $(GO) test -tags bench -count=1 -timeout 10m ./bench/
 
