@@ -45,7 +45,7 @@ for p in a["AllocatedResources"]["Shared"]["Ports"]:
         print("%s:%d" % (p["HostIP"], p["Value"]))')
     if [ -n "$port" ] && curl -fsS -o /dev/null "http://$port/"; then
       echo
-      echo "The Shiny app answers at http://$port/  (alloc ${alloc:0:8}, user $(stat -c %U "/proc/$(pgrep -n -f "shiny::runApp")" 2>/dev/null || echo '?'))"
+      echo "The Shiny app answers at http://$port/  (alloc ${alloc:0:8}, uid $(stat -c %u "/proc/$(pgrep -n -f "shiny::runApp")" 2>/dev/null || echo '?'))"
       echo "Logs: $nomad alloc logs -stderr ${alloc:0:8}    Stop: make demo-stop"
       exit 0
     fi
