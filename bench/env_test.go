@@ -199,11 +199,13 @@ func (e *env) newTask(d *dut, memoryMB int64, command string, args ...string) (*
 // to /dev/null for every driver) and with a cleanup that can run per task
 // (the harness's closes the harness's plugin client).
 func (e *env) mkAllocDir(d *dut, cfg *drivers.TaskConfig) (func(), error) {
-	dir, err := os.MkdirTemp(e.base, "alloc-")
-	if err != nil {
+	// One alloc dir for all, as a client's <data_dir>/alloc: bwrap-r's
+	// launcher prunes the other allocations' mounts below it. Nomad's
+	// client makes the path to alloc dirs traversable (0711).
+	dir := filepath.Join(e.base, "alloc")
+	if err := os.MkdirAll(dir, 0o711); err != nil {
 		return nil, err
 	}
-	// Nomad's client makes the path to alloc dirs traversable (0711).
 	if err := os.Chmod(dir, 0o711); err != nil {
 		return nil, err
 	}
@@ -220,7 +222,7 @@ func (e *env) mkAllocDir(d *dut, cfg *drivers.TaskConfig) (func(), error) {
 		_ = cg.Kill()
 		_ = cg.Teardown()
 		_ = ad.Destroy()
-		_ = os.RemoveAll(dir)
+		_ = os.RemoveAll(filepath.Join(dir, cfg.AllocID))
 		_ = os.RemoveAll(mountsDir)
 	}
 	fail := func(err error) (func(), error) {
