@@ -112,9 +112,13 @@ static int shim_deeper_first(const void *a, const void *b) {
 // them for every bind it makes, which with hundreds of tasks costs each
 // start hundreds of milliseconds of CPU and megabytes. The namespace is a
 // slave of the host's, so nothing here reaches the host.
-static void shim_prune(const char *prune, const char *keep) {
-	if (prune[0] != '/' || strcmp(prune, "/") == 0 || keep[0] != '/' || !shim_under(keep, prune) || strcmp(keep, prune) == 0)
-		shim_fail("shim: -keep %s must lie below -prune %s (not /)", keep, prune);
+static void shim_prune(const char *prune_arg, const char *keep_arg) {
+	// mountinfo shows resolved paths.
+	char prune[PATH_MAX], keep[PATH_MAX];
+	if (realpath(prune_arg, prune) == NULL || realpath(keep_arg, keep) == NULL)
+		shim_fail("shim: -prune %s -keep %s: %s", prune_arg, keep_arg, strerror(errno));
+	if (strcmp(prune, "/") == 0 || !shim_under(keep, prune) || strcmp(keep, prune) == 0)
+		shim_fail("shim: -keep %s must lie below -prune %s (not /)", keep_arg, prune_arg);
 	if (unshare(CLONE_NEWNS) != 0)
 		shim_fail("shim: new mount namespace: %s", strerror(errno));
 	if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) != 0)

@@ -353,6 +353,32 @@ func escFind(root, name string, dir bool, depth int) string {
 }
 
 // escProcs returns the pids and names of the processes whose real UID is uid.
+// escPidsCgroup finds a task's pids cgroup (v1: the one bwrap-r makes in
+// the pids hierarchy; v2: the task's scope), or "".
+func escPidsCgroup(allocID, task string) string {
+	for _, pattern := range []string{
+		"/sys/fs/cgroup/pids/nomad/" + allocID + "." + task,
+		"/sys/fs/cgroup/nomad.slice/*/" + allocID + "." + task + ".scope",
+	} {
+		if m, _ := filepath.Glob(pattern); len(m) > 0 {
+			return m[0]
+		}
+	}
+	return ""
+}
+
+// escKeyed reads the value of key in a "key value" file (0 if missing).
+func escKeyed(path, key string) uint64 {
+	b, _ := os.ReadFile(path)
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) == 2 && f[0] == key {
+			n, _ := strconv.ParseUint(f[1], 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
 func escProcs(uid int) map[int]string {
 	procs := map[int]string{}
 	dirs, _ := filepath.Glob("/proc/[0-9]*")
@@ -784,6 +810,11 @@ func TestEscapeBattery(t *testing.T) {
 	var maxLatency time.Duration
 	var apiFailures int
 	var bombUID, bombMax int
+	// The fork bomb's pids cgroup: the most processes it held at once
+	// (pids.current, the kernel's own count) and how often the limit
+	// refused a fork (pids.events "max").
+	var bombCgroup string
+	var bombPidsMax, bombRefused uint64
 	monWG.Add(1)
 	go func() {
 		defer monWG.Done()
@@ -825,6 +856,37 @@ func TestEscapeBattery(t *testing.T) {
 				if n := len(escProcs(bombUID)); n > bombMax {
 					bombMax = n
 				}
+			}
+		}
+	}()
+	// The fork bomb's pids cgroup, read often: the bomb lasts 10 s.
+	monWG.Add(1)
+	go func() {
+		defer monWG.Done()
+		var bombAlloc string
+		for {
+			select {
+			case <-stopMon:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			if bombAlloc == "" {
+				if allocs, err := a.escAllocs(job); err == nil {
+					bombAlloc = allocs["fork-bomb"].ID
+				}
+				continue
+			}
+			if bombCgroup == "" {
+				bombCgroup = escPidsCgroup(bombAlloc, "probe")
+				continue
+			}
+			if b, err := os.ReadFile(filepath.Join(bombCgroup, "pids.current")); err == nil {
+				if n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64); err == nil && n > bombPidsMax {
+					bombPidsMax = n
+				}
+			}
+			if n := escKeyed(filepath.Join(bombCgroup, "pids.events"), "max"); n > bombRefused {
+				bombRefused = n
 			}
 		}
 	}()
@@ -891,10 +953,18 @@ func TestEscapeBattery(t *testing.T) {
 		case "memory-bomb":
 			v, why = escOOMVerdict(&al, stdout)
 		case "fork-bomb":
-			if bombMax > 64 {
-				v, why = "ESCAPED", fmt.Sprintf("%d host processes of the bomb's uid %d (pids_limit = 64); %s", bombMax, bombUID, why)
-			} else if v == "BLOCKED" {
-				why += fmt.Sprintf("; on the host at most %d processes of uid %d", bombMax, bombUID)
+			// Listings of /proc (inside, or the host's per uid) take time
+			// while the bomb churns, so they can count more processes than
+			// ever existed at once: the cgroup's own count decides.
+			switch {
+			case bombCgroup == "":
+				v, why = "ERROR", "no pids cgroup found for the fork bomb's task; "+why
+			case bombPidsMax > 64:
+				v, why = "ESCAPED", fmt.Sprintf("the bomb's pids cgroup held %d processes (pids_limit = 64); %s", bombPidsMax, why)
+			case bombRefused == 0:
+				v, why = "ERROR", fmt.Sprintf("the bomb never reached its limit (pids.events max = 0, pids.current at most %d); %s", bombPidsMax, why)
+			case v == "BLOCKED":
+				why = fmt.Sprintf("the pids cgroup held at most %d processes and refused %d forks (pids_limit = 64); %s; listed on the host: at most %d processes of uid %d", bombPidsMax, bombRefused, why, bombMax, bombUID)
 			}
 		case "egress-metadata":
 			if n := meta.count.Load(); n > 0 {

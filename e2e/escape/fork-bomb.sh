@@ -1,5 +1,6 @@
 # A shell fork bomb under pids_limit = 64, watched from the inside for 10 s
-# by a perl that forks nothing itself. RLIMIT_NPROC = 1000 is only a
+# by a perl that forks nothing itself (and from the host through the task's
+# pids cgroup). RLIMIT_NPROC = 1000 is only a
 # backstop for the node should the pids limit be missing.
 exec perl -e '
   my $pid = fork();
@@ -21,7 +22,9 @@ exec perl -e '
     last if $max > 200;
   }
   kill("KILL", -$pid);
-  if ($max > 64) { print "ESCAPED: $max processes in the sandbox with pids_limit = 64\n"; exit 1 }
-  print "BLOCKED: at most $max processes in the sandbox during 10 s of fork bomb (pids_limit = 64)\n";
+  # A listing of /proc takes time while the bomb churns: it can count more
+  # processes than ever existed at once. The test reads the kernel count of the
+  # task cgroup (pids.current, pids.events) on the host for the verdict.
+  print "BLOCKED: the sandbox listed at most $max processes during 10 s of fork bomb\n";
   exit 0;
 '
