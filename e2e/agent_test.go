@@ -781,3 +781,15 @@ func eventually(timeout, interval time.Duration, f func() bool) bool {
 		time.Sleep(interval)
 	}
 }
+
+// runOnce is a group's restart and reschedule blocks for a task that must
+// run once: its failure is the test's result, not something to retry.
+const runOnce = `    restart {
+      attempts = 0
+      mode     = "fail"
+    }
+    reschedule {
+      attempts  = 0
+      unlimited = false
+    }
+`

@@ -101,15 +101,7 @@ const checkJob = `job %[1]q {
       progress_deadline = "1m"
       auto_revert       = false
     }
-    restart {
-      attempts = 0
-      mode     = "fail"
-    }
-    reschedule {
-      attempts  = 0
-      unlimited = false
-    }
-    task "app" {
+` + runOnce + `    task "app" {
       driver = "bwrap-r"
       config {
         command = "/bin/sh"

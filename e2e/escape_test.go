@@ -120,15 +120,7 @@ func hclEnv(env map[string]string, indent string) string {
 }
 
 const escGroupHead = `  group %q {
-    restart {
-      attempts = 0
-      mode     = "fail"
-    }
-    reschedule {
-      attempts  = 0
-      unlimited = false
-    }
-    ephemeral_disk {
+` + runOnce + `    ephemeral_disk {
       size = 10
     }
 `

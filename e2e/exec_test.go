@@ -40,15 +40,7 @@ func (a *agent) nomadIO(t *testing.T, stdin string, args ...string) (string, str
 const execJob = `job "exec" {
   type = "service"
   group "g" {
-    restart {
-      attempts = 0
-      mode     = "fail"
-    }
-    reschedule {
-      attempts  = 0
-      unlimited = false
-    }
-    task "t" {
+` + runOnce + `    task "t" {
       driver = "bwrap-r"
       config {
         command = "/bin/sh"

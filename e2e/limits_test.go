@@ -13,15 +13,7 @@ func shJob(id, typ, script string, memoryMB int) string {
 	return fmt.Sprintf(`job %q {
   type = %q
   group "g" {
-    restart {
-      attempts = 0
-      mode     = "fail"
-    }
-    reschedule {
-      attempts  = 0
-      unlimited = false
-    }
-    task "t" {
+`+runOnce+`    task "t" {
       driver = "bwrap-r"
       config {
         command = "/bin/sh"

@@ -259,15 +259,7 @@ func (h *hostNet) restore(t *testing.T) {
 const shinyBridgeJob = `job "shiny-bridge" {
   type = "service"
   group "app" {
-    restart {
-      attempts = 0
-      mode     = "fail"
-    }
-    reschedule {
-      attempts  = 0
-      unlimited = false
-    }
-    network {
+` + runOnce + `    network {
       mode = "bridge"
       port "http" {
         to = 8080
@@ -413,15 +405,7 @@ func TestNetworkBridge(t *testing.T) {
 		hcl := fmt.Sprintf(`job %q {
   type = "batch"
   group "g" {
-    restart {
-      attempts = 0
-      mode     = "fail"
-    }
-    reschedule {
-      attempts  = 0
-      unlimited = false
-    }
-    network {
+`+runOnce+`    network {
       mode = "bridge"
       dns {
         servers  = ["127.0.0.53"]

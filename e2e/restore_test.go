@@ -239,15 +239,7 @@ func TestRestorePackages(t *testing.T) {
 				file := writeJob(t, job, fmt.Sprintf(`job %q {
   type = "batch"
   group "g" {
-    restart {
-      attempts = 0
-      mode     = "fail"
-    }
-    reschedule {
-      attempts  = 0
-      unlimited = false
-    }
-    task "t" {
+`+runOnce+`    task "t" {
       driver = "bwrap-r"
       config {
         command = "Rscript"

@@ -92,15 +92,7 @@ func batchJob(id, extra, config string) string {
   type = "batch"
 %s
   group "g" {
-    restart {
-      attempts = 0
-      mode     = "fail"
-    }
-    reschedule {
-      attempts  = 0
-      unlimited = false
-    }
-    task "t" {
+`+runOnce+`    task "t" {
       driver = "bwrap-r"
       config {
 %s

@@ -207,15 +207,7 @@ func TestBadTaskConfigRefused(t *testing.T) {
 			file := writeJob(t, job, fmt.Sprintf(`job %q {
   type = "batch"
   group "g" {
-    restart {
-      attempts = 0
-      mode     = "fail"
-    }
-    reschedule {
-      attempts  = 0
-      unlimited = false
-    }
-    task "t" {
+`+runOnce+`    task "t" {
       driver = "bwrap-r"
       config {
         %s
@@ -260,15 +252,7 @@ func TestCommandNotFound(t *testing.T) {
 	file := writeJob(t, "notfound", `job "notfound" {
   type = "batch"
   group "g" {
-    restart {
-      attempts = 0
-      mode     = "fail"
-    }
-    reschedule {
-      attempts  = 0
-      unlimited = false
-    }
-    task "t" {
+`+runOnce+`    task "t" {
       driver = "bwrap-r"
       config {
         command = "`+cmd+`"

@@ -15,15 +15,7 @@ import (
 const templateEscapeJob = `job %[1]q {
   type = "service"
   group "g" {
-    restart {
-      attempts = 0
-      mode     = "fail"
-    }
-    reschedule {
-      attempts  = 0
-      unlimited = false
-    }
-    task "t" {
+` + runOnce + `    task "t" {
       driver = "bwrap-r"
       config {
         command = "/bin/sh"
