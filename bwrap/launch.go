@@ -3,6 +3,7 @@ package bwrap
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -382,4 +383,20 @@ func (s *Sandbox) Stop(sig syscall.Signal, timeout time.Duration) error {
 	}
 	s.Wait(-1)
 	return nil
+}
+
+// Version runs `bwrap --version` ("bubblewrap 0.8.0") and returns "0.8.0";
+// an error when path is not bubblewrap.
+func Version(path string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, path, "--version").Output()
+	if err != nil {
+		return "", fmt.Errorf("%s --version failed: %v", path, err)
+	}
+	f := strings.Fields(string(out))
+	if len(f) < 2 || f[0] != "bubblewrap" {
+		return "", fmt.Errorf("%s is not bubblewrap: %q", path, strings.TrimSpace(string(out)))
+	}
+	return f[1], nil
 }

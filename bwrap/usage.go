@@ -13,8 +13,7 @@ const clockTicks = 100
 
 // Usage is the summed usage of every process in the sandbox.
 type Usage struct {
-	At        time.Time
-	Processes int
+	At time.Time
 	// UserTime and SystemTime are CPU time used so far.
 	UserTime, SystemTime time.Duration
 	// RSS is the resident memory of the sandbox's processes, in bytes.
@@ -41,7 +40,6 @@ func (s *Sandbox) Usage() (Usage, error) {
 		if err != nil {
 			continue
 		}
-		u.Processes++
 		u.UserTime += time.Duration(st.utime) * time.Second / clockTicks
 		u.SystemTime += time.Duration(st.stime) * time.Second / clockTicks
 		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/statm", pid)); err == nil {

@@ -170,10 +170,10 @@ type Memory struct {
 
 // MemoryUsage reads the memory controller.
 func (s *Set) MemoryUsage() (Memory, error) {
-	d := s.dir("memory")
-	if s == nil || d == "" {
+	if s == nil || s.dir("memory") == "" {
 		return Memory{}, errors.New("no memory cgroup")
 	}
+	d := s.dir("memory")
 	var m Memory
 	stat := readKeyed(filepath.Join(d, "memory.stat"))
 	if s.V2 {
@@ -189,45 +189,48 @@ func (s *Set) MemoryUsage() (Memory, error) {
 	return m, nil
 }
 
-// Throttling reads how often and how long the task was held back by its CPU
-// limit.
-func (s *Set) Throttling() (periods uint64, throttledNanos uint64) {
-	d := s.dir("cpu")
-	if s == nil || d == "" {
-		return 0, 0
-	}
-	st := readKeyed(filepath.Join(d, "cpu.stat"))
-	if s.V2 {
-		return st["nr_throttled"], st["throttled_usec"] * 1000
-	}
-	return st["nr_throttled"], st["throttled_time"]
-}
-
 // userHZ is the unit of v1's cpuacct.stat: USER_HZ, 100 on every Linux
 // architecture Go supports.
 const userHZ = 100
 
-// CPU is the CPU time the task's processes have used, those that have
-// exited included (a process tree's procfs times lose them); ok is false
-// when the cgroup does not account CPU.
-func (s *Set) CPU() (user, system time.Duration, ok bool) {
+// CPUStats is a task's CPU use from its cgroup.
+type CPUStats struct {
+	// User and System are the CPU time the task's processes have used,
+	// those that have exited included (a process tree's procfs times lose
+	// them). Accounted is false when the cgroup does not account CPU.
+	User, System time.Duration
+	Accounted    bool
+	// ThrottledPeriods and ThrottledNanos: how often and how long the task
+	// was held back by its CPU limit.
+	ThrottledPeriods, ThrottledNanos uint64
+}
+
+// CPU reads the task's CPU use: one file on v2 (cpu.stat), cpuacct.stat and
+// cpu.stat on v1.
+func (s *Set) CPU() CPUStats {
+	var c CPUStats
 	if s == nil {
-		return 0, 0, false
+		return c
 	}
 	if s.V2 {
 		st := readKeyed(filepath.Join(s.Unified, "cpu.stat"))
 		u, uok := st["user_usec"]
 		sy, sok := st["system_usec"]
-		return time.Duration(u) * time.Microsecond, time.Duration(sy) * time.Microsecond, uok && sok
+		c.User, c.System, c.Accounted = time.Duration(u)*time.Microsecond, time.Duration(sy)*time.Microsecond, uok && sok
+		c.ThrottledPeriods, c.ThrottledNanos = st["nr_throttled"], st["throttled_usec"]*1000
+		return c
 	}
-	d := s.Controllers["cpuacct"]
-	if d == "" {
-		return 0, 0, false
+	if d := s.Controllers["cpuacct"]; d != "" {
+		st := readKeyed(filepath.Join(d, "cpuacct.stat"))
+		u, uok := st["user"]
+		sy, sok := st["system"]
+		c.User, c.System, c.Accounted = time.Duration(u)*time.Second/userHZ, time.Duration(sy)*time.Second/userHZ, uok && sok
 	}
-	st := readKeyed(filepath.Join(d, "cpuacct.stat"))
-	u, uok := st["user"]
-	sy, sok := st["system"]
-	return time.Duration(u) * time.Second / userHZ, time.Duration(sy) * time.Second / userHZ, uok && sok
+	if d := s.Controllers["cpu"]; d != "" {
+		st := readKeyed(filepath.Join(d, "cpu.stat"))
+		c.ThrottledPeriods, c.ThrottledNanos = st["nr_throttled"], st["throttled_time"]
+	}
+	return c
 }
 
 func readUint(p string) uint64 {

@@ -195,18 +195,16 @@ func (d *Driver) buildFingerprint() *drivers.Fingerprint {
 		return &drivers.Fingerprint{Health: drivers.HealthStateUndetected, HealthDescription: "bwrap-r runs on Linux only"}
 	}
 	d.mu.RLock()
-	bwrapPath, bwrapErr := d.bwrapPath, d.bwrapErr
+	bwrapPath, bwrapErr, conf := d.bwrapPath, d.bwrapErr, d.config
 	d.mu.RUnlock()
 	if bwrapErr != nil {
 		return &drivers.Fingerprint{Health: drivers.HealthStateUndetected, HealthDescription: bwrapErr.Error()}
 	}
-	version, err := bwrapVersion(bwrapPath)
+	// Run every time: bwrap may have been removed or upgraded since.
+	version, err := bwrap.Version(bwrapPath)
 	if err != nil {
 		return &drivers.Fingerprint{Health: drivers.HealthStateUndetected, HealthDescription: err.Error()}
 	}
-	d.mu.RLock()
-	conf := d.config
-	d.mu.RUnlock()
 	attrs := map[string]*pstructs.Attribute{}
 	desc := drivers.DriverHealthy
 	// R is optional: without it the driver still serves non-R commands.
@@ -229,21 +227,6 @@ func (d *Driver) buildFingerprint() *drivers.Fingerprint {
 	}
 	d.preflightFingerprint(fp, conf, bwrapPath)
 	return fp
-}
-
-// bwrapVersion runs `bwrap --version` ("bubblewrap 0.8.0") and returns 0.8.0.
-func bwrapVersion(path string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, path, "--version").Output()
-	if err != nil {
-		return "", fmt.Errorf("%s --version failed: %v", path, err)
-	}
-	f := strings.Fields(string(out))
-	if len(f) < 2 || f[0] != "bubblewrap" {
-		return "", fmt.Errorf("%s is not bubblewrap: %q", path, strings.TrimSpace(string(out)))
-	}
-	return f[1], nil
 }
 
 func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drivers.DriverNetwork, error) {

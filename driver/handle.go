@@ -3,6 +3,7 @@ package driver
 import (
 	"context"
 	"fmt"
+	"os"
 	"sync"
 	"time"
 
@@ -129,22 +130,33 @@ func (s *taskStore) Delete(id string) {
 	delete(s.tasks, id)
 }
 
-// stats reports the sandbox's processes' usage at each interval until the
-// task ends or ctx is done.
-// cpuTimes takes CPU time from the task's cgroup where it accounts it, and
-// never lets it go down: a procfs sum forgets a process when it exits, and
-// Nomad's client panics on a falling counter.
-func (h *taskHandle) cpuTimes(u bwrap.Usage, prev *bwrap.Usage) bwrap.Usage {
-	if user, system, ok := h.state.Cgroups.CPU(); ok {
-		u.UserTime, u.SystemTime = user, system
+// sample is the task's usage now. CPU time comes from the task's cgroup
+// where it accounts it (then procfs is not walked: memory comes from the
+// cgroup too) and never goes down: a procfs sum forgets a process when it
+// exits, and Nomad's client panics on a falling counter.
+func (h *taskHandle) sample(prev *bwrap.Usage) (bwrap.Usage, cgroup.CPUStats, error) {
+	cpu := h.state.Cgroups.CPU()
+	var u bwrap.Usage
+	if cpu.Accounted {
+		if !h.sandbox.Init.Alive() {
+			return u, cpu, os.ErrProcessDone
+		}
+		u = bwrap.Usage{At: time.Now(), UserTime: cpu.User, SystemTime: cpu.System}
+	} else {
+		var err error
+		if u, err = h.sandbox.Usage(); err != nil {
+			return u, cpu, err
+		}
 	}
 	if prev != nil {
 		u.UserTime = max(u.UserTime, prev.UserTime)
 		u.SystemTime = max(u.SystemTime, prev.SystemTime)
 	}
-	return u
+	return u, cpu, nil
 }
 
+// stats reports the task's usage at each interval until the task ends or
+// ctx is done.
 func (h *taskHandle) stats(ctx context.Context, interval time.Duration) <-chan *drivers.TaskResourceUsage {
 	ch := make(chan *drivers.TaskResourceUsage)
 	go func() {
@@ -161,13 +173,12 @@ func (h *taskHandle) stats(ctx context.Context, interval time.Duration) <-chan *
 			case <-t.C:
 				t.Reset(interval)
 			}
-			u, err := h.sandbox.Usage()
+			u, cpu, err := h.sample(prev)
 			if err != nil {
 				continue
 			}
-			u = h.cpuTimes(u, prev)
 			select {
-			case ch <- usageToNomad(u, prev, h.state.Cgroups, h.mhzPerCore):
+			case ch <- usageToNomad(u, prev, h.state.Cgroups, cpu, h.mhzPerCore):
 				prev = &u
 			case <-ctx.Done():
 				return

@@ -10,8 +10,9 @@ import (
 )
 
 // usageToNomad converts a sample; prev (may be nil) gives the CPU percent.
-// Memory and throttling come from the task's cgroup when it has one.
-func usageToNomad(u bwrap.Usage, prev *bwrap.Usage, cg *cgroup.Set, mhzPerCore float64) *drivers.TaskResourceUsage {
+// Memory and throttling come from the task's cgroup when it has one (cg; cpu
+// is what was read of it).
+func usageToNomad(u bwrap.Usage, prev *bwrap.Usage, cg *cgroup.Set, cpuStats cgroup.CPUStats, mhzPerCore float64) *drivers.TaskResourceUsage {
 	cpu := &drivers.CpuStats{
 		UserMode:   float64(u.UserTime.Nanoseconds()),
 		SystemMode: float64(u.SystemTime.Nanoseconds()),
@@ -35,8 +36,7 @@ func usageToNomad(u bwrap.Usage, prev *bwrap.Usage, cg *cgroup.Set, mhzPerCore f
 			mem = &drivers.MemoryStats{RSS: m.RSS, Cache: m.Cache, Swap: m.Swap, Usage: m.Usage, MaxUsage: m.MaxUsage,
 				Measured: []string{"RSS", "Cache", "Swap", "Usage", "Max Usage"}}
 		}
-		periods, nanos := cg.Throttling()
-		cpu.ThrottledPeriods, cpu.ThrottledTime = periods, nanos
+		cpu.ThrottledPeriods, cpu.ThrottledTime = cpuStats.ThrottledPeriods, cpuStats.ThrottledNanos
 		cpu.Measured = append(cpu.Measured, "Throttled Periods", "Throttled Time")
 	}
 	return &drivers.TaskResourceUsage{

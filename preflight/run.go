@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -85,13 +84,12 @@ func checkBwrap(r *Report, path string) bool {
 		r.add("bwrap", Error, "bubblewrap not found", "apt-get install bubblewrap, or set bwrap_path")
 		return false
 	}
-	out, err := exec.Command(path, "--version").Output()
-	f := strings.Fields(string(out))
-	if err != nil || len(f) < 2 || f[0] != "bubblewrap" {
-		r.add("bwrap", Error, fmt.Sprintf("%s --version: %v %q", path, err, strings.TrimSpace(string(out))), "install bubblewrap, or fix bwrap_path")
+	version, err := bwrap.Version(path)
+	if err != nil {
+		r.add("bwrap", Error, err.Error(), "install bubblewrap, or fix bwrap_path")
 		return false
 	}
-	r.add("bwrap", OK, fmt.Sprintf("bubblewrap %s at %s", f[1], path), "")
+	r.add("bwrap", OK, fmt.Sprintf("bubblewrap %s at %s", version, path), "")
 	return true
 }
 
