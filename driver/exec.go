@@ -59,21 +59,23 @@ func (d *Driver) ExecTask(taskID string, cmd []string, timeout time.Duration) (*
 	var stdout, stderr bytes.Buffer
 	c.Stdout, c.Stderr = &stdout, &stderr
 	c.WaitDelay = time.Second
+	// A process group of its own: nsenter forwards no signal, so a timeout
+	// must end the command's whole group, in the sandbox too.
+	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := c.Start(); err != nil {
 		return nil, err
 	}
-	done := make(chan struct{})
-	timer := time.AfterFunc(timeout, func() {
-		// nsenter forwards nothing: killing it would leave the command
-		// running in the sandbox, so end the command's whole process group.
-		_ = syscall.Kill(-c.Process.Pid, syscall.SIGKILL)
-		_ = c.Process.Kill()
-	})
-	defer timer.Stop()
-	go func() { _ = c.Wait(); close(done) }()
-	<-done
-	res := &drivers.ExecTaskResult{Stdout: stdout.Bytes(), Stderr: stderr.Bytes(), ExitResult: exitResult(c.ProcessState)}
-	return res, nil
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	res, err := waitExec(ctx, c)
+	if errors.Is(err, context.DeadlineExceeded) {
+		// Killed at the timeout: report how it ended, with its output.
+		res, err = exitResult(c.ProcessState), nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &drivers.ExecTaskResult{Stdout: stdout.Bytes(), Stderr: stderr.Bytes(), ExitResult: res}, nil
 }
 
 func (d *Driver) ExecTaskStreaming(ctx context.Context, taskID string, opts *drivers.ExecOptions) (*drivers.ExitResult, error) {

@@ -3,6 +3,7 @@ package driver
 import (
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -55,5 +56,30 @@ func TestHarnessExecRunsAsTheTaskAndSeesOnlyIt(t *testing.T) {
 		if strings.Contains(out, bad) {
 			t.Errorf("exec escaped: %s\n%s", bad, out)
 		}
+	}
+}
+
+// A command that outlives ExecTask's timeout is ended inside the sandbox,
+// not only its nsenter on the host.
+func TestHarnessExecTaskTimeoutEndsTheCommand(t *testing.T) {
+	h, _ := newHarness(t, Config{})
+	task := startAs(t, h, "timeout", "nomad-80043", sh("sleep 600"))
+	if err := h.WaitUntilStarted(task.ID, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	res, err := h.ExecTask(task.ID, []string{"/bin/sh", "-c", "echo $$ > /local/exec.pid; exec sleep 60"}, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.ExitResult.Signal != int(syscall.SIGKILL) {
+		t.Errorf("exit %+v, want killed at the timeout", res.ExitResult)
+	}
+	// Killed, it may stay a zombie a while: reparented to the host's init.
+	res, err = h.ExecTask(task.ID, []string{"/bin/sh", "-c", `st=$(grep State /proc/$(cat /local/exec.pid)/status 2>/dev/null); case "$st" in *zombie*|"") echo ended ;; *) echo "STILL-RUNNING $st" ;; esac`}, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out := string(res.Stdout); out != "ended\n" {
+		t.Errorf("the timed-out command: %q", out)
 	}
 }
