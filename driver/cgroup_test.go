@@ -188,3 +188,23 @@ func TestHarnessStatsCPUNeverFalls(t *testing.T) {
 		peak = max(peak, total)
 	}
 }
+
+// A start that fails after the task's cgroups were made leaves none behind.
+func TestHarnessFailedStartLeavesNoCgroup(t *testing.T) {
+	h, _ := newHarness(t, Config{})
+	task := limitedTask(t, h, "nofifo", 64, sh("true"))
+	// Not a FIFO: the log open fails after the cgroups were made.
+	task.StdoutPath = filepath.Join(task.TaskDir().LocalDir, "not-a-fifo")
+	if err := os.WriteFile(task.StdoutPath, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := h.StartTask(task); err == nil {
+		t.Fatal("started with a regular file as its stdout")
+	}
+	cg := taskCgroups(task)
+	for _, d := range cg.Owned {
+		if _, err := os.Stat(d); err == nil {
+			t.Errorf("cgroup %s left behind", d)
+		}
+	}
+}

@@ -237,6 +237,9 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 	if err := cfg.DecodeDriverConfig(&tc); err != nil {
 		return nil, nil, fmt.Errorf("failed to decode driver config: %v", err)
 	}
+	if tc.PidsLimit < 0 {
+		return nil, nil, fmt.Errorf("config: pids_limit must not be negative, got %d", tc.PidsLimit)
+	}
 	d.mu.RLock()
 	conf, bwrapPath, bwrapErr, self := d.config, d.bwrapPath, d.bwrapErr, d.selfBinary
 	d.mu.RUnlock()
@@ -259,9 +262,6 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 		return nil, nil, err
 	}
 	pids := conf.PidsLimit
-	if tc.PidsLimit < 0 {
-		return nil, nil, fmt.Errorf("config: pids_limit must not be negative, got %d", tc.PidsLimit)
-	}
 	if tc.PidsLimit > 0 {
 		pids = tc.PidsLimit
 	}
@@ -269,19 +269,27 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 	if err != nil {
 		return nil, nil, err
 	}
+	cgroups := taskCgroups(cfg)
+	var sb *bwrap.Sandbox
+	// Whatever fails from here on, nothing of the task is left behind.
 	started := false
 	defer func() {
-		if taskRules && !started {
+		if started {
+			return
+		}
+		if sb != nil {
+			_ = sb.Kill()
+		}
+		cgroups.Teardown()
+		if taskRules {
 			_ = egress.Remove(taskRulesName(uid))
 		}
 	}()
-	cgroups := taskCgroups(cfg)
 	if cgroups != nil {
 		if err := cgroups.Make(); err != nil {
 			return nil, nil, err
 		}
 		if err := cgroups.Apply(taskLimits(cfg, pids)); err != nil {
-			cgroups.Teardown()
 			return nil, nil, fmt.Errorf("applying resource limits: %w", err)
 		}
 	}
@@ -308,7 +316,7 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 	}
 	defer devnull.Close()
 
-	sb, err := bwrap.Start(bwrap.Launch{
+	sb, err = bwrap.Start(bwrap.Launch{
 		Bwrap:      bwrapPath,
 		Shim:       d.shim,
 		Spec:       spec,
@@ -324,7 +332,6 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 		KeepMounts:  cfg.AllocDir,
 	})
 	if err != nil {
-		cgroups.Teardown()
 		return nil, nil, err
 	}
 
@@ -345,7 +352,6 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 	handle.Config = cfg
 	handle.State = drivers.TaskStateRunning
 	if err := handle.SetDriverState(&state); err != nil {
-		_ = sb.Kill()
 		return nil, nil, fmt.Errorf("failed to set driver state: %v", err)
 	}
 	started = true
