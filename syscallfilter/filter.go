@@ -103,9 +103,8 @@ func instructions() ([]bpf.Instruction, error) {
 	return append(guard, prog...), nil
 }
 
-// Program returns the filter as raw struct sock_filter entries, the form
-// bwrap's --seccomp reads.
-func Program() ([]byte, error) {
+// sockFilters is the filter as the kernel's struct sock_filter entries.
+func sockFilters() ([]unix.SockFilter, error) {
 	insts, err := instructions()
 	if err != nil {
 		return nil, err
@@ -114,11 +113,23 @@ func Program() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	filter := make([]unix.SockFilter, len(raw))
+	for i, r := range raw {
+		filter[i] = unix.SockFilter{Code: r.Op, Jt: r.Jt, Jf: r.Jf, K: r.K}
+	}
+	return filter, nil
+}
+
+// Program returns the filter as raw struct sock_filter entries, the form
+// bwrap's --seccomp reads.
+func Program() ([]byte, error) {
+	filter, err := sockFilters()
+	if err != nil {
+		return nil, err
+	}
 	var b bytes.Buffer
-	for _, r := range raw {
-		if err := binary.Write(&b, binary.LittleEndian, unix.SockFilter{Code: r.Op, Jt: r.Jt, Jf: r.Jf, K: r.K}); err != nil {
-			return nil, err
-		}
+	if err := binary.Write(&b, binary.LittleEndian, filter); err != nil {
+		return nil, err
 	}
 	return b.Bytes(), nil
 }
@@ -126,17 +137,9 @@ func Program() ([]byte, error) {
 // Load installs the filter on every thread of this process, with
 // no_new_privs, so that whatever it execs next runs under it.
 func Load() error {
-	insts, err := instructions()
+	filter, err := sockFilters()
 	if err != nil {
 		return err
-	}
-	raw, err := bpf.Assemble(insts)
-	if err != nil {
-		return err
-	}
-	filter := make([]unix.SockFilter, len(raw))
-	for i, r := range raw {
-		filter[i] = unix.SockFilter{Code: r.Op, Jt: r.Jt, Jf: r.Jf, K: r.K}
 	}
 	// no_new_privs is per thread and seccomp checks the calling thread's:
 	// both calls must run on the same thread. The thread stays locked, as
