@@ -108,7 +108,6 @@ func newEnv(t *testing.T, rep *report) *env {
 		token:  fmt.Sprintf("31337.%d", os.Getpid()),
 		tasks:  map[string]*task{},
 	}
-	rep.token = e.token
 	topology := numalib.Scan(numalib.PlatformScanners(false))
 	agent := &base.AgentConfig{Driver: &base.ClientDriverConfig{
 		Topology:      topology,
@@ -398,7 +397,7 @@ func (e *env) helperPids(tk *task, procs []proc) ([]int, error) {
 		if err := tk.handle.GetDriverState(&st); err != nil {
 			return nil, err
 		}
-		if !alive(st.Monitor.Pid) || !alive(st.Init.Pid) {
+		if !st.Monitor.Alive() || !st.Init.Alive() {
 			return nil, fmt.Errorf("bwrap-r: monitor %d or pid 1 %d not running", st.Monitor.Pid, st.Init.Pid)
 		}
 		return []int{st.Monitor.Pid, st.Init.Pid}, nil

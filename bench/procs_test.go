@@ -21,8 +21,8 @@ import (
 
 // proc is a host process as /proc shows it.
 type proc struct {
-	pid, ppid int
-	argv      []string
+	pid  int
+	argv []string
 }
 
 func readArgv(pid int) []string {
@@ -48,29 +48,6 @@ func statFields(pid int) []string {
 	return strings.Fields(s[i+1:])
 }
 
-func readPpid(pid int) int {
-	f := statFields(pid)
-	if len(f) < 2 {
-		return 0
-	}
-	n, _ := strconv.Atoi(f[1])
-	return n
-}
-
-// alive: the pid exists and is not a zombie.
-func alive(pid int) bool {
-	if pid <= 0 {
-		return false
-	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i > 0 && len(s) > i+2 && s[i+2] != 'Z' && s[i+2] != 'X'
-}
-
 // procs lists every process on the host.
 func procs() []proc {
 	ents, err := os.ReadDir("/proc")
@@ -87,7 +64,7 @@ func procs() []proc {
 		if argv == nil {
 			continue
 		}
-		ps = append(ps, proc{pid: pid, ppid: readPpid(pid), argv: argv})
+		ps = append(ps, proc{pid: pid, argv: argv})
 	}
 	return ps
 }
@@ -234,10 +211,10 @@ func loadavg() string {
 
 // machine describes the node the bench ran on.
 type machine struct {
-	kernel, cpu, bwrap, r, goVersion, nomad, cgroups, hostname string
-	cores                                                      int
-	memTotal                                                   uint64
-	loadStart                                                  string
+	kernel, cpu, bwrap, r, goVersion, nomad, cgroups string
+	cores                                            int
+	memTotal                                         uint64
+	loadStart                                        string
 }
 
 func readMachine() machine {

@@ -18,7 +18,6 @@ type report struct {
 	began         time.Time
 	elapsed       time.Duration
 	loadEnd       string
-	token         string
 	rscript       string
 	leftoverCheck string
 
