@@ -29,20 +29,10 @@ node=$("$nomad" node status -quiet | head -1)
 "$nomad" job run -detach example/shiny.nomad.hcl >/dev/null
 echo "demo: example/shiny.nomad.hcl submitted; waiting for the app"
 for _ in $(seq 120); do
-  alloc=$(curl -fsS "$NOMAD_ADDR/v1/job/shiny/allocations" | python3 -c '
-import json, sys
-for a in json.load(sys.stdin):
-    if a["ClientStatus"] == "running":
-        print(a["ID"])
-        break
-' 2>/dev/null | head -1)
+  # The CLI's Go templates read the API's JSON: no other tool needed.
+  alloc=$("$nomad" job allocs -t '{{range .}}{{if eq .ClientStatus "running"}}{{.ID}}{{"\n"}}{{end}}{{end}}' shiny 2>/dev/null | head -1)
   if [ -n "$alloc" ]; then
-    port=$(curl -fsS "$NOMAD_ADDR/v1/allocation/$alloc" | python3 -c '
-import json, sys
-a = json.load(sys.stdin)
-for p in a["AllocatedResources"]["Shared"]["Ports"]:
-    if p["Label"] == "http":
-        print("%s:%d" % (p["HostIP"], p["Value"]))')
+    port=$("$nomad" alloc status -t '{{range .AllocatedResources.Shared.Ports}}{{if eq .Label "http"}}{{.HostIP}}:{{.Value}}{{end}}{{end}}' "$alloc" 2>/dev/null)
     if [ -n "$port" ] && curl -fsS -o /dev/null "http://$port/"; then
       echo
       echo "The Shiny app answers at http://$port/  (alloc ${alloc:0:8}, uid $(stat -c %u "/proc/$(pgrep -n -f "shiny::runApp")" 2>/dev/null || echo '?'))"
