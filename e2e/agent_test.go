@@ -12,7 +12,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -128,7 +127,7 @@ type agentOpts struct {
 	extra string
 	// server: a non-dev agent, server and client of a one-node cluster, with
 	// its data_dir below its dir. Its tasks outlive the agent's process
-	// unless stop stops them first; restart picks them up again.
+	// unless stop stops them first; a new launch picks them up again.
 	server bool
 }
 
@@ -343,16 +342,6 @@ func (a *agent) interrupt() bool {
 		<-a.exited
 		return false
 	}
-}
-
-// restart interrupts a server agent (its tasks keep running) and starts it
-// again with the same config and data dir, without waiting for its node.
-func (a *agent) restart() error {
-	if !a.server {
-		return errors.New("restart: a dev agent does not keep its state")
-	}
-	a.interrupt()
-	return a.launch()
 }
 
 // waitDriver waits until the node is ready and lists bwrap-r among its
@@ -793,3 +782,16 @@ const runOnce = `    restart {
       unlimited = false
     }
 `
+
+// waitRunning waits until the job's task runs and returns its allocation;
+// the test fails if the allocation ends first.
+func (a *agent) waitRunning(t *testing.T, jobID, task string, timeout time.Duration) *allocation {
+	t.Helper()
+	return a.waitAlloc(t, jobID, timeout, "running", func(al *allocation) bool {
+		if terminal(al) {
+			t.Fatalf("job %s: the allocation ended before task %s ran:\n%s", jobID, task, al)
+		}
+		ts := al.TaskStates[task]
+		return ts != nil && ts.State == "running"
+	})
+}

@@ -154,7 +154,6 @@ func TestScriptChecks(t *testing.T) {
 	} {
 		t.Run(tc.job, func(t *testing.T) {
 			a.runJob(t, writeJob(t, tc.job, fmt.Sprintf(checkJob, tc.job, tc.script)), tc.job)
-			t.Cleanup(func() { a.stopJob(tc.job) })
 
 			var check consulCheck
 			ok := eventually(90*time.Second, time.Second, func() bool {

@@ -344,7 +344,6 @@ func escFind(root, name string, dir bool, depth int) string {
 	return found
 }
 
-// escProcs returns the pids and names of the processes whose real UID is uid.
 // escPidsCgroup finds a task's pids cgroup (v1: the one bwrap-r makes in
 // the pids hierarchy; v2: the task's scope), or "".
 func escPidsCgroup(allocID, task string) string {
@@ -369,29 +368,6 @@ func escKeyed(path, key string) uint64 {
 		}
 	}
 	return 0
-}
-
-func escProcs(uid int) map[int]string {
-	procs := map[int]string{}
-	dirs, _ := filepath.Glob("/proc/[0-9]*")
-	for _, d := range dirs {
-		b, err := os.ReadFile(filepath.Join(d, "status"))
-		if err != nil {
-			continue
-		}
-		var name string
-		for _, line := range strings.Split(string(b), "\n") {
-			fs := strings.Fields(line)
-			if len(fs) > 1 && fs[0] == "Name:" {
-				name = fs[1]
-			}
-			if len(fs) > 1 && fs[0] == "Uid:" && fs[1] == strconv.Itoa(uid) {
-				pid, _ := strconv.Atoi(filepath.Base(d))
-				procs[pid] = name
-			}
-		}
-	}
-	return procs
 }
 
 // escLogs returns a task's whole stdout or stderr through the client's API.
@@ -604,13 +580,7 @@ func TestEscapeBattery(t *testing.T) {
 		`echo "$VICTIM_SECRET" > /local/secret.txt && echo "$VICTIM_SECRET" > /secrets/token && echo "$VICTIM_SECRET" > /alloc/data/secret.txt && echo "$VICTIM_SECRET" && exec sleep 3600`,
 		"", map[string]string{"VICTIM_SECRET": victimSecret}, 32)))
 	a.runJob(t, victimFile, victimJob)
-	victim := a.waitAlloc(t, victimJob, time.Minute, "running", func(al *allocation) bool {
-		if terminal(al) {
-			t.Fatalf("the victim ended:\n%s", al)
-		}
-		ts := al.TaskStates["victim"]
-		return ts != nil && ts.State == "running"
-	})
+	victim := a.waitRunning(t, victimJob, "victim", time.Minute)
 	victimAlloc := escFind(a.dir, victim.ID, true, 4)
 	if victimAlloc == "" {
 		t.Fatalf("no alloc dir %s below %s", victim.ID, a.dir)
@@ -627,10 +597,8 @@ func TestEscapeBattery(t *testing.T) {
 			return false
 		}
 		victimUID = int(fi.Sys().(*syscall.Stat_t).Uid)
-		for pid, name := range escProcs(victimUID) {
-			if name == "sleep" {
-				victimPID = pid
-			}
+		if p, err := processNamed(victimUID, "sleep"); err == nil {
+			victimPID = p.pid
 		}
 		return victimPID != 0
 	})
@@ -845,7 +813,7 @@ func TestEscapeBattery(t *testing.T) {
 				}
 			}
 			if bombUID != 0 {
-				if n := len(escProcs(bombUID)); n > bombMax {
+				if n := len(procsOfUID(bombUID)); n > bombMax {
 					bombMax = n
 				}
 			}
@@ -1055,15 +1023,15 @@ func escOOMVerdict(al *allocation, stdout string) (string, string) {
 	}
 	var oom bool
 	exit := -1
-	for _, e := range al.TaskStates["probe"].Events {
-		if e.Type == "Driver" && strings.Contains(e.DisplayMessage, "OOM") {
+	for _, e := range al.events("probe", "Driver") {
+		if strings.Contains(e.DisplayMessage, "OOM") {
 			oom = true
 		}
-		if e.Type == "Terminated" {
-			exit = e.ExitCode
-			if e.Details["oom_killed"] == "true" {
-				oom = true
-			}
+	}
+	for _, e := range al.events("probe", "Terminated") {
+		exit = e.ExitCode
+		if e.Details["oom_killed"] == "true" {
+			oom = true
 		}
 	}
 	if oom && exit == 137 {

@@ -78,13 +78,7 @@ func TestExec(t *testing.T) {
 	}
 	t.Cleanup(func() { a.nomad("var", "purge", "nomad/jobs/"+job) })
 	a.runJob(t, writeJob(t, job, execJob), job)
-	al := a.waitAlloc(t, job, time.Minute, "running", func(al *allocation) bool {
-		if terminal(al) {
-			t.Fatalf("the allocation ended:\n%s", al)
-		}
-		ts := al.TaskStates["t"]
-		return ts != nil && ts.State == "running"
-	})
+	al := a.waitRunning(t, job, "t", time.Minute)
 	var logs string
 	eventually(30*time.Second, 250*time.Millisecond, func() bool {
 		logs, _ = a.nomad("alloc", "logs", al.ID, "t")

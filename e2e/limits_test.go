@@ -69,13 +69,7 @@ func TestStatsOfBusyTask(t *testing.T) {
 	const job = "busy"
 	file := writeJob(t, job, shJob(job, "batch", "while :; do :; done", 64))
 	a.runJob(t, file, job)
-	al := a.waitAlloc(t, job, time.Minute, "running", func(al *allocation) bool {
-		if terminal(al) {
-			t.Fatalf("the busy task ended:\n%s", al)
-		}
-		ts := al.TaskStates["t"]
-		return ts != nil && ts.State == "running"
-	})
+	al := a.waitRunning(t, job, "t", time.Minute)
 
 	type usage struct {
 		ResourceUsage struct {

@@ -325,13 +325,7 @@ func TestNetworkBridge(t *testing.T) {
 		const job = "shiny-bridge"
 		start := time.Now()
 		a.runJob(t, writeJob(t, job, shinyBridgeJob), job)
-		al := a.waitAlloc(t, job, 2*time.Minute, "running", func(al *allocation) bool {
-			if terminal(al) {
-				t.Fatalf("the allocation ended:\n%s", al)
-			}
-			ts := al.TaskStates["shiny"]
-			return ts != nil && ts.State == "running"
-		})
+		al := a.waitRunning(t, job, "shiny", 2*time.Minute)
 		port := 0
 		for _, p := range al.AllocatedResources.Shared.Ports {
 			if p.Label == "http" {

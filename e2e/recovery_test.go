@@ -112,13 +112,7 @@ func TestRecovery(t *testing.T) {
 		const marker = "e2e-marker-plugin"
 		file := writeJob(t, job, shJob(job, "batch", "sleep 8; exit 7 # "+marker, 32))
 		a.runJob(t, file, job)
-		a.waitAlloc(t, job, time.Minute, "running", func(al *allocation) bool {
-			if terminal(al) {
-				t.Fatalf("%s ended early:\n%s", job, al)
-			}
-			ts := al.TaskStates["t"]
-			return ts != nil && ts.State == "running"
-		})
+		a.waitRunning(t, job, "t", time.Minute)
 		if len(processesWith(marker)) == 0 {
 			t.Fatalf("no process of %s on the host", job)
 		}
@@ -154,13 +148,7 @@ func TestRecovery(t *testing.T) {
 		const marker = "e2e-marker-agent"
 		file := writeJob(t, job, shJob(job, "batch", "sleep 5; exit 7 # "+marker, 32))
 		a.runJob(t, file, job)
-		a.waitAlloc(t, job, time.Minute, "running", func(al *allocation) bool {
-			if terminal(al) {
-				t.Fatalf("%s ended early:\n%s", job, al)
-			}
-			ts := al.TaskStates["t"]
-			return ts != nil && ts.State == "running"
-		})
+		a.waitRunning(t, job, "t", time.Minute)
 		if len(processesWith(marker)) == 0 {
 			t.Fatalf("no process of %s on the host", job)
 		}

@@ -52,7 +52,6 @@ func TestEscapeTemplateSymlink(t *testing.T) {
 	}
 	t.Cleanup(func() { a.nomad("var", "purge", "nomad/jobs/"+job) })
 	a.runJob(t, writeJob(t, job, fmt.Sprintf(templateEscapeJob, job, canary)), job)
-	t.Cleanup(func() { a.stopJob(job) })
 	al := a.waitAlloc(t, job, time.Minute, "running", func(al *allocation) bool {
 		ts := al.TaskStates["t"]
 		return terminal(al) || (ts != nil && ts.State == "running")
