@@ -395,3 +395,12 @@ func TestHarnessRecoverAfterPluginRestart(t *testing.T) {
 	}
 	_ = h2.DestroyTask(task.ID, true)
 }
+
+// startAs starts a task as a Nomad dynamic workload user.
+func startAs(t *testing.T, h *testutils.DriverHarness, name, user string, tc TaskConfig) *drivers.TaskConfig {
+	t.Helper()
+	task := newTask(t, h, name, tc)
+	task.User = user
+	start(t, h, task)
+	return task
+}

@@ -201,10 +201,8 @@ func TestHarnessRLibraries(t *testing.T) {
 	os.Symlink(outside, filepath.Join(libRoot, "escape"))
 
 	h, _ := newHarness(t, Config{RRoot: rig, DefaultR: filepath.Join(rig, "4.4.2", "bin", "R"), RLibraryRoots: []string{libRoot}})
-	task := newTask(t, h, "libs", TaskConfig{Command: "Rscript", RVersion: "4.4",
+	task := startAs(t, h, "libs", "nomad-80051", TaskConfig{Command: "Rscript", RVersion: "4.4",
 		RLibs: []string{filepath.Join(libRoot, "{minor}", "common")}, RLibWritable: "/alloc/lib"})
-	task.User = "nomad-80051"
-	start(t, h, task)
 	waitExit(t, h, task.ID, 20*time.Second)
 	out := logs(t, task, "stdout")
 	if !strings.Contains(out, "R_LIBS=/alloc/lib:"+common+"\n") || !strings.Contains(out, "mypkg") || strings.Contains(out, "oldpkg") {
@@ -245,9 +243,7 @@ func TestHarnessRPackageCache(t *testing.T) {
 
 	run := func(name, user, version string, writable bool, script string) string {
 		t.Helper()
-		task := newTask(t, h, name, TaskConfig{Command: "sh", Args: []string{"-c", script}, RVersion: version, RCacheWritable: writable})
-		task.User = user
-		start(t, h, task)
+		task := startAs(t, h, name, user, TaskConfig{Command: "sh", Args: []string{"-c", script}, RVersion: version, RCacheWritable: writable})
 		waitExit(t, h, task.ID, 20*time.Second)
 		return logs(t, task, "stdout")
 	}

@@ -10,17 +10,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/nomad/plugins/drivers"
-	"github.com/hashicorp/nomad/plugins/drivers/testutils"
 )
-
-// startAs starts a task as a Nomad dynamic workload user.
-func startAs(t *testing.T, h *testutils.DriverHarness, name, user string, tc TaskConfig) *drivers.TaskConfig {
-	t.Helper()
-	task := newTask(t, h, name, tc)
-	task.User = user
-	start(t, h, task)
-	return task
-}
 
 func hostUID(t *testing.T, pid string) string {
 	t.Helper()
@@ -107,9 +97,7 @@ func TestHarnessDeniedUIDs(t *testing.T) {
 	if _, _, err := h.StartTask(task); err == nil || !strings.Contains(err.Error(), "denied") {
 		t.Fatalf("a denied uid started: %v", err)
 	}
-	task = newTask(t, h, "allowed", sh("true"))
-	task.User = "nomad-80011"
-	start(t, h, task)
+	task = startAs(t, h, "allowed", "nomad-80011", sh("true"))
 	if res := waitExit(t, h, task.ID, 20*time.Second); res.ExitCode != 0 {
 		t.Fatalf("allowed uid: %+v", res)
 	}
@@ -155,12 +143,8 @@ func TestHarnessTaskEgressDeny(t *testing.T) {
 	h, _ := newHarness(t, Config{})
 	port := loopbackListener(t)
 	connect := `if bash -c 'exec 3<>/dev/tcp/127.0.0.1/` + port + `' 2>/dev/null; then echo connected; else echo refused; fi`
-	denied := newTask(t, h, "denied", TaskConfig{Command: "/bin/sh", Args: []string{"-c", connect + "; sleep 60"}, EgressDeny: []string{"127.0.0.1:" + port}})
-	denied.User = "nomad-80061"
-	other := newTask(t, h, "other", sh(connect))
-	other.User = "nomad-80062"
-	start(t, h, denied)
-	start(t, h, other)
+	denied := startAs(t, h, "denied", "nomad-80061", TaskConfig{Command: "/bin/sh", Args: []string{"-c", connect + "; sleep 60"}, EgressDeny: []string{"127.0.0.1:" + port}})
+	other := startAs(t, h, "other", "nomad-80062", sh(connect))
 	waitLog(t, denied, "stdout", "refused")
 	waitLog(t, other, "stdout", "connected")
 	if err := h.StopTask(denied.ID, time.Second, "SIGKILL"); err != nil {
@@ -171,9 +155,7 @@ func TestHarnessTaskEgressDeny(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The rule went with the task: the same UID connects again.
-	again := newTask(t, h, "again", sh(connect))
-	again.User = "nomad-80061"
-	start(t, h, again)
+	again := startAs(t, h, "again", "nomad-80061", sh(connect))
 	waitLog(t, again, "stdout", "connected")
 
 	bad := newTask(t, h, "bad", TaskConfig{Command: "/bin/true", EgressDeny: []string{"example.com"}})
