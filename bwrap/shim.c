@@ -35,13 +35,12 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "shim.h"
+
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
 
-// Keep in step with launch.go: infoFD and lastFD.
-#define SHIM_INFO_FD 3
-#define SHIM_LAST_FD 6
 #define SHIM_MAX_CGROUPS 16
 
 static void shim_fail(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));

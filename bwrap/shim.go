@@ -4,7 +4,17 @@ package bwrap
 // in any binary linking this package, so the package needs cgo.
 
 // #cgo CFLAGS: -O2 -Wall
+// #include "shim.h"
 import "C"
+
+// The shim and the launcher must agree on the descriptors: an array of
+// negative length does not compile, so these hold only when they are equal.
+var (
+	_ [infoFD - C.SHIM_INFO_FD]struct{}
+	_ [C.SHIM_INFO_FD - infoFD]struct{}
+	_ [lastFD - C.SHIM_LAST_FD]struct{}
+	_ [C.SHIM_LAST_FD - lastFD]struct{}
+)
 
 // ShimCommand is the hidden subcommand that runs the launcher shim (shim.c).
 // It never reaches Go's main: the shim execs bwrap or exits.
