@@ -75,42 +75,51 @@ func CheckWritable(inside string) error {
 	return fmt.Errorf("r_lib_writable %q must lie under /alloc or /local", inside)
 }
 
+// walkDirs walks parts down from the directory fd, making each that is
+// missing, and never following a link: visit gets each directory open, and
+// whether this walk made it. It closes fd. name(i) names parts[:i+1] in
+// errors.
+func walkDirs(fd int, parts []string, name func(i int) string, visit func(fd, i int, created bool) error) error {
+	defer func() { unix.Close(fd) }()
+	for i, part := range parts {
+		if part == "" || part == "." || part == ".." || strings.Contains(part, "/") {
+			return fmt.Errorf("bad path element %q in %s", part, name(len(parts)-1))
+		}
+		created := true
+		if err := unix.Mkdirat(fd, part, 0o755); errors.Is(err, unix.EEXIST) {
+			created = false
+		} else if err != nil {
+			return err
+		}
+		next, err := unix.Openat(fd, part, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("%s: %w (a symlink is refused)", name(i), err)
+		}
+		unix.Close(fd)
+		fd = next
+		if err := visit(fd, i, created); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // MakeDir creates rel (a relative path) under base, owned by uid:gid, when
 // it does not exist yet. No symlink is followed at any step: base's contents
 // are the task's, and the plugin is root.
 func MakeDir(base, rel string, uid, gid int) error {
-	fd, err := unix.Open(base, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	fd, err := unix.Open(base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return err
 	}
 	parts := strings.Split(filepath.Clean(rel), "/")
-	for i, part := range parts {
-		if part == "" || part == "." || part == ".." {
-			unix.Close(fd)
-			return fmt.Errorf("bad library path %q", rel)
-		}
-		created := false
-		if err := unix.Mkdirat(fd, part, 0o755); err == nil {
-			created = true
-		} else if !errors.Is(err, unix.EEXIST) {
-			unix.Close(fd)
-			return err
-		}
+	name := func(i int) string { return filepath.Join(parts[:i+1]...) }
+	return walkDirs(fd, parts, name, func(fd, _ int, created bool) error {
 		if created {
-			if err := unix.Fchownat(fd, part, uid, gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-				unix.Close(fd)
-				return err
-			}
+			return unix.Fchown(fd, uid, gid)
 		}
-		next, err := unix.Openat(fd, part, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-		unix.Close(fd)
-		if err != nil {
-			return fmt.Errorf("%s: %w (a symlink is refused)", filepath.Join(parts[:i+1]...), err)
-		}
-		fd = next
-	}
-	unix.Close(fd)
-	return nil
+		return nil
+	})
 }
 
 // MakeCacheDir makes root (0711, if missing) and root/parts... below it,
@@ -121,35 +130,24 @@ func MakeCacheDir(root string, parts ...string) (string, error) {
 	if err := os.MkdirAll(root, 0o711); err != nil {
 		return "", err
 	}
-	fd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	fd, err := unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return "", fmt.Errorf("%s: %w (a symlink is refused)", root, err)
 	}
-	defer func() { unix.Close(fd) }()
-	for i, part := range parts {
-		if part == "" || part == "." || part == ".." || strings.Contains(part, "/") {
-			return "", fmt.Errorf("bad cache path element %q", part)
-		}
+	name := func(i int) string { return filepath.Join(append([]string{root}, parts[:i+1]...)...) }
+	err = walkDirs(fd, parts, name, func(fd, i int, _ bool) error {
 		mode := uint32(0o755)
 		if i == len(parts)-1 {
 			mode = 0o1777
 		}
-		if err := unix.Mkdirat(fd, part, mode); err != nil && !errors.Is(err, unix.EEXIST) {
-			return "", err
-		}
-		next, err := unix.Openat(fd, part, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return "", fmt.Errorf("%s: %w (a symlink is refused)", filepath.Join(append([]string{root}, parts[:i+1]...)...), err)
-		}
-		unix.Close(fd)
-		fd = next
 		// The umask, or whoever made it first, may have left another mode.
 		if err := unix.Fchown(fd, 0, 0); err != nil {
-			return "", err
+			return err
 		}
-		if err := unix.Fchmod(fd, mode); err != nil {
-			return "", err
-		}
+		return unix.Fchmod(fd, mode)
+	})
+	if err != nil {
+		return "", err
 	}
-	return filepath.Join(append([]string{root}, parts...)...), nil
+	return name(len(parts) - 1), nil
 }
