@@ -4,10 +4,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"syscall"
 
@@ -34,7 +35,7 @@ type Enter struct {
 	Command  []string
 }
 
-// Command builds the process that enters the sandbox; the caller sets its
+// EnterCmd builds the process that enters the sandbox; the caller sets its
 // stdio and starts it. nsenter forks into the sandbox's pid namespace and
 // returns the command's exit status.
 func (s *Sandbox) EnterCmd(e Enter) (*exec.Cmd, error) {
@@ -67,13 +68,8 @@ func (s *Sandbox) EnterCmd(e Enter) (*exec.Cmd, error) {
 	args = append(args, e.Confine...)
 	args = append(args, e.Command...)
 	cmd := exec.Command(e.Shim[0], args...)
-	keys := make([]string, 0, len(e.Env))
-	for k := range e.Env {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	cmd.Env = make([]string, 0, len(keys))
-	for _, k := range keys {
+	cmd.Env = make([]string, 0, len(e.Env))
+	for _, k := range slices.Sorted(maps.Keys(e.Env)) {
 		cmd.Env = append(cmd.Env, k+"="+e.Env[k])
 	}
 	return cmd, nil

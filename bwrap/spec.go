@@ -6,8 +6,9 @@ package bwrap
 
 import (
 	"fmt"
+	"maps"
 	"path"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -131,12 +132,7 @@ func (s *Spec) split() (opts, command []string, err error) {
 	// The root is a tmpfs the task's user namespace owns: without this the
 	// task could write to /, /etc and every directory bwrap made for a mount.
 	a = append(a, "--remount-ro", "/", "--clearenv")
-	keys := make([]string, 0, len(s.Env))
-	for k := range s.Env {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(s.Env)) {
 		if k == "" || strings.ContainsAny(k, "=\x00") {
 			return nil, nil, fmt.Errorf("bwrap: invalid environment variable name %q", k)
 		}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -140,7 +141,7 @@ func checkCgroups(r *Report, root string) {
 	if b, err := os.ReadFile(filepath.Join(root, "cgroup.controllers")); err == nil {
 		have := strings.Fields(string(b))
 		for _, c := range need {
-			if !contains(have, c) {
+			if !slices.Contains(have, c) {
 				missing = append(missing, c)
 			}
 		}
@@ -162,15 +163,6 @@ func checkCgroups(r *Report, root string) {
 		return
 	}
 	r.add("cgroups", OK, "v1 (hybrid or legacy): memory, cpu, cpuset, freezer, pids", "")
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // Attributes turns the report into fingerprint attributes and, when a check

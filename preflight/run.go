@@ -115,7 +115,7 @@ func checkR(r *Report, c Config) {
 	r.add("r", Info, fmt.Sprintf("under %s: %s; default R: %s", c.RRoot, list, def), "")
 }
 
-// sandbox runs command in a sandbox as the pool UID with a task's flags and
+// probeRun is a command run in a sandbox as the pool UID with a task's flags and
 // the probe binary bound in; the caller gets its stdin, stdout and the
 // sandbox.
 type probeRun struct {

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -80,7 +81,7 @@ func Discover(root, linkDir, defaultR string) (*Catalog, error) {
 		switch {
 		case installName.MatchString(name):
 			c.Versions = append(c.Versions, in)
-		case contains(Channels, name):
+		case slices.Contains(Channels, name):
 			c.ChannelInstalls[name] = in
 		}
 	}
@@ -207,15 +208,6 @@ func isExecutable(p string) bool {
 	return err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0
 }
 
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
 func (c *Catalog) find(version string) (Install, bool) {
 	for _, in := range c.Versions {
 		if in.Version == version {
@@ -267,7 +259,7 @@ func ParseMatch(s string, def Match) (Match, error) {
 // and dots (up to x.y.z), or one of rig's aliases and channels. Anything else
 // never reaches a path.
 func ValidRequest(s string) error {
-	if requestForm.MatchString(s) || contains(Aliases, s) || contains(Channels, s) {
+	if requestForm.MatchString(s) || slices.Contains(Aliases, s) || slices.Contains(Channels, s) {
 		return nil
 	}
 	return fmt.Errorf("invalid r_version %q: want a version like 4.4 or 4.4.1, or one of %s",
@@ -286,13 +278,13 @@ func (c *Catalog) Resolve(requested string, match Match) (Install, string, error
 	if err := ValidRequest(requested); err != nil {
 		return Install{}, "", err
 	}
-	if contains(Channels, requested) {
+	if slices.Contains(Channels, requested) {
 		if in, ok := c.ChannelInstalls[requested]; ok {
 			return in, fmt.Sprintf("R %s requested: %s (channel)", requested, in.Root), nil
 		}
 		return Install{}, "", c.missing(requested, match)
 	}
-	if contains(Aliases, requested) {
+	if slices.Contains(Aliases, requested) {
 		if v, ok := c.AliasVersions[requested]; ok {
 			in, _ := c.find(v)
 			return in, fmt.Sprintf("R %s requested: %s (rig's %s)", requested, in.Root, requested), nil
