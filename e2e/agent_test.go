@@ -119,8 +119,10 @@ type agent struct {
 
 // agentOpts configure an agent.
 type agentOpts struct {
-	// plugin is the body of the plugin "bwrap-r" config block.
-	plugin string
+	// plugin is the body of the plugin "bwrap-r" config block; pluginFor,
+	// when set, makes it from the agent's HTTP port instead.
+	plugin    string
+	pluginFor func(httpPort int) string
 	// client holds extra lines for the client block.
 	client string
 	// extra holds top-level agent config lines (e.g. a consul block).
@@ -269,6 +271,9 @@ func startAgent(opts agentOpts) (*agent, error) {
 	}
 	conf := filepath.Join(dir, "agent.hcl")
 	plugin := opts.plugin
+	if opts.pluginFor != nil {
+		plugin = opts.pluginFor(ports[0])
+	}
 	if !strings.Contains(plugin, "egress") {
 		// The plugin's default probes the cloud metadata address: never here.
 		plugin += "\n    egress {\n      metadata = \"\"\n    }\n"

@@ -230,99 +230,6 @@ func escListenUnix(t *testing.T, path string) {
 	c.Close()
 }
 
-// escAgentConfig is a one-node cluster (server and client): unlike a dev
-// agent, it does not force publish_allocation_metrics on (see
-// escAgentCrashProbe), and its client state and server keyring are on disk
-// for the probes to try.
-const escAgentConfig = `# Written by the bwrap-r e2e escape battery. Loopback only.
-bind_addr            = "127.0.0.1"
-disable_update_check = true
-data_dir             = %q
-log_level            = "DEBUG"
-
-advertise {
-  http = "127.0.0.1"
-  rpc  = "127.0.0.1"
-  serf = "127.0.0.1"
-}
-
-ports {
-  http = %d
-  rpc  = %d
-  serf = %d
-}
-
-server {
-  enabled          = true
-  bootstrap_expect = 1
-}
-
-client {
-  enabled           = true
-  network_interface = "lo"
-  options = {
-    "fingerprint.denylist" = "env_aws,env_gce,env_azure,env_digitalocean"
-  }
-%s
-}
-
-plugin "bwrap-r" {
-  config {
-%s
-  }
-}
-`
-
-// startEscapeAgent starts a one-node cluster whose plugin config may name
-// the agent's own HTTP port (agentOpts cannot: the port is chosen inside
-// startAgent), and stops it when the test ends.
-func startEscapeAgent(t *testing.T, plugin func(httpPort int) string, client string) *agent {
-	t.Helper()
-	setup(t)
-	ports, err := freePorts(3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir, err := os.MkdirTemp("/tmp", "e2e")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Tasks (other UIDs) traverse it to their alloc dirs.
-	data := filepath.Join(dir, "data")
-	if err := errors.Join(os.Chmod(dir, 0o711), os.Mkdir(data, 0o711)); err != nil {
-		os.RemoveAll(dir)
-		t.Fatal(err)
-	}
-	body := plugin(ports[0])
-	if !strings.Contains(body, "metadata") {
-		os.RemoveAll(dir)
-		t.Fatal("the plugin config must set egress.metadata (to a loopback stand-in or \"\")")
-	}
-	conf := filepath.Join(dir, "agent.hcl")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf(escAgentConfig, data, ports[0], ports[1], ports[2], client, body)), 0o600); err != nil {
-		os.RemoveAll(dir)
-		t.Fatal(err)
-	}
-	a := &agent{
-		addr:   fmt.Sprintf("http://127.0.0.1:%d", ports[0]),
-		dir:    dir,
-		conf:   conf,
-		log:    filepath.Join(dir, "agent.log"),
-		server: true,
-	}
-	if err := a.launch(); err != nil {
-		os.RemoveAll(dir)
-		t.Fatal(err)
-	}
-	t.Cleanup(a.stop)
-	a.dumpLogOnFailure(t)
-	// A new server's first registration may come before its keyring.
-	if err := a.waitDriver(false, 2*time.Minute); err != nil {
-		t.Fatalf("agent: %v\n%s", err, a.logTail(60))
-	}
-	return a
-}
-
 // escFind returns the first path below root (at most depth levels down)
 // whose base name is name and whose type matches dir.
 func escFind(root, name string, dir bool, depth int) string {
@@ -540,7 +447,10 @@ func TestEscapeBattery(t *testing.T) {
 
 	// Removed after the agent has stopped (cleanups run last-in first-out).
 	t.Cleanup(func() { escDeleteNftTables(t) })
-	a := startEscapeAgent(t, func(http int) string {
+	// A one-node cluster: unlike a dev agent, it does not force
+	// publish_allocation_metrics on (see escAgentCrashProbe), and its client
+	// state and server keyring are on disk for the probes to try.
+	a := newAgentOpts(t, agentOpts{server: true, pluginFor: func(http int) string {
 		return fmt.Sprintf(`    tmp_size_mb    = 16
     task_uid_range = "%d-%d"
     egress {
@@ -550,7 +460,7 @@ func TestEscapeBattery(t *testing.T) {
       deny         = ["127.0.0.1:%d", "127.0.0.1:%d", "127.0.0.1:%d"]
       remove_rules_on_shutdown = true
     }`, escUIDMin, escUIDMax, meta.port, probeTarget.port, http, meta.port, probeTarget.port, http)
-	}, fmt.Sprintf("  # The battery's allocations stay (and their logs readable) until the end.\n  gc_max_allocs = 500\n  users {\n    dynamic_user_min = %d\n    dynamic_user_max = %d\n  }", escUIDMin, escUIDMax))
+	}, client: fmt.Sprintf("  # The battery's allocations stay (and their logs readable) until the end.\n  gc_max_allocs = 500\n  users {\n    dynamic_user_min = %d\n    dynamic_user_max = %d\n  }", escUIDMin, escUIDMax)})
 	apiPort, _ := strconv.Atoi(a.addr[strings.LastIndexByte(a.addr, ':')+1:])
 	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", a.cmd.Process.Pid)); err != nil || !bytes.Contains(b, []byte("BWRAP_R_PROBE_AGENT_SECRET=agent-secret-"+rnd)) {
 		t.Fatalf("the agent's environment lacks BWRAP_R_PROBE_AGENT_SECRET (%v): agent-env would prove nothing", err)
