@@ -13,6 +13,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -799,4 +800,33 @@ func (a *agent) waitRunning(t *testing.T, jobID, task string, timeout time.Durat
 		ts := al.TaskStates[task]
 		return ts != nil && ts.State == "running"
 	})
+}
+
+// port returns the allocation's port with the label, and its host IP; 0
+// when there is none.
+func (al *allocation) port(label string) (int, string) {
+	for _, p := range al.AllocatedResources.Shared.Ports {
+		if p.Label == label {
+			return p.Value, p.HostIP
+		}
+	}
+	return 0, ""
+}
+
+// waitHTTP fetches url until it answers 200 or timeout has passed: ok, the
+// last body, and the last status or error.
+func waitHTTP(url string, timeout time.Duration) (body, last string, ok bool) {
+	ok = eventually(timeout, 500*time.Millisecond, func() bool {
+		c := http.Client{Timeout: 5 * time.Second}
+		resp, err := c.Get(url)
+		if err != nil {
+			last = err.Error()
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		body, last = string(b), resp.Status
+		return resp.StatusCode == http.StatusOK
+	})
+	return body, last, ok
 }

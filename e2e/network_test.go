@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -326,32 +324,16 @@ func TestNetworkBridge(t *testing.T) {
 		start := time.Now()
 		a.runJob(t, writeJob(t, job, shinyBridgeJob), job)
 		al := a.waitRunning(t, job, "shiny", 2*time.Minute)
-		port := 0
-		for _, p := range al.AllocatedResources.Shared.Ports {
-			if p.Label == "http" {
-				if p.HostIP != "127.0.0.1" {
-					t.Fatalf("port http mapped on %s, want 127.0.0.1 (dev agent on lo)", p.HostIP)
-				}
-				port = p.Value
-			}
-		}
+		port, hostIP := al.port("http")
 		if port == 0 {
 			t.Fatalf("no port http: %+v", al.AllocatedResources.Shared.Ports)
 		}
+		if hostIP != "127.0.0.1" {
+			t.Fatalf("port http mapped on %s, want 127.0.0.1 (dev agent on lo)", hostIP)
+		}
 		url := fmt.Sprintf("http://127.0.0.1:%d/", port)
-		var body, last string
-		if !eventually(90*time.Second, 500*time.Millisecond, func() bool {
-			c := http.Client{Timeout: 5 * time.Second}
-			resp, err := c.Get(url)
-			if err != nil {
-				last = err.Error()
-				return false
-			}
-			defer resp.Body.Close()
-			b, _ := io.ReadAll(resp.Body)
-			body, last = string(b), resp.Status
-			return resp.StatusCode == http.StatusOK
-		}) {
+		body, last, ok := waitHTTP(url, 90*time.Second)
+		if !ok {
 			logs, _ := a.nomad("alloc", "logs", "-stderr", al.ID, "shiny")
 			t.Fatalf("GET %s: no 200 after 90s (last: %s); task stderr:\n%s", url, last, logs)
 		}

@@ -43,12 +43,7 @@ func TestRecovery(t *testing.T) {
 		ts := al.TaskStates["shiny"]
 		return al.ClientStatus == "running" && ts != nil && ts.State == "running"
 	})
-	port := 0
-	for _, p := range shiny.AllocatedResources.Shared.Ports {
-		if p.Label == "http" {
-			port = p.Value
-		}
-	}
+	port, _ := shiny.port("http")
 	if port == 0 {
 		t.Fatalf("allocation %s has no port labelled http", shiny.ID)
 	}

@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -73,33 +71,16 @@ func TestShinyAnswers(t *testing.T) {
 		return al.ClientStatus == "running" && ts != nil && ts.State == "running"
 	})
 
-	port := 0
-	for _, p := range al.AllocatedResources.Shared.Ports {
-		if p.Label == "http" {
-			if p.HostIP != "127.0.0.1" {
-				t.Errorf("port http on %s, want 127.0.0.1", p.HostIP)
-			}
-			port = p.Value
-		}
-	}
+	port, hostIP := al.port("http")
 	if port == 0 {
 		t.Fatalf("allocation %s has no port labelled http: %+v", al.ID, al.AllocatedResources.Shared.Ports)
 	}
+	if hostIP != "127.0.0.1" {
+		t.Errorf("port http on %s, want 127.0.0.1", hostIP)
+	}
 
 	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
-	var body, last string
-	ok := eventually(60*time.Second, 500*time.Millisecond, func() bool {
-		c := http.Client{Timeout: 5 * time.Second}
-		resp, err := c.Get(url)
-		if err != nil {
-			last = err.Error()
-			return false
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		body, last = string(b), resp.Status
-		return resp.StatusCode == http.StatusOK
-	})
+	body, last, ok := waitHTTP(url, 60*time.Second)
 	if !ok {
 		logs, _ := a.nomad("alloc", "logs", "-stderr", al.ID, "shiny")
 		t.Fatalf("GET %s: no 200 after 60s (last: %s); task stderr:\n%s", url, last, logs)
