@@ -195,7 +195,7 @@ func (d *Driver) buildFingerprint() *drivers.Fingerprint {
 		return &drivers.Fingerprint{Health: drivers.HealthStateUndetected, HealthDescription: "bwrap-r runs on Linux only"}
 	}
 	d.mu.RLock()
-	bwrapPath, bwrapErr, conf := d.bwrapPath, d.bwrapErr, d.config
+	bwrapPath, bwrapErr, conf, self := d.bwrapPath, d.bwrapErr, d.config, d.selfBinary
 	d.mu.RUnlock()
 	if bwrapErr != nil {
 		return &drivers.Fingerprint{Health: drivers.HealthStateUndetected, HealthDescription: bwrapErr.Error()}
@@ -225,7 +225,7 @@ func (d *Driver) buildFingerprint() *drivers.Fingerprint {
 		Health:            drivers.HealthStateHealthy,
 		HealthDescription: desc,
 	}
-	d.preflightFingerprint(fp, conf, bwrapPath)
+	d.preflightFingerprint(fp, conf, bwrapPath, self)
 	return fp
 }
 

@@ -10,18 +10,18 @@ import (
 	"github.com/hashicorp/nomad/plugins/drivers"
 	pstructs "github.com/hashicorp/nomad/plugins/shared/structs"
 
-	"github.com/bwrap-r/bwrap-r/bwrap"
 	"github.com/bwrap-r/bwrap-r/egress"
 	"github.com/bwrap-r/bwrap-r/preflight"
 )
 
-// preflightConfig is what the checks need from the plugin's config.
-func (d *Driver) preflightConfig(c Config, bwrapPath string) preflight.Config {
+// preflightConfig is what the checks need from the plugin's config; self
+// is the probe binary (the driver's selfBinary, read under its lock).
+func (d *Driver) preflightConfig(c Config, bwrapPath, self string) preflight.Config {
 	probeUID := uint32(c.taskUIDs[1])
 	pc := preflight.Config{
 		BwrapPath:   bwrapPath,
-		Shim:        []string{d.shim[0], bwrap.ShimCommand},
-		ProbeBinary: d.selfBinary,
+		Shim:        d.shim,
+		ProbeBinary: self,
 		UID:         probeUID,
 		GID:         probeUID,
 		StateDir:    c.StateDir,
@@ -65,7 +65,10 @@ func RunPreflight(ctx context.Context, c Config) *preflight.Report {
 	d := New(nullLogger())
 	d.installSelf(c.StateDir)
 	bwrapPath, _ := findBwrap(c.BwrapPath)
-	return preflight.Run(ctx, d.preflightConfig(c, bwrapPath))
+	d.mu.RLock()
+	self := d.selfBinary
+	d.mu.RUnlock()
+	return preflight.Run(ctx, d.preflightConfig(c, bwrapPath, self))
 }
 
 // installRules puts the managed egress rules in place when configured.
@@ -106,9 +109,9 @@ func (p *preflightCache) reset() {
 // preflightFingerprint runs (or reuses) the preflight report and folds it
 // into the fingerprint: each check as driver.bwrap-r.preflight.<check>, and
 // unhealthy, naming the failures, when a check is an error.
-func (d *Driver) preflightFingerprint(fp *drivers.Fingerprint, c Config, bwrapPath string) {
+func (d *Driver) preflightFingerprint(fp *drivers.Fingerprint, c Config, bwrapPath, self string) {
 	report := d.preflight.get(c.preflightEvery, func() *preflight.Report {
-		return preflight.Run(d.ctx, d.preflightConfig(c, bwrapPath))
+		return preflight.Run(d.ctx, d.preflightConfig(c, bwrapPath, self))
 	})
 	attrs, failed := report.Attributes()
 	for k, v := range attrs {
