@@ -6,6 +6,8 @@ PLUGIN := bin/plugins/bwrap-r
 # The driver harness leaves directories and plugin sockets in TMPDIR; keep
 # them in one place that is traversable by task UIDs (bwrap runs as them).
 TEST_TMP := $(CURDIR)/.cache/tmp
+# What the e2e tests need: the agents they start.
+E2E_ENV  := BWRAP_R_E2E=1 NOMAD_BIN=$(CURDIR)/$(NOMAD) CONSUL_BIN=$(CURDIR)/$(CONSUL)
 
 .PHONY: all deps build nomad consul test unit e2e demo demo-stop bench lint clean
 
@@ -34,8 +36,7 @@ lint:
 # from root to each task's UID, and the e2e runs a real Nomad agent).
 test: deps nomad consul build lint
 	@rm -rf $(TEST_TMP) && mkdir -p $(TEST_TMP) && chmod 0711 $(TEST_TMP)
-	TMPDIR=$(TEST_TMP) BWRAP_R_E2E=1 NOMAD_BIN=$(CURDIR)/$(NOMAD) CONSUL_BIN=$(CURDIR)/$(CONSUL) \
-		BWRAP_R_SUMMARY=$(TEST_TMP)/escape-summary $(GO) test -count=1 -timeout 40m ./...
+	TMPDIR=$(TEST_TMP) $(E2E_ENV) BWRAP_R_SUMMARY=$(TEST_TMP)/escape-summary $(GO) test -count=1 -timeout 40m ./...
 	@cat $(TEST_TMP)/escape-summary
 	# a smoke run of the benchmark code (3 tasks a driver), so that it does not rot
 	TMPDIR=$(TEST_TMP) BWRAP_R_BENCH=smoke $(GO) test -tags bench -count=1 -timeout 10m ./bench/
@@ -44,7 +45,7 @@ unit:
 	$(GO) test -count=1 ./bwrap/ ./driver/
 
 e2e: nomad consul build
-	BWRAP_R_E2E=1 NOMAD_BIN=$(CURDIR)/$(NOMAD) CONSUL_BIN=$(CURDIR)/$(CONSUL) $(GO) test -count=1 -v ./e2e/
+	$(E2E_ENV) $(GO) test -count=1 -v ./e2e/
 
 # Benchmarks against Nomad's raw_exec and exec drivers; writes BENCHMARKS.md.
 # Not a test: run it on a quiet node.
