@@ -28,8 +28,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/nomad/client/lib/cgroupslib"
 	"golang.org/x/sys/unix"
-
-	"github.com/bwrap-r/bwrap-r/bwrap"
 )
 
 // noopCommand makes the test binary exit at once: the bench times it to see
@@ -40,13 +38,8 @@ func TestMain(m *testing.M) {
 	// Nomad's executor ("executor") and libcontainer's init ("init") are
 	// handled by those packages' init functions before this runs. bwrap-r
 	// re-executes this binary (/proc/self/exe) as its launcher shim.
-	if len(os.Args) > 1 {
-		switch os.Args[1] {
-		case bwrap.EnterCommand:
-			bwrap.EnterMain(os.Args[2:])
-		case noopCommand:
-			os.Exit(0)
-		}
+	if len(os.Args) > 1 && os.Args[1] == noopCommand {
+		os.Exit(0)
 	}
 	// 500 tasks: every raw_exec task holds pipes and a socket to its executor.
 	var lim unix.Rlimit

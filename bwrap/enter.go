@@ -1,52 +1,72 @@
 package bwrap
 
 import (
+	"bytes"
 	"errors"
-	"flag"
 	"fmt"
 	"maps"
 	"os"
 	"os/exec"
-	"path/filepath"
+	"path"
 	"slices"
 	"strconv"
-	"syscall"
-
-	"golang.org/x/sys/unix"
+	"strings"
 )
 
-// EnterCommand is the hidden subcommand that joins a task's cgroups and then
-// execs nsenter into its sandbox. The binary that hosts it must call RunEnter.
+// EnterCommand is the hidden subcommand that runs the enter launcher
+// (enter.c). It never reaches Go's main: the launcher execs the command or
+// exits.
 const EnterCommand = "_enter"
+
+// Descriptor numbers the enter launcher reads, after stdin, stdout, stderr.
+const (
+	enterEnvFD     = 3
+	enterSeccompFD = 4
+)
 
 // Enter describes a command to run inside a running sandbox, as the task's
 // own user, in all of its namespaces and its cgroups: never on the host.
 type Enter struct {
-	// Nsenter is util-linux's nsenter on the host.
-	Nsenter string
-	// Confine is the argv, as the sandbox sees it, that sets no_new_privs,
-	// loads the task's seccomp filter and execs the command (appended).
-	Confine []string
-	// Shim is the argv that starts the enter shim ({"/proc/self/exe", EnterCommand}).
-	Shim     []string
+	// Launcher is the argv that starts the enter launcher
+	// ({"/proc/self/exe", EnterCommand}).
+	Launcher []string
 	Cgroups  []string
 	UID, GID uint32
-	Env      map[string]string
-	Command  []string
+	// Env is the command's whole environment. Only the command's own execve
+	// sees it, after the launcher has become the task.
+	Env map[string]string
+	// Dir is the working directory inside the sandbox ("/" when empty).
+	Dir string
+	// Seccomp is the compiled filter the command runs under.
+	Seccomp []byte
+	// Tty makes the command the leader of a session of its own inside the
+	// sandbox, with its stdin (a terminal) as the controlling terminal.
+	Tty     bool
+	Command []string
 }
 
 // EnterCmd builds the process that enters the sandbox; the caller sets its
-// stdio and starts it. nsenter forks into the sandbox's pid namespace and
-// returns the command's exit status.
+// stdio, starts it, and then calls CloseFiles. The launcher returns the
+// command's exit status (a signal is raised again on the launcher).
 func (s *Sandbox) EnterCmd(e Enter) (*exec.Cmd, error) {
-	if len(e.Command) == 0 {
+	if len(e.Command) == 0 || e.Command[0] == "" {
 		return nil, errors.New("exec: no command")
 	}
 	if e.UID == 0 || e.GID == 0 {
 		return nil, errors.New("exec: refusing to enter a sandbox as root")
 	}
-	if len(e.Confine) == 0 {
-		return nil, errors.New("exec: no confining wrapper")
+	if len(e.Seccomp) == 0 {
+		return nil, errors.New("exec: no seccomp filter")
+	}
+	if len(e.Launcher) == 0 {
+		return nil, errors.New("exec: no launcher")
+	}
+	dir := e.Dir
+	if dir == "" {
+		dir = "/"
+	}
+	if !path.IsAbs(dir) {
+		return nil, fmt.Errorf("exec: working directory %q is not absolute", dir)
 	}
 	target, err := s.Command()
 	if err != nil {
@@ -56,65 +76,56 @@ func (s *Sandbox) EnterCmd(e Enter) (*exec.Cmd, error) {
 		}
 		target = s.Init
 	}
-	args := append([]string{}, e.Shim[1:]...)
+	var env bytes.Buffer
+	for _, k := range slices.Sorted(maps.Keys(e.Env)) {
+		if k == "" || strings.ContainsAny(k, "=\x00") || strings.IndexByte(e.Env[k], 0) >= 0 {
+			return nil, fmt.Errorf("exec: invalid environment variable %q", k)
+		}
+		env.WriteString(k + "=" + e.Env[k])
+		env.WriteByte(0)
+	}
+	envFile, err := memfd("bwrap-r-env", env.Bytes())
+	if err != nil {
+		return nil, err
+	}
+	filterFile, err := memfd("bwrap-r-seccomp", e.Seccomp)
+	if err != nil {
+		envFile.Close()
+		return nil, err
+	}
+	args := append([]string{}, e.Launcher[1:]...)
+	args = append(args,
+		"-pid", strconv.Itoa(target.Pid), "-start", strconv.FormatUint(target.StartTime, 10),
+		"-uid", strconv.FormatUint(uint64(e.UID), 10), "-gid", strconv.FormatUint(uint64(e.GID), 10),
+		"-cwd", dir)
 	for _, cg := range e.Cgroups {
 		args = append(args, "-cgroup", cg)
 	}
-	args = append(args, "-pid", strconv.Itoa(target.Pid), "-start", strconv.FormatUint(target.StartTime, 10), "--",
-		e.Nsenter, "--target", strconv.Itoa(target.Pid),
-		"--user", "--mount", "--pid", "--ipc", "--uts", "--net", "--root", "--wd",
-		"--setuid", strconv.FormatUint(uint64(e.UID), 10), "--setgid", strconv.FormatUint(uint64(e.GID), 10),
-		"--")
-	args = append(args, e.Confine...)
-	args = append(args, e.Command...)
-	cmd := exec.Command(e.Shim[0], args...)
-	cmd.Env = make([]string, 0, len(e.Env))
-	for _, k := range slices.Sorted(maps.Keys(e.Env)) {
-		cmd.Env = append(cmd.Env, k+"="+e.Env[k])
+	if e.Tty {
+		args = append(args, "-tty")
 	}
+	for _, a := range e.Command {
+		if strings.IndexByte(a, 0) >= 0 {
+			envFile.Close()
+			filterFile.Close()
+			return nil, fmt.Errorf("exec: argument with a NUL byte: %q", a)
+		}
+	}
+	args = append(args, "--")
+	args = append(args, e.Command...)
+	cmd := exec.Command(e.Launcher[0], args...)
+	// The launcher runs as root: it gets no environment at all.
+	cmd.Env = []string{}
+	cmd.ExtraFiles = []*os.File{envFile, filterFile}
 	return cmd, nil
 }
 
-// RunEnter is the enter shim: it joins the cgroups, checks that the target
-// pid is still the task's process, closes inherited descriptors and execs
-// nsenter. It only returns on failure.
-func RunEnter(args []string) error {
-	fs := flag.NewFlagSet(EnterCommand, flag.ContinueOnError)
-	var cgroups stringList
-	fs.Var(&cgroups, "cgroup", "cgroup directory to join (repeatable)")
-	pid := fs.Int("pid", 0, "target pid")
-	start := fs.Uint64("start", 0, "target start time")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	argv := fs.Args()
-	if len(argv) == 0 || !filepath.IsAbs(argv[0]) {
-		return errors.New("enter: want -- /absolute/path/to/nsenter ARGS")
-	}
-	for _, cg := range cgroups {
-		if err := os.WriteFile(filepath.Join(cg, "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0); err != nil {
-			return fmt.Errorf("enter: joining cgroup: %w", err)
+// CloseFiles closes the descriptors EnterCmd made for the launcher; call it
+// once the command has started (or failed to).
+func CloseFiles(cmd *exec.Cmd) {
+	for _, f := range cmd.ExtraFiles {
+		if f != nil {
+			f.Close()
 		}
 	}
-	// The pid was the task's when the driver looked; it must still be.
-	if !(Proc{Pid: *pid, StartTime: *start}).Alive() {
-		return errors.New("enter: the task's process is gone")
-	}
-	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
-		return fmt.Errorf("enter: close_range: %w", err)
-	}
-	err := syscall.Exec(argv[0], argv, os.Environ())
-	return fmt.Errorf("enter: exec %s: %w", argv[0], err)
 }
-
-// EnterMain runs the enter shim for a hosting binary's main.
-func EnterMain(args []string) {
-	err := RunEnter(args)
-	fmt.Fprintf(os.Stderr, "bwrap-r: %v\n", err)
-	os.Exit(126)
-}
-
-type stringList []string
-
-func (s *stringList) String() string     { return fmt.Sprint(*s) }
-func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }

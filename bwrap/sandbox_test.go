@@ -15,11 +15,8 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	// The launcher re-executes this test binary as the shim (shim.c acts
-	// before this runs) and as the enter shim.
-	if len(os.Args) > 1 && os.Args[1] == EnterCommand {
-		EnterMain(os.Args[2:])
-	}
+	// The launcher re-executes this test binary as the shim and the enter
+	// launcher (shim.c and enter.c act before this runs).
 	os.Exit(m.Run())
 }
 

@@ -43,9 +43,13 @@
 
 #define SHIM_MAX_CGROUPS 16
 
-static void shim_fail(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+// The descriptor a failure is reported on as JSON; the enter launcher has
+// none (its descriptor 3 is the task's environment).
+int shim_report_fd = SHIM_INFO_FD;
+// The exit status of a launcher failure.
+int shim_fail_status = 125;
 
-static void shim_fail(const char *fmt, ...) {
+void shim_fail(const char *fmt, ...) {
 	char msg[1024], json[2200];
 	va_list ap;
 
@@ -65,13 +69,14 @@ static void shim_fail(const char *fmt, ...) {
 			json[n++] = (char)*p;
 	}
 	n += snprintf(json + n, sizeof json - n, "\"}");
-	(void)!write(SHIM_INFO_FD, json, n);
+	if (shim_report_fd >= 0)
+		(void)!write(shim_report_fd, json, n);
 	dprintf(STDERR_FILENO, "bwrap-r: %s\n", msg);
-	_exit(125);
+	_exit(shim_fail_status);
 }
 
 // shim_id parses a task UID or GID: decimal, 1 to 2^31-1 (never root).
-static long shim_id(const char *flag, const char *s) {
+long shim_id(const char *flag, const char *s) {
 	char *end = NULL;
 	errno = 0;
 	long v = strtol(s, &end, 10);
@@ -164,13 +169,29 @@ static void shim_prune(const char *prune_arg, const char *keep_arg) {
 // shim_stdio opens /dev/null on any of descriptors 0-2 that is closed:
 // otherwise the next file opened (by the shim or bwrap) would take its
 // number and reach the task as its stdin, stdout or stderr.
-static void shim_stdio(void) {
+void shim_stdio(void) {
 	for (int fd = 0; fd <= 2; fd++) {
 		if (fcntl(fd, F_GETFD) != -1 || errno != EBADF)
 			continue;
 		int null = open("/dev/null", O_RDWR);
 		if (null != fd)
 			shim_fail("shim: /dev/null on descriptor %d: got %d (%s)", fd, null, strerror(errno));
+	}
+}
+
+// shim_join_cgroups moves this process into each cgroup directory.
+void shim_join_cgroups(const char *const *cgroups, int n) {
+	for (int c = 0; c < n; c++) {
+		char path[PATH_MAX], pid[32];
+		if (snprintf(path, sizeof path, "%s/cgroup.procs", cgroups[c]) >= (int)sizeof path)
+			shim_fail("cgroup path too long");
+		int fd = open(path, O_WRONLY | O_CLOEXEC);
+		if (fd < 0)
+			shim_fail("joining cgroup: open %s: %s", path, strerror(errno));
+		int len = snprintf(pid, sizeof pid, "%d", (int)getpid());
+		if (write(fd, pid, len) != len)
+			shim_fail("joining cgroup: write %s: %s", path, strerror(errno));
+		close(fd);
 	}
 }
 
@@ -215,18 +236,7 @@ static void shim_main(int argc, char **argv) {
 
 	// The cgroups first, while still root: every process bwrap makes is then
 	// counted and limited from its first instruction.
-	for (int c = 0; c < ncgroups; c++) {
-		char path[PATH_MAX], pid[32];
-		if (snprintf(path, sizeof path, "%s/cgroup.procs", cgroups[c]) >= (int)sizeof path)
-			shim_fail("shim: cgroup path too long");
-		int fd = open(path, O_WRONLY | O_CLOEXEC);
-		if (fd < 0)
-			shim_fail("shim: joining cgroup: open %s: %s", path, strerror(errno));
-		int len = snprintf(pid, sizeof pid, "%d", (int)getpid());
-		if (write(fd, pid, len) != len)
-			shim_fail("shim: joining cgroup: write %s: %s", path, strerror(errno));
-		close(fd);
-	}
+	shim_join_cgroups(cgroups, ncgroups);
 	if (netns != NULL) {
 		int fd = open(netns, O_RDONLY | O_CLOEXEC);
 		if (fd < 0)

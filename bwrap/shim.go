@@ -14,6 +14,10 @@ var (
 	_ [C.SHIM_INFO_FD - infoFD]struct{}
 	_ [lastFD - C.SHIM_LAST_FD]struct{}
 	_ [C.SHIM_LAST_FD - lastFD]struct{}
+	_ [enterEnvFD - C.ENTER_ENV_FD]struct{}
+	_ [C.ENTER_ENV_FD - enterEnvFD]struct{}
+	_ [enterSeccompFD - C.ENTER_SECCOMP_FD]struct{}
+	_ [C.ENTER_SECCOMP_FD - enterSeccompFD]struct{}
 )
 
 // ShimCommand is the hidden subcommand that runs the launcher shim (shim.c).

@@ -3,3 +3,17 @@
 // at compile time that launch.go agrees.
 #define SHIM_INFO_FD 3
 #define SHIM_LAST_FD 6
+
+// Descriptors enter.go hands to the enter launcher (enter.c): the task's
+// environment (NUL-separated KEY=VALUE entries) and the compiled seccomp
+// filter (struct sock_filter entries).
+#define ENTER_ENV_FD 3
+#define ENTER_SECCOMP_FD 4
+
+// Shared by shim.c and enter.c.
+extern int shim_report_fd;
+extern int shim_fail_status;
+void shim_fail(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+long shim_id(const char *flag, const char *s);
+void shim_stdio(void);
+void shim_join_cgroups(const char *const *cgroups, int n);

@@ -47,8 +47,8 @@ type Driver struct {
 	shim []string
 	// rLinkDir holds rig's R-<alias> links.
 	rLinkDir string
-	// selfBinary is bwrap-r's executable as task UIDs can reach it, bound
-	// into every sandbox at /.bwrap-r.
+	// selfBinary is bwrap-r's executable as task UIDs can reach it, for the
+	// preflight's egress probe.
 	selfBinary string
 	// seccomp is the compiled syscall filter every task runs under.
 	seccomp   []byte
@@ -241,7 +241,7 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 		return nil, nil, fmt.Errorf("config: pids_limit must not be negative, got %d", tc.PidsLimit)
 	}
 	d.mu.RLock()
-	conf, bwrapPath, bwrapErr, self := d.config, d.bwrapPath, d.bwrapErr, d.selfBinary
+	conf, bwrapPath, bwrapErr := d.config, d.bwrapPath, d.bwrapErr
 	d.mu.RUnlock()
 	if bwrapErr != nil {
 		return nil, nil, bwrapErr
@@ -254,7 +254,7 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 	if conf.deniedUIDs.contains(uid) || conf.deniedGIDs.contains(gid) {
 		return nil, nil, fmt.Errorf("user %q: uid %d / gid %d is denied by the plugin's denied_host_uids/gids", cfg.User, uid, gid)
 	}
-	spec, rChoice, err := d.buildSpec(cfg, &tc, conf, uid, gid, self)
+	spec, rChoice, err := d.buildSpec(cfg, &tc, conf, uid, gid)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -345,7 +345,7 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 		GID:        gid,
 		Cgroups:    cgroups,
 		Env:        spec.Env,
-		SelfBound:  self != "",
+		Dir:        spec.Dir,
 		TaskRules:  taskRules,
 	}
 	handle := drivers.NewTaskHandle(taskHandleVersion)

@@ -2,6 +2,7 @@ package driver
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -15,28 +16,29 @@ import (
 	"github.com/hashicorp/nomad/plugins/drivers"
 
 	"github.com/bwrap-r/bwrap-r/bwrap"
-	"github.com/bwrap-r/bwrap-r/syscallfilter"
 )
 
-// enterCmd builds the process that runs cmd inside the task's sandbox.
-func (d *Driver) enterCmd(h *taskHandle, cmd []string) (*exec.Cmd, error) {
-	nsenter, err := exec.LookPath("nsenter")
-	if err != nil {
-		return nil, errors.New("exec needs util-linux's nsenter on the node")
-	}
-	if !h.state.SelfBound {
-		return nil, errNoSelf()
-	}
+// enterCmd builds the process that runs cmd inside the task's sandbox,
+// through the enter launcher; tty asks for a session of its own there.
+func (d *Driver) enterCmd(h *taskHandle, cmd []string, tty bool) (*exec.Cmd, error) {
 	return h.sandbox.EnterCmd(bwrap.Enter{
-		Nsenter: nsenter,
-		Confine: []string{selfInside, syscallfilter.ConfineCommand, "--"},
-		Shim:    []string{d.shim[0], bwrap.EnterCommand},
-		Cgroups: h.state.Cgroups.Dirs(),
-		UID:     h.state.UID,
-		GID:     h.state.GID,
-		Env:     h.state.Env,
-		Command: cmd,
+		Launcher: []string{d.shim[0], bwrap.EnterCommand},
+		Cgroups:  h.state.Cgroups.Dirs(),
+		UID:      h.state.UID,
+		GID:      h.state.GID,
+		Env:      h.state.Env,
+		Dir:      cmp.Or(h.state.Dir, insideLocal),
+		Seccomp:  d.seccomp,
+		Tty:      tty,
+		Command:  cmd,
 	})
+}
+
+// startEnter starts an enter launcher and closes the parent's copies of the
+// descriptors it was handed.
+func startEnter(c *exec.Cmd) error {
+	defer bwrap.CloseFiles(c)
+	return c.Start()
 }
 
 // exitResult reads an ended process's status as Nomad reports it.
@@ -52,17 +54,17 @@ func (d *Driver) ExecTask(taskID string, cmd []string, timeout time.Duration) (*
 	if !ok {
 		return nil, drivers.ErrTaskNotFound
 	}
-	c, err := d.enterCmd(h, cmd)
+	c, err := d.enterCmd(h, cmd, false)
 	if err != nil {
 		return nil, err
 	}
 	var stdout, stderr bytes.Buffer
 	c.Stdout, c.Stderr = &stdout, &stderr
 	c.WaitDelay = time.Second
-	// A process group of its own: nsenter forwards no signal, so a timeout
-	// must end the command's whole group, in the sandbox too.
+	// A process group of its own: the launcher forwards no signal, so a
+	// timeout must end the command's whole group, in the sandbox too.
 	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := c.Start(); err != nil {
+	if err := startEnter(c); err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
@@ -86,7 +88,7 @@ func (d *Driver) ExecTaskStreaming(ctx context.Context, taskID string, opts *dri
 	if len(opts.Command) == 0 {
 		return nil, errors.New("exec: no command")
 	}
-	c, err := d.enterCmd(h, opts.Command)
+	c, err := d.enterCmd(h, opts.Command, opts.Tty)
 	if err != nil {
 		return nil, err
 	}
@@ -105,7 +107,7 @@ func execPipes(ctx context.Context, c *exec.Cmd, opts *drivers.ExecOptions) (*dr
 	// Output still held by a background child is dropped after this.
 	c.WaitDelay = 2 * time.Second
 	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := c.Start(); err != nil {
+	if err := startEnter(c); err != nil {
 		return nil, err
 	}
 	go func() {
@@ -122,9 +124,11 @@ func execTTY(ctx context.Context, c *exec.Cmd, opts *drivers.ExecOptions) (*driv
 	}
 	defer ptmx.Close()
 	c.Stdin, c.Stdout, c.Stderr = tty, tty, tty
-	// The terminal becomes the command's controlling terminal.
-	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
-	err = c.Start()
+	// The launcher leaves the plugin's session; the command, in the
+	// sandbox's pid namespace, makes the terminal its controlling terminal
+	// (a terminal held by a host session would give it no job control).
+	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	err = startEnter(c)
 	tty.Close()
 	if err != nil {
 		return nil, err

@@ -28,8 +28,9 @@ type TaskState struct {
 	Cgroups *cgroup.Set
 	// Env is the task's environment, for commands exec'd into it.
 	Env map[string]string
-	// SelfBound says bwrap-r's binary is at /.bwrap-r in the sandbox.
-	SelfBound bool
+	// Dir is the task's working directory inside the sandbox, where exec'd
+	// commands start.
+	Dir string
 	// TaskRules says the task's egress_deny rules are installed.
 	TaskRules bool
 }

@@ -18,29 +18,44 @@ import (
 
 	"github.com/bwrap-r/bwrap-r/bwrap"
 	"github.com/bwrap-r/bwrap-r/preflight"
-	"github.com/bwrap-r/bwrap-r/syscallfilter"
 )
 
 func TestMain(m *testing.M) {
 	// The driver re-executes this test binary as its launcher shim (which
 	// bwrap's shim.c runs before this) and as the other hidden subcommands.
-	if len(os.Args) > 1 && os.Args[1] == bwrap.EnterCommand {
-		bwrap.EnterMain(os.Args[2:])
-	}
-	if len(os.Args) > 1 && os.Args[1] == syscallfilter.ConfineCommand {
-		syscallfilter.ConfineMain(os.Args[2:])
-	}
 	if len(os.Args) > 1 && os.Args[1] == preflight.ProbeCommand {
 		os.Exit(preflight.RunProbe(os.Args[2:]))
 	}
 	// As the Nomad client does at start: the nomad cgroup tree (on v1 a task
 	// cannot join the cpuset partition before this).
 	if os.Getuid() == 0 {
-		if err := cgroupslib.Init(hclog.NewNullLogger(), ""); err != nil {
-			fmt.Fprintln(os.Stderr, "cgroupslib.Init:", err)
+		if err := initNomadCgroups(); err != nil {
+			fmt.Fprintln(os.Stderr, "nomad cgroups:", err)
 		}
 	}
 	os.Exit(m.Run())
+}
+
+// initNomadCgroups sets up Nomad's cgroup tree as the client does at start:
+// cgroupslib.Init, and on v1 the node's cores in the share partition (the
+// client's cpuset manager writes them; without them no task can join it).
+func initNomadCgroups() error {
+	if cgroupslib.GetMode() != cgroupslib.CG1 {
+		return cgroupslib.Init(hclog.NewNullLogger(), "")
+	}
+	cores, err := os.ReadFile("/sys/fs/cgroup/cpuset/cpuset.effective_cpus")
+	if err != nil {
+		return err
+	}
+	c := strings.TrimSpace(string(cores))
+	if err := cgroupslib.Init(hclog.NewNullLogger(), c); err != nil {
+		return err
+	}
+	share := filepath.Join("/sys/fs/cgroup/cpuset", cgroupslib.NomadCgroupParent, cgroupslib.SharePartition(), "cpuset.cpus")
+	if cur, err := os.ReadFile(share); err == nil && strings.TrimSpace(string(cur)) == "" {
+		return os.WriteFile(share, []byte(c), 0o644)
+	}
+	return nil
 }
 
 func needRoot(t *testing.T) {

@@ -1,17 +1,12 @@
 package driver
 
 import (
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 
 	"github.com/bwrap-r/bwrap-r/preflight"
 )
-
-// selfInside is where every sandbox sees bwrap-r's own executable: the
-// egress probe and the wrapper that confines commands exec'd into a task.
-const selfInside = "/.bwrap-r"
 
 // installSelf copies this executable to <state_dir>/bin, where task UIDs can
 // reach it whatever the permissions of the plugin_dir. The state dir is
@@ -70,14 +65,10 @@ func (d *Driver) installSelf(stateDir string) {
 	self := preflight.SelfExecutable()
 	p, err := installSelf(stateDir, self)
 	if err != nil {
-		d.logger.Warn("copying bwrap-r into the state dir: exec and the egress probe will not work", "error", err)
+		d.logger.Warn("copying bwrap-r into the state dir: the preflight's egress probe will not work", "error", err)
 		p = ""
 	}
 	d.mu.Lock()
 	d.selfBinary = p
 	d.mu.Unlock()
-}
-
-func errNoSelf() error {
-	return fmt.Errorf("bwrap-r's own binary is not installed in the state dir (see the plugin's log)")
 }

@@ -51,7 +51,7 @@ func resolveUser(name string) (uid, gid uint32, err error) {
 
 // buildSpec turns a task into a sandbox spec. rChoice says which R the task
 // got and why ("" when it uses none).
-func (d *Driver) buildSpec(cfg *drivers.TaskConfig, tc *TaskConfig, conf Config, uid, gid uint32, self string) (spec *bwrap.Spec, rChoice string, err error) {
+func (d *Driver) buildSpec(cfg *drivers.TaskConfig, tc *TaskConfig, conf Config, uid, gid uint32) (spec *bwrap.Spec, rChoice string, err error) {
 	if strings.TrimSpace(tc.Command) == "" {
 		return nil, "", errors.New("config: command must not be empty")
 	}
@@ -67,9 +67,6 @@ func (d *Driver) buildSpec(cfg *drivers.TaskConfig, tc *TaskConfig, conf Config,
 	// task planted there would make them open a host file of its choosing.
 	if logs := filepath.Join(td.SharedAllocDir, allocLogsDir); isDir(logs) {
 		mounts = append(mounts, bwrap.Mount{Kind: bwrap.ROBind, Source: logs, Dest: insideAlloc + "/" + allocLogsDir})
-	}
-	if self != "" {
-		mounts = append(mounts, bwrap.Mount{Kind: bwrap.ROBind, Source: self, Dest: selfInside})
 	}
 
 	env := make(map[string]string, len(cfg.Env)+4)

@@ -11,10 +11,9 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/nomad/plugins"
 
-	"github.com/bwrap-r/bwrap-r/bwrap"
+	_ "github.com/bwrap-r/bwrap-r/bwrap" // the launchers (shim.c, enter.c) run before main
 	"github.com/bwrap-r/bwrap-r/driver"
 	"github.com/bwrap-r/bwrap-r/preflight"
-	"github.com/bwrap-r/bwrap-r/syscallfilter"
 )
 
 const usage = `usage:
@@ -26,10 +25,6 @@ const usage = `usage:
 func main() {
 	if len(os.Args) > 1 {
 		switch os.Args[1] {
-		case bwrap.EnterCommand:
-			bwrap.EnterMain(os.Args[2:])
-		case syscallfilter.ConfineCommand:
-			syscallfilter.ConfineMain(os.Args[2:])
 		case preflight.ProbeCommand:
 			os.Exit(preflight.RunProbe(os.Args[2:]))
 		case "preflight":
