@@ -55,6 +55,11 @@ type Launch struct {
 	// task's own allocation). bwrap's set-up costs time and memory in
 	// proportion to the mounts it sees. "" prunes nothing.
 	PruneMounts, KeepMounts string
+	// StageDir is an empty directory of root's that every task UID can
+	// traverse (0711): the shim mounts a private tmpfs on it in its own mount
+	// namespace and binds there each source root opened (Mount.Beneath), for
+	// bwrap to bind from. Needed when a mount names a Beneath.
+	StageDir string
 	// Seccomp is a compiled filter (struct sock_filter entries) bwrap loads
 	// for the command; nil runs without one.
 	Seccomp []byte
@@ -103,7 +108,16 @@ func Start(l Launch) (*Sandbox, error) {
 		defer f.Close()
 		seccompFile = f
 	}
-	opts, command, err := spec.split()
+	sources, staged, err := openSources(spec.Mounts, lastFD+1, l.StageDir)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		for _, f := range sources {
+			f.Close()
+		}
+	}()
+	opts, command, err := spec.split(staged)
 	if err != nil {
 		return nil, err
 	}
@@ -140,12 +154,15 @@ func Start(l Launch) (*Sandbox, error) {
 	if l.PruneMounts != "" {
 		args = append(args, "-prune", l.PruneMounts, "-keep", l.KeepMounts)
 	}
+	if len(sources) > 0 {
+		args = append(args, "-stage", l.StageDir, "-fds", strconv.Itoa(lastFD+len(sources)))
+	}
 	args = append(args, "--", l.Bwrap, "--args", strconv.Itoa(argsFD))
 	args = append(args, command...)
 	cmd := exec.Command(l.Shim[0], args...)
 	cmd.Env = []string{}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = l.Stdin, l.Stdout, l.Stderr
-	cmd.ExtraFiles = []*os.File{infoW, status, argsFile, seccompFile}
+	cmd.ExtraFiles = append([]*os.File{infoW, status, argsFile, seccompFile}, sources...)
 	// A session of its own: the sandbox must not get the plugin's signals, nor
 	// die with it (tasks outlive plugin restarts).
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}

@@ -6,12 +6,14 @@
 // only when argv[1] is "_shim":
 //
 //   _shim -uid N -gid N [-cgroup DIR]... [-netns FILE] [-prune DIR -keep DIR]
-//         -- /abs/path/to/bwrap ARG...
+//         [-stage DIR -fds N] -- /abs/path/to/bwrap ARG...
 //
-// Started as root with the task's stdio and bwrap's descriptors (3 to 6), in
-// this order it joins the task's cgroups and network namespace, prunes the
-// mount table, drops to the task's UID and GID, and execs bwrap with an empty
-// environment.
+// Started as root with the task's stdio, bwrap's descriptors (3 to 6) and
+// the bind sources the launcher opened (7 to N), in this order it joins the
+// task's cgroups and network namespace, prunes the mount table, binds each
+// source descriptor at DIR/<fd> on a private tmpfs (bwrap binds from there,
+// so it never walks a source's host path as the task), drops to the task's
+// UID and GID, and execs bwrap with an empty environment.
 //
 // Why drop before bwrap rather than let bwrap map IDs: a bwrap started by UID
 // N with --unshare-user --uid N --gid N writes the identity map "N N 1", so the
@@ -31,11 +33,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include "shim.h"
+
+#ifndef SYS_move_mount
+#define SYS_move_mount 429
+#endif
+#ifndef MOVE_MOUNT_F_EMPTY_PATH
+#define MOVE_MOUNT_F_EMPTY_PATH 0x00000004
+#endif
 
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
@@ -109,6 +119,53 @@ static int shim_deeper_first(const void *a, const void *b) {
 	return la < lb ? 1 : la > lb ? -1 : 0;
 }
 
+// shim_private_mounts gives the shim (and so bwrap) a mount namespace of its
+// own, a slave of the host's: nothing mounted here reaches the host.
+static void shim_private_mounts(void) {
+	static int done;
+	if (done)
+		return;
+	if (unshare(CLONE_NEWNS) != 0)
+		shim_fail("shim: new mount namespace: %s", strerror(errno));
+	if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) != 0)
+		shim_fail("shim: making / a slave: %s", strerror(errno));
+	done = 1;
+}
+
+// shim_stage moves each bind source the launcher opened (descriptors
+// SHIM_LAST_FD+1 to last_fd: detached copies of their mounts, open_tree
+// OPEN_TREE_CLONE) to stage/<fd>, on a tmpfs private to this launch. That
+// binds the very file root opened and checked, whatever its path is by now,
+// and the task's UID only has to traverse stage, not every parent of the
+// source.
+static void shim_stage(const char *stage, long last_fd) {
+	if (stage[0] != '/')
+		shim_fail("shim: -stage %s: not an absolute path", stage);
+	shim_private_mounts();
+	if (mount("bwrap-r-stage", stage, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0711,size=64k") != 0)
+		shim_fail("shim: staging tmpfs on %s: %s", stage, strerror(errno));
+	for (long fd = SHIM_LAST_FD + 1; fd <= last_fd; fd++) {
+		struct stat st;
+		char dst[PATH_MAX];
+		if (fstat((int)fd, &st) != 0)
+			shim_fail("shim: bind source descriptor %ld: %s", fd, strerror(errno));
+		if (snprintf(dst, sizeof dst, "%s/%ld", stage, fd) >= (int)sizeof dst)
+			shim_fail("shim: -stage %s: path too long", stage);
+		if (S_ISDIR(st.st_mode)) {
+			if (mkdir(dst, 0700) != 0)
+				shim_fail("shim: staging %s: %s", dst, strerror(errno));
+		} else {
+			int f = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+			if (f < 0)
+				shim_fail("shim: staging %s: %s", dst, strerror(errno));
+			close(f);
+		}
+		if (syscall(SYS_move_mount, (int)fd, "", AT_FDCWD, dst, MOVE_MOUNT_F_EMPTY_PATH) != 0)
+			shim_fail("shim: binding bind source descriptor %ld at %s: %s", fd, dst, strerror(errno));
+		close((int)fd);
+	}
+}
+
 // shim_prune gives bwrap a mount namespace without the mounts below prune
 // (the client's alloc dir) other than those below keep (the task's own
 // allocation). The host's mount table holds a few mounts per task of the
@@ -123,10 +180,7 @@ static void shim_prune(const char *prune_arg, const char *keep_arg) {
 		shim_fail("shim: -prune %s -keep %s: %s", prune_arg, keep_arg, strerror(errno));
 	if (strcmp(prune, "/") == 0 || !shim_under(keep, prune) || strcmp(keep, prune) == 0)
 		shim_fail("shim: -keep %s must lie below -prune %s (not /)", keep_arg, prune_arg);
-	if (unshare(CLONE_NEWNS) != 0)
-		shim_fail("shim: new mount namespace: %s", strerror(errno));
-	if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) != 0)
-		shim_fail("shim: making / a slave: %s", strerror(errno));
+	shim_private_mounts();
 
 	FILE *f = fopen("/proc/self/mountinfo", "re");
 	if (f == NULL)
@@ -196,8 +250,8 @@ void shim_join_cgroups(const char *const *cgroups, int n) {
 }
 
 static void shim_main(int argc, char **argv) {
-	long uid = -1, gid = -1;
-	const char *netns = NULL, *prune = NULL, *keep = NULL;
+	long uid = -1, gid = -1, last_fd = SHIM_LAST_FD;
+	const char *netns = NULL, *prune = NULL, *keep = NULL, *stage = NULL;
 	const char *cgroups[SHIM_MAX_CGROUPS];
 	int ncgroups = 0;
 	int i = 2;
@@ -218,10 +272,17 @@ static void shim_main(int argc, char **argv) {
 			gid = shim_id(flag, val);
 		else if (strcmp(flag, "-netns") == 0)
 			netns = val;
+		else if (strcmp(flag, "-fds") == 0) {
+			last_fd = shim_id(flag, val);
+			if (last_fd < SHIM_LAST_FD || last_fd > 65535)
+				shim_fail("shim: -fds %s: want %d to 65535", val, SHIM_LAST_FD);
+		}
 		else if (strcmp(flag, "-prune") == 0)
 			prune = val;
 		else if (strcmp(flag, "-keep") == 0)
 			keep = val;
+		else if (strcmp(flag, "-stage") == 0)
+			stage = val;
 		else if (strcmp(flag, "-cgroup") == 0) {
 			if (ncgroups == SHIM_MAX_CGROUPS)
 				shim_fail("shim: more than %d cgroups", SHIM_MAX_CGROUPS);
@@ -249,6 +310,10 @@ static void shim_main(int argc, char **argv) {
 		shim_fail("shim: -prune and -keep go together");
 	if (prune != NULL)
 		shim_prune(prune, keep);
+	if ((stage == NULL) != (last_fd == SHIM_LAST_FD))
+		shim_fail("shim: -stage and -fds go together");
+	if (stage != NULL)
+		shim_stage(stage, last_fd);
 	if (setgroups(0, NULL) != 0)
 		shim_fail("shim: setgroups: %s", strerror(errno));
 	if (setgid((gid_t)gid) != 0)

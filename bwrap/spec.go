@@ -50,6 +50,25 @@ type Mount struct {
 	Size int64
 	// Perms sets the mode of a tmpfs or dir (0: bwrap's default).
 	Perms uint32
+	// Beneath, for a Bind or ROBind, is the trusted directory Source must lie
+	// in. Root then opens Source beneath it without following any link,
+	// checks Owner and MustBeDir, and the launcher binds the descriptor on a
+	// private staging path that bwrap binds from: bwrap never walks the host
+	// path as the task (every parent of a source need not be traversable by
+	// it), and nothing swapped in after the check can redirect the bind.
+	// Without Beneath, bwrap binds Source by path: for system paths (/usr,
+	// /etc) that only root can change and every UID can reach.
+	Beneath string
+	// Owner, when set, is the UID the source must belong to.
+	Owner *uint32
+	// MustBeDir refuses a source that is not a directory.
+	MustBeDir bool
+}
+
+// byDescriptor reports whether the mount's source is opened by root and
+// bound by descriptor.
+func (m Mount) byDescriptor() bool {
+	return (m.Kind == Bind || m.Kind == ROBind) && m.Beneath != ""
 }
 
 // Network says which network the sandbox sees.
@@ -91,7 +110,7 @@ type Spec struct {
 
 // Argv returns bwrap's arguments (without the program name) for the spec.
 func (s *Spec) Argv() ([]string, error) {
-	opts, command, err := s.split()
+	opts, command, err := s.split(nil)
 	if err != nil {
 		return nil, err
 	}
@@ -100,7 +119,10 @@ func (s *Spec) Argv() ([]string, error) {
 
 // split returns bwrap's options, and "--" with the command and its arguments.
 // The launcher passes the options through --args, off the command line.
-func (s *Spec) split() (opts, command []string, err error) {
+// staged, when not nil, holds by mount index the staging path where the
+// launcher binds a source root opened ("" for an optional source that is
+// missing).
+func (s *Spec) split(staged map[int]string) (opts, command []string, err error) {
 	if s.Command == "" {
 		return nil, nil, fmt.Errorf("bwrap: no command")
 	}
@@ -123,6 +145,12 @@ func (s *Spec) split() (opts, command []string, err error) {
 		a = append(a, "--hostname", s.Hostname)
 	}
 	for i, m := range s.Mounts {
+		if stage, ok := staged[i]; ok {
+			if stage == "" {
+				continue
+			}
+			m.Source = stage
+		}
 		ma, err := m.argv()
 		if err != nil {
 			return nil, nil, fmt.Errorf("bwrap: mount %d: %w", i, err)

@@ -293,8 +293,9 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 			return nil, nil, fmt.Errorf("applying resource limits: %w", err)
 		}
 	}
-	if err := os.MkdirAll(conf.StateDir, 0o711); err != nil {
-		return nil, nil, fmt.Errorf("state_dir: %w", err)
+	stage, err := stateDirs(conf.StateDir)
+	if err != nil {
+		return nil, nil, err
 	}
 	statusPath := filepath.Join(conf.StateDir, stateName(cfg.ID)+".status")
 	// A leftover from an earlier start with the same ID is ours, and stale.
@@ -330,6 +331,7 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 		// Every allocation's dir lies in the client's alloc dir.
 		PruneMounts: pruneRoot(cfg.AllocDir),
 		KeepMounts:  cfg.AllocDir,
+		StageDir:    stage,
 	})
 	if err != nil {
 		return nil, nil, err
@@ -376,6 +378,22 @@ func (d *Driver) emitEvent(cfg *drivers.TaskConfig, msg string, annotations map[
 	if err != nil {
 		d.logger.Warn("emitting task event", "error", err)
 	}
+}
+
+// stateDirs makes the state dir and its staging dir for bind sources, both
+// root's and 0711 whatever the umask: task UIDs traverse them (bwrap binds
+// from the staging dir) but cannot list them.
+func stateDirs(stateDir string) (stage string, err error) {
+	stage = filepath.Join(stateDir, "stage")
+	for _, dir := range []string{stateDir, stage} {
+		if err := os.MkdirAll(dir, 0o711); err != nil {
+			return "", fmt.Errorf("state_dir: %w", err)
+		}
+		if err := os.Chmod(dir, 0o711); err != nil {
+			return "", fmt.Errorf("state_dir: %w", err)
+		}
+	}
+	return stage, nil
 }
 
 // stateName is a file name for a task ID (which holds slashes).

@@ -44,7 +44,12 @@ func (d *Driver) applyR(spec *bwrap.Spec, cfg *drivers.TaskConfig, tc *TaskConfi
 		return "", err
 	}
 	if in.Root != "" {
-		spec.Mounts = append(spec.Mounts, bwrap.Mount{Kind: bwrap.ROBind, Source: in.Root, Dest: in.Root})
+		// An install under r_root is bound by descriptor, opened beneath it.
+		m := bwrap.Mount{Kind: bwrap.ROBind, Source: in.Root, Dest: in.Root, MustBeDir: true}
+		if under(in.Root, conf.RRoot) {
+			m.Beneath = conf.RRoot
+		}
+		spec.Mounts = append(spec.Mounts, m)
 	}
 	spec.Env["PATH"] = in.Bin + ":" + spec.Env["PATH"]
 	spec.Env["R_HOME"] = in.Home
@@ -107,7 +112,7 @@ func applyRCache(spec *bwrap.Spec, tc *TaskConfig, conf Config, minor string) (s
 	if tc.RCacheWritable {
 		kind, shown = bwrap.Bind, rCacheInside+" (writable)"
 	}
-	spec.Mounts = append(spec.Mounts, bwrap.Mount{Kind: kind, Source: dir, Dest: rCacheInside})
+	spec.Mounts = append(spec.Mounts, bwrap.Mount{Kind: kind, Source: dir, Dest: rCacheInside, Beneath: conf.RCacheDir, MustBeDir: true})
 	for _, k := range []string{"BWRAP_R_CACHE", "RENV_PATHS_CACHE"} {
 		if _, ok := spec.Env[k]; !ok {
 			spec.Env[k] = rCacheInside
@@ -137,11 +142,11 @@ func applyRLibs(spec *bwrap.Spec, cfg *drivers.TaskConfig, tc *TaskConfig, conf 
 	}
 	for _, l := range tc.RLibs {
 		inside := rlib.Expand(l, minor)
-		host, err := rlib.Allowed(inside, conf.RLibraryRoots)
+		host, root, err := rlib.Allowed(inside, conf.RLibraryRoots)
 		if err != nil {
 			return "", err
 		}
-		spec.Mounts = append(spec.Mounts, bwrap.Mount{Kind: bwrap.ROBind, Source: host, Dest: filepath.Clean(inside)})
+		spec.Mounts = append(spec.Mounts, bwrap.Mount{Kind: bwrap.ROBind, Source: host, Dest: filepath.Clean(inside), Beneath: root, MustBeDir: true})
 		paths = append(paths, filepath.Clean(inside))
 		shown = append(shown, filepath.Clean(inside))
 	}
@@ -177,4 +182,10 @@ func rAttributes(cat *rversion.Catalog) (map[string]*pstructs.Attribute, string)
 		return attrs, fmt.Sprintf("no R found (nothing under %s, no R on PATH)", cat.Root)
 	}
 	return attrs, ""
+}
+
+// under reports whether path is root or lies below it, by their clean names.
+func under(path, root string) bool {
+	rel, err := filepath.Rel(filepath.Clean(root), filepath.Clean(path))
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }

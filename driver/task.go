@@ -57,16 +57,21 @@ func (d *Driver) buildSpec(cfg *drivers.TaskConfig, tc *TaskConfig, conf Config,
 	}
 	td := cfg.TaskDir()
 	mounts := bwrap.SystemMounts(conf.TmpSizeMB << 20)
+	// The task's dirs are opened beneath the allocation's dir without
+	// following links and bound by descriptor: the client's data_dir may be
+	// closed to task UIDs (Nomad makes it 0700), and a link swapped in after
+	// the checks must not redirect a bind.
+	alloc := cfg.AllocDir
 	mounts = append(mounts,
-		bwrap.Mount{Kind: bwrap.Bind, Source: td.LocalDir, Dest: insideLocal},
-		bwrap.Mount{Kind: bwrap.Bind, Source: td.SecretsDir, Dest: insideSecrets},
-		bwrap.Mount{Kind: bwrap.Bind, Source: td.SharedAllocDir, Dest: insideAlloc},
+		bwrap.Mount{Kind: bwrap.Bind, Source: td.LocalDir, Dest: insideLocal, Beneath: alloc, Owner: &uid, MustBeDir: true},
+		bwrap.Mount{Kind: bwrap.Bind, Source: td.SecretsDir, Dest: insideSecrets, Beneath: alloc, Owner: &uid, MustBeDir: true},
+		bwrap.Mount{Kind: bwrap.Bind, Source: td.SharedAllocDir, Dest: insideAlloc, Beneath: alloc, MustBeDir: true},
 	)
 	// The allocation's logs/ is read-only: logmon and the plugin, as root,
 	// open and write paths there (the FIFOs, the rotated files), so a link a
 	// task planted there would make them open a host file of its choosing.
 	if logs := filepath.Join(td.SharedAllocDir, allocLogsDir); isDir(logs) {
-		mounts = append(mounts, bwrap.Mount{Kind: bwrap.ROBind, Source: logs, Dest: insideAlloc + "/" + allocLogsDir})
+		mounts = append(mounts, bwrap.Mount{Kind: bwrap.ROBind, Source: logs, Dest: insideAlloc + "/" + allocLogsDir, Beneath: alloc, MustBeDir: true})
 	}
 
 	env := make(map[string]string, len(cfg.Env)+4)
@@ -125,14 +130,14 @@ func applyNetwork(spec *bwrap.Spec, cfg *drivers.TaskConfig, tc *TaskConfig) err
 		if err != nil {
 			return fmt.Errorf("network.dns: %w", err)
 		}
-		spec.Mounts = append(spec.Mounts, bwrap.Mount{Kind: bwrap.ROBind, Source: path, Dest: "/etc/resolv.conf"})
+		spec.Mounts = append(spec.Mounts, bwrap.Mount{Kind: bwrap.ROBind, Source: path, Dest: "/etc/resolv.conf", Beneath: cfg.AllocDir})
 	}
 	m, err := hostnames.GenerateEtcHostsMount(cfg.AllocDir, cfg.NetworkIsolation, nil)
 	if err != nil {
 		return fmt.Errorf("/etc/hosts: %w", err)
 	}
 	if m != nil {
-		spec.Mounts = append(spec.Mounts, bwrap.Mount{Kind: bwrap.ROBind, Source: m.HostPath, Dest: "/etc/hosts"})
+		spec.Mounts = append(spec.Mounts, bwrap.Mount{Kind: bwrap.ROBind, Source: m.HostPath, Dest: "/etc/hosts", Beneath: cfg.AllocDir})
 	}
 	return nil
 }

@@ -33,21 +33,22 @@ func hasDotDot(p string) bool {
 }
 
 // Allowed checks that path (absolute, no "..") is a directory lying under
-// one of roots after symlinks are resolved, and returns its resolved path.
-func Allowed(path string, roots []string) (string, error) {
+// one of roots after symlinks are resolved, and returns its resolved path and
+// the resolved root it lies in.
+func Allowed(path string, roots []string) (real, root string, err error) {
 	if !filepath.IsAbs(path) || hasDotDot(path) {
-		return "", fmt.Errorf("r_libs %q: want an absolute path without ..", path)
+		return "", "", fmt.Errorf("r_libs %q: want an absolute path without ..", path)
 	}
 	if len(roots) == 0 {
-		return "", fmt.Errorf("r_libs %q: the plugin allows no library roots (r_library_roots)", path)
+		return "", "", fmt.Errorf("r_libs %q: the plugin allows no library roots (r_library_roots)", path)
 	}
-	real, err := filepath.EvalSymlinks(path)
+	real, err = filepath.EvalSymlinks(path)
 	if err != nil {
-		return "", fmt.Errorf("r_libs %q: %w", path, err)
+		return "", "", fmt.Errorf("r_libs %q: %w", path, err)
 	}
 	fi, err := os.Stat(real)
 	if err != nil || !fi.IsDir() {
-		return "", fmt.Errorf("r_libs %q is not a directory", path)
+		return "", "", fmt.Errorf("r_libs %q is not a directory", path)
 	}
 	for _, root := range roots {
 		r, err := filepath.EvalSymlinks(root)
@@ -55,10 +56,10 @@ func Allowed(path string, roots []string) (string, error) {
 			continue
 		}
 		if rel, err := filepath.Rel(r, real); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
-			return real, nil
+			return real, r, nil
 		}
 	}
-	return "", fmt.Errorf("r_libs %q (%s) is outside the allowed library roots %s", path, real, strings.Join(roots, ", "))
+	return "", "", fmt.Errorf("r_libs %q (%s) is outside the allowed library roots %s", path, real, strings.Join(roots, ", "))
 }
 
 // CheckWritable validates a writable library's path as the sandbox sees it:

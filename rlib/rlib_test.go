@@ -15,10 +15,10 @@ func TestAllowed(t *testing.T) {
 	os.Symlink(filepath.Join(root, "4.4"), filepath.Join(root, "current"))
 	roots := []string{root}
 
-	if got, err := Allowed(filepath.Join(root, "4.4", "common"), roots); err != nil || got != filepath.Join(root, "4.4", "common") {
+	if got, _, err := Allowed(filepath.Join(root, "4.4", "common"), roots); err != nil || got != filepath.Join(root, "4.4", "common") {
 		t.Fatalf("inside: %q %v", got, err)
 	}
-	if _, err := Allowed(filepath.Join(root, "current", "common"), roots); err != nil {
+	if _, _, err := Allowed(filepath.Join(root, "current", "common"), roots); err != nil {
 		t.Fatalf("a link within the root: %v", err)
 	}
 	for _, bad := range []string{
@@ -28,11 +28,11 @@ func TestAllowed(t *testing.T) {
 		"relative/lib",
 		filepath.Join(root, "missing"),
 	} {
-		if _, err := Allowed(bad, roots); err == nil {
+		if _, _, err := Allowed(bad, roots); err == nil {
 			t.Errorf("%q allowed", bad)
 		}
 	}
-	if _, err := Allowed(filepath.Join(root, "4.4"), nil); err == nil || !strings.Contains(err.Error(), "r_library_roots") {
+	if _, _, err := Allowed(filepath.Join(root, "4.4"), nil); err == nil || !strings.Contains(err.Error(), "r_library_roots") {
 		t.Errorf("no roots: %v", err)
 	}
 }

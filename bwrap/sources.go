@@ -1,0 +1,134 @@
+package bwrap
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// errMissing is an optional source that does not exist.
+var errMissing = errors.New("missing")
+
+// openSources opens the source of every bind in mounts that names a trusted
+// root (Beneath), as root and before the launcher drops to the task. The
+// descriptors are numbered from firstFD in the order the launcher gets them;
+// staged maps each such mount to the path where the launcher binds its
+// descriptor (stage/<fd>), or to "" for an optional source that is missing.
+// The caller closes files.
+func openSources(mounts []Mount, firstFD int, stage string) (files []*os.File, staged map[int]string, err error) {
+	staged = make(map[int]string)
+	defer func() {
+		if err != nil {
+			for _, f := range files {
+				f.Close()
+			}
+			files = nil
+		}
+	}()
+	for i, m := range mounts {
+		if !m.byDescriptor() {
+			continue
+		}
+		if stage == "" {
+			return nil, nil, fmt.Errorf("bind source %s: no staging dir to bind it by descriptor", m.Source)
+		}
+		f, err := OpenSource(m)
+		if errors.Is(err, errMissing) && m.Optional {
+			staged[i] = ""
+			continue
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		// A descriptor of the host's mount namespace cannot be bound in the
+		// launcher's own: hand it a detached copy of the mount instead,
+		// which it moves into place.
+		tree, err := unix.OpenTree(int(f.Fd()), "", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_EMPTY_PATH|unix.AT_RECURSIVE)
+		f.Close()
+		if err != nil {
+			return nil, nil, fmt.Errorf("bind source %s (for %s): cloning its mount: %w", m.Source, m.Dest, err)
+		}
+		staged[i] = filepath.Join(stage, strconv.Itoa(firstFD+len(files)))
+		files = append(files, os.NewFile(uintptr(tree), m.Source))
+	}
+	return files, staged, nil
+}
+
+// OpenSource opens a bind's source as an O_PATH descriptor and checks it:
+// beneath m.Beneath without following links when that is set, a directory
+// or regular file, owned by m.Owner when that is set. Errors name the path
+// and what is wrong with it.
+func OpenSource(m Mount) (*os.File, error) {
+	what := fmt.Sprintf("bind source %s (for %s)", m.Source, m.Dest)
+	if !filepath.IsAbs(m.Source) {
+		return nil, fmt.Errorf("%s: not an absolute path", what)
+	}
+	var fd int
+	var err error
+	if m.Beneath == "" {
+		fd, err = unix.Open(m.Source, unix.O_PATH|unix.O_CLOEXEC, 0)
+	} else {
+		fd, err = openBeneath(m.Beneath, m.Source)
+	}
+	switch {
+	case errors.Is(err, unix.ENOENT):
+		return nil, fmt.Errorf("%s: %w (no such file or directory)", what, errMissing)
+	case errors.Is(err, unix.ELOOP):
+		return nil, fmt.Errorf("%s: a link at or below %s: refusing to follow it", what, m.Beneath)
+	case errors.Is(err, unix.EXDEV):
+		return nil, fmt.Errorf("%s: lies outside %s", what, m.Beneath)
+	case err != nil:
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	f := os.NewFile(uintptr(fd), m.Source)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	mode := st.Mode & unix.S_IFMT
+	switch {
+	case mode != unix.S_IFDIR && mode != unix.S_IFREG:
+		err = fmt.Errorf("%s: not a directory or regular file (mode %o)", what, mode)
+	case m.MustBeDir && mode != unix.S_IFDIR:
+		err = fmt.Errorf("%s: not a directory", what)
+	case m.Owner != nil && st.Uid != *m.Owner:
+		err = fmt.Errorf("%s: owned by uid %d, not %d", what, st.Uid, *m.Owner)
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// openBeneath opens path, which must lie in root, resolving every component
+// below root without following links (root itself is trusted: it may be a
+// link the operator made).
+func openBeneath(root, path string) (int, error) {
+	rel, err := filepath.Rel(filepath.Clean(root), filepath.Clean(path))
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return -1, unix.EXDEV
+	}
+	rootFD, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("its root %s: %w", root, err)
+	}
+	defer unix.Close(rootFD)
+	for {
+		fd, err := unix.Openat2(rootFD, rel, &unix.OpenHow{
+			Flags:   unix.O_PATH | unix.O_CLOEXEC,
+			Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
+		})
+		// EAGAIN: a rename elsewhere raced the lookup; try again.
+		if err == unix.EAGAIN || err == unix.EINTR {
+			continue
+		}
+		return fd, err
+	}
+}
