@@ -31,3 +31,10 @@ var abiCases = []struct {
 	{"number -1", nativeArch, 0xffffffff, errnoVerdict(unix.EPERM)},
 	{"aarch64 arch", unix.AUDIT_ARCH_AARCH64, unix.SYS_GETPID, errnoVerdict(unix.EPERM)},
 }
+
+var archProbes = []probe{
+	// The kernel has no x32 here (ENOSYS) or runs getpid.
+	{"x32 getpid", sys(x32 | unix.SYS_GETPID), unix.EPERM, true},
+	{"modify_ldt(read, 0 bytes)", sys(unix.SYS_MODIFY_LDT, 0, 0, 0), unix.EPERM, true},
+	{"iopl(0)", sys(unix.SYS_IOPL, 0), unix.EPERM, false},
+}

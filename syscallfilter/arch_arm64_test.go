@@ -18,3 +18,5 @@ var abiCases = []struct {
 }{
 	{"number -1", nativeArch, 0xffffffff, errnoVerdict(unix.ENOSYS)},
 }
+
+var archProbes []probe
