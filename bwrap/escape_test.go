@@ -25,7 +25,8 @@ func TestEscapeProbes(t *testing.T) {
 		{"mount", `! mount -t tmpfs none /tmp 2>/dev/null`},
 		{"device nodes", `[ ! -e /dev/mem ] && [ ! -e /dev/kmsg ] && [ ! -e /dev/sda ] && [ ! -e /dev/vda ]`},
 		{"write /tmp, /local ok", `echo x > /tmp/ok && echo x > /local/ok`},
-		// The seccomp filter: each call must fail with EPERM (ENOSYS for clone3).
+		// The seccomp filter: each call must fail with EPERM (ENOSYS for clone3,
+		// EAFNOSUPPORT for a socket family outside its list).
 		{"new user namespace (unshare)", `! unshare -U true 2>/dev/null && ` + perlSyscall(272, "0x10000000", "EPERM")},
 		{"new user namespace (clone)", perlSyscall(56, "0x10000011", "EPERM")},
 		{"clone3", perlSyscall(435, "0, 0", "ENOSYS")},
@@ -41,7 +42,7 @@ func TestEscapeProbes(t *testing.T) {
 		{"userfaultfd", perlSyscall(323, "0", "EPERM")},
 		{"init_module", perlSyscall(175, "0, 0, 0", "EPERM")},
 		{"raw socket", perlSyscall(41, "2, 3, 1", "EPERM")},
-		{"packet socket", perlSyscall(41, "17, 3, 0", "EPERM")},
+		{"packet socket", perlSyscall(41, "17, 3, 0", "EAFNOSUPPORT")},
 		{"ordinary calls still work", perlSyscall(39, "", "") + ` && ` + perlSyscall(135, "0xffffffff", "")},
 		{"tmp is size-limited", `! dd if=/dev/zero of=/tmp/fill bs=1M count=64 2>/dev/null`},
 	}

@@ -23,6 +23,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(loadChildEnv) != "" {
 		loadChild()
 	}
+	if mode := os.Getenv(probeChildEnv); mode != "" {
+		probeChild(mode)
+	}
 	os.Exit(m.Run())
 }
 
