@@ -2,8 +2,8 @@
 // refuses the system calls a task never needs and that widen the kernel's
 // attack surface (new namespaces, mounts, kexec, bpf, keyrings, ptrace and
 // its relatives, kernel modules, raw and exotic sockets, ...). bwrap loads it
-// for the task (--seccomp); commands exec'd into a sandbox load it
-// themselves before they exec.
+// for the task (--seccomp); the enter launcher (bwrap/enter.c) loads it for
+// commands exec'd into a sandbox, last before their exec.
 //
 // The program is assembled here from the tables below. Every argument rule
 // compares the low 32 bits only: the arguments it looks at are ints (or, for
@@ -17,8 +17,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"os"
-	"os/exec"
 	"runtime"
 	"syscall"
 
@@ -341,8 +339,8 @@ func Program() ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// Load installs the filter on every thread of this process, with
-// no_new_privs, so that whatever it execs next runs under it.
+// Load installs the filter on this process's thread, with no_new_privs, so
+// that whatever it execs next runs under it (the package's tests use it).
 func Load() error {
 	filter, err := sockFilters()
 	if err != nil {
@@ -357,32 +355,4 @@ func Load() error {
 	}
 	prog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
 	return seccompSetFilter(&prog)
-}
-
-// ConfineCommand is the hidden subcommand that runs inside a sandbox, for
-// commands exec'd into it: it loads the filter and execs the command.
-const ConfineCommand = "_confine"
-
-// ConfineMain loads the filter and execs args (after an optional "--"),
-// found on PATH. It only returns by exiting.
-func ConfineMain(args []string) {
-	if len(args) > 0 && args[0] == "--" {
-		args = args[1:]
-	}
-	if len(args) == 0 {
-		fmt.Fprintln(os.Stderr, "bwrap-r: _confine: no command")
-		os.Exit(126)
-	}
-	if err := Load(); err != nil {
-		fmt.Fprintf(os.Stderr, "bwrap-r: loading the seccomp filter: %v\n", err)
-		os.Exit(126)
-	}
-	path, err := exec.LookPath(args[0])
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "bwrap-r: %v\n", err)
-		os.Exit(127)
-	}
-	err = syscall.Exec(path, args, os.Environ())
-	fmt.Fprintf(os.Stderr, "bwrap-r: exec %s: %v\n", path, err)
-	os.Exit(126)
 }
