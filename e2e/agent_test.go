@@ -113,6 +113,7 @@ type agent struct {
 	conf   string
 	log    string
 	server bool
+	umask  string
 	nodeID string
 	cmd    *exec.Cmd
 	exited chan struct{}
@@ -132,6 +133,9 @@ type agentOpts struct {
 	// its data_dir below its dir. Its tasks outlive the agent's process
 	// unless stop stops them first; a new launch picks them up again.
 	server bool
+	// umask, when set (e.g. "077"), is the agent's umask, as an operator's
+	// shell or unit may give it.
+	umask string
 }
 
 // sharedAgent is the agent with the default plugin config, started by the
@@ -244,7 +248,8 @@ func startAgent(opts agentOpts) (*agent, error) {
 	// leaves them behind: its TMPDIR is this dir, removed by stop. It lies in
 	// /tmp whatever the caller's TMPDIR, with a short name: a task's
 	// secrets/api.sock lies below, and a socket path has at most 107 bytes.
-	// Tasks (other UIDs) must traverse it to their alloc dir.
+	// It stays 0700, as Nomad makes a data_dir: no task UID can walk a path
+	// through it, and bwrap-r must not need to.
 	dir, err := os.MkdirTemp("/tmp", "e2e")
 	if err != nil {
 		return nil, err
@@ -255,17 +260,11 @@ func startAgent(opts agentOpts) (*agent, error) {
 			os.RemoveAll(dir)
 		}
 	}()
-	if err := os.Chmod(dir, 0o711); err != nil {
-		return nil, err
-	}
 	server := ""
 	clientConf := opts.client
 	if opts.server {
-		data := filepath.Join(dir, "data")
-		if err := os.Mkdir(data, 0o711); err != nil {
-			return nil, err
-		}
-		server = fmt.Sprintf(serverConfig, data)
+		// Nomad makes its data_dir itself (0700).
+		server = fmt.Sprintf(serverConfig, filepath.Join(dir, "data"))
 		// Dev mode's choice: tasks' ports on loopback, not on the interface
 		// of the default route.
 		clientConf = "  enabled           = true\n  network_interface = \"lo\"\n" + clientConf
@@ -289,6 +288,7 @@ func startAgent(opts agentOpts) (*agent, error) {
 		conf:   conf,
 		log:    filepath.Join(dir, "agent.log"),
 		server: opts.server,
+		umask:  opts.umask,
 	}
 	if err := a.launch(); err != nil {
 		return nil, err
@@ -320,6 +320,9 @@ func (a *agent) launch() error {
 		args = append(args, "-dev")
 	}
 	a.cmd = exec.Command(nomadBin, args...)
+	if a.umask != "" {
+		a.cmd = exec.Command("/bin/sh", append([]string{"-c", `umask "$0" && exec "$@"`, a.umask, nomadBin}, args...)...)
+	}
 	a.cmd.Env = append(cleanEnv(), "TMPDIR="+a.dir)
 	a.cmd.Stdout, a.cmd.Stderr = logf, logf
 	// Pdeathsig: should the test binary die (panic, timeout), the agent

@@ -81,7 +81,8 @@ func TestRestorePackages(t *testing.T) {
 		t.Fatal(err)
 	}
 	cacheDir := filepath.Join(cacheRoot, "cache")
-	a := newAgentOpts(t, agentOpts{server: true, plugin: fmt.Sprintf("    r_library_roots = [%q]\n    r_cache_dir = %q", root, cacheDir)})
+	// A client as Nomad makes one, started with umask 077 (TestStandardClient).
+	a := newAgentOpts(t, agentOpts{server: true, umask: "077", plugin: fmt.Sprintf("    r_library_roots = [%q]\n    r_cache_dir = %q", root, cacheDir)})
 	if err := a.waitDriver(true, time.Minute); err != nil {
 		t.Fatal(err)
 	}

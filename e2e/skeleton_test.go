@@ -22,8 +22,10 @@ func example(t *testing.T, name string) string {
 
 // TestBatchJobLogs runs example/batch.nomad.hcl to completion and compares
 // the task's log with what the same R script prints on the host.
-func TestBatchJobLogs(t *testing.T) {
-	a := sharedAgent(t)
+func TestBatchJobLogs(t *testing.T) { batchJobLogs(t, sharedAgent(t)) }
+
+func batchJobLogs(t *testing.T, a *agent) {
+	t.Helper()
 	// The script of example/batch.nomad.hcl, after HCL's unescaping.
 	host, err := exec.Command("Rscript", "-e", `cat(R.version.string, '\n'); cat('sum:', sum(1:100), '\n')`).Output()
 	if err != nil {
@@ -59,8 +61,10 @@ func TestBatchJobLogs(t *testing.T) {
 // TestShinyAnswers runs example/shiny.nomad.hcl, fetches the app's page on
 // the port Nomad assigned, stops the job and checks that none of the task's
 // processes survive.
-func TestShinyAnswers(t *testing.T) {
-	a := sharedAgent(t)
+func TestShinyAnswers(t *testing.T) { shinyAnswers(t, sharedAgent(t)) }
+
+func shinyAnswers(t *testing.T, a *agent) {
+	t.Helper()
 	start := time.Now()
 	a.runJob(t, example(t, "shiny.nomad.hcl"), "shiny")
 	al := a.waitAlloc(t, "shiny", 2*time.Minute, "running", func(al *allocation) bool {
@@ -115,6 +119,25 @@ func TestShinyAnswers(t *testing.T) {
 	}) {
 		t.Fatalf("15s after the stop, processes of uid %d remain: %s", uid, strings.Join(procs, "; "))
 	}
+}
+
+// TestStandardClient runs the examples on a client set up as Nomad sets one
+// up and its hardening guide asks: not in dev mode, a data_dir Nomad makes
+// itself (0700, root's), and an agent started with umask 077. No task UID
+// can walk a path below the data_dir.
+func TestStandardClient(t *testing.T) {
+	setup(t)
+	a := newAgentOpts(t, agentOpts{server: true, umask: "077"})
+	data := filepath.Join(a.dir, "data")
+	fi, err := os.Stat(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o700 {
+		t.Fatalf("data_dir %s is %v, want Nomad's 0700", data, fi.Mode().Perm())
+	}
+	t.Run("batch", func(t *testing.T) { batchJobLogs(t, a) })
+	t.Run("shiny", func(t *testing.T) { shinyAnswers(t, a) })
 }
 
 // listenerUID returns the UID of the TCP socket listening on the port.

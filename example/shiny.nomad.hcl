@@ -12,12 +12,15 @@ job "shiny" {
 
       config {
         command = "Rscript"
-        args = ["-e", "shiny::runApp('/local/app', host = Sys.getenv('NOMAD_IP_http'), port = as.integer(Sys.getenv('NOMAD_PORT_http')), launch.browser = FALSE)"]
+        args = ["-e", "shiny::runApp(shiny::shinyAppFile('/local/app.R'), host = Sys.getenv('NOMAD_IP_http'), port = as.integer(Sys.getenv('NOMAD_PORT_http')), launch.browser = FALSE)"]
       }
 
       # The app itself; a real job would fetch it with an artifact block.
+      # Rendered straight into local/: a directory the client makes for a
+      # template takes the agent's umask (0700 under umask 077), so the task
+      # could not enter it.
       template {
-        destination     = "local/app/app.R"
+        destination     = "local/app.R"
         left_delimiter  = "[["
         right_delimiter = "]]"
         data            = <<-R
