@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/hcl/v2/hclparse"
 	"github.com/hashicorp/nomad/helper/pluginutils/hclspecutils"
 	"github.com/hashicorp/nomad/plugins/base"
+	"github.com/zclconf/go-cty/cty"
 	ctymsgpack "github.com/zclconf/go-cty/cty/msgpack"
 
 	"github.com/bwrap-r/bwrap-r/egress"
@@ -125,12 +126,15 @@ func ParseConfigFile(path string) (Config, error) {
 		return Config{}, diags
 	}
 	body := file.Body
-	top, _, diags := body.PartialContent(&hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{
-		{Type: "plugin", LabelNames: []string{"name"}}, {Type: "config"},
-	}})
+	top, _, diags := body.PartialContent(&hcl.BodySchema{
+		Attributes: []hcl.AttributeSchema{{Name: "data_dir"}},
+		Blocks: []hcl.BlockHeaderSchema{
+			{Type: "plugin", LabelNames: []string{"name"}}, {Type: "config"}, {Type: "client"},
+		}})
 	if diags.HasErrors() {
 		return Config{}, diags
 	}
+	allocRoot := agentAllocDir(top)
 	found := false
 	for _, b := range top.Blocks {
 		switch {
@@ -150,7 +154,39 @@ func ParseConfigFile(path string) (Config, error) {
 	if !found && strings.Contains(string(src), "plugin") {
 		return Config{}, fmt.Errorf("%s: no plugin %q block", path, PluginName)
 	}
-	return decodeConfigBody(body)
+	c, err := decodeConfigBody(body)
+	c.allocRoot = allocRoot
+	return c, err
+}
+
+// agentAllocDir is the client's alloc dir an agent config names: client {
+// alloc_dir }, else data_dir/alloc; "" when it names neither.
+func agentAllocDir(top *hcl.BodyContent) string {
+	str := func(a *hcl.Attribute) string {
+		if a == nil {
+			return ""
+		}
+		v, diags := a.Expr.Value(nil)
+		if diags.HasErrors() || !v.Type().Equals(cty.String) || v.IsNull() {
+			return ""
+		}
+		return v.AsString()
+	}
+	for _, b := range top.Blocks {
+		if b.Type != "client" {
+			continue
+		}
+		attrs, _, _ := b.Body.PartialContent(&hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "alloc_dir"}}})
+		if attrs != nil {
+			if d := str(attrs.Attributes["alloc_dir"]); d != "" {
+				return d
+			}
+		}
+	}
+	if d := str(top.Attributes["data_dir"]); d != "" {
+		return filepath.Join(d, "alloc")
+	}
+	return ""
 }
 
 func decodeConfigBody(body hcl.Body) (Config, error) {

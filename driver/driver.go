@@ -57,6 +57,9 @@ type Driver struct {
 	rulesName string
 	// mhzPerCore turns CPU percent into the MHz Nomad shows (guarded by mu).
 	mhzPerCore float64
+	// allocRoot is the client's alloc dir, learnt from the tasks it hands
+	// over, for the preflight's task_start check (guarded by mu).
+	allocRoot string
 }
 
 // New returns a driver; Nomad configures it through SetConfig.
@@ -362,6 +365,7 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 	if rChoice != "" {
 		d.emitEvent(cfg, rChoice, map[string]string{"r_home": spec.Env["R_HOME"]})
 	}
+	d.learnAllocRoot(cfg.AllocDir)
 	d.logger.Info("task started", "task", cfg.Name, "alloc_id", cfg.AllocID, "pid", sb.Init.Pid, "uid", uid)
 	return handle, nil, nil
 }
@@ -416,6 +420,7 @@ func (d *Driver) RecoverTask(handle *drivers.TaskHandle) error {
 	if state.StatusPath == "" || state.Init.Pid <= 0 {
 		return fmt.Errorf("task state of %s holds no sandbox to recover", handle.Config.ID)
 	}
+	d.learnAllocRoot(handle.Config.AllocDir)
 	sb := bwrap.Reattach(state.Monitor, state.Init, state.StatusPath)
 	d.tasks.Set(handle.Config.ID, d.newTaskHandle(state, sb))
 	d.logger.Info("task recovered", "task", handle.Config.Name, "pid", state.Init.Pid)
@@ -536,6 +541,22 @@ func parseSignal(name string, def syscall.Signal) (syscall.Signal, error) {
 		return 0, fmt.Errorf("unknown signal %q", name)
 	}
 	return sig, nil
+}
+
+// learnAllocRoot records the client's alloc dir from a task's; the first time
+// it is known, the preflight runs again, now where tasks really start.
+func (d *Driver) learnAllocRoot(allocDir string) {
+	root := pruneRoot(allocDir)
+	if root == "" {
+		return
+	}
+	d.mu.Lock()
+	changed := d.allocRoot != root
+	d.allocRoot = root
+	d.mu.Unlock()
+	if changed {
+		d.preflight.reset()
+	}
 }
 
 // pruneRoot is the client's alloc dir, holding every allocation's, or ""

@@ -145,6 +145,10 @@ type Config struct {
 	PreflightInterval string        `codec:"preflight_interval"`
 	Egress            *EgressConfig `codec:"egress"`
 
+	// allocRoot is the client's alloc dir when an agent config named it
+	// (bwrap-r preflight -config).
+	allocRoot string
+
 	deniedUIDs, deniedGIDs idRanges
 	taskUIDs               [2]uint64
 	preflightEvery         time.Duration

@@ -18,7 +18,16 @@ import (
 // is the probe binary (the driver's selfBinary, read under its lock).
 func (d *Driver) preflightConfig(c Config, bwrapPath, self string) preflight.Config {
 	probeUID := uint32(c.taskUIDs[1])
+	stage, _ := stateDirs(c.StateDir) // an error shows in task_start
+	d.mu.RLock()
+	allocRoot := d.allocRoot
+	d.mu.RUnlock()
+	if allocRoot == "" {
+		allocRoot = c.allocRoot
+	}
 	pc := preflight.Config{
+		StageDir:    stage,
+		AllocRoot:   allocRoot,
 		BwrapPath:   bwrapPath,
 		Shim:        d.shim,
 		ProbeBinary: self,

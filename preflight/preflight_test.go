@@ -171,3 +171,48 @@ func TestEgressProbeReal(t *testing.T) {
 		t.Fatalf("with the rule: %s %q", c.Result, c.Detail)
 	}
 }
+
+// task_start starts a task as the client would: its dirs in a root-only
+// 0700 dir below the client's alloc dir, bound by descriptor. Without a
+// staging dir (so without binds by descriptor) the same start fails, and the
+// check says so: a node that cannot start tasks is not healthy.
+func TestTaskStartReal(t *testing.T) {
+	cfg := sandboxConfig(t, 89992)
+	allocRoot, err := os.MkdirTemp("", "alloc-root-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(allocRoot) })
+	// As a data_dir Nomad made: root's, 0700.
+	if err := os.Chmod(allocRoot, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	cfg.AllocRoot = allocRoot
+	// The launcher's staging dir, as the driver keeps it: root's, 0711.
+	stage, err := os.MkdirTemp("", "stage-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(stage) })
+	os.Chmod(stage, 0o711)
+	cfg.StageDir = stage
+
+	r := Run(context.Background(), cfg)
+	c, _ := r.Get("task_start")
+	if c.Result != OK || !strings.Contains(c.Detail, allocRoot) {
+		t.Fatalf("task_start: %s %q", c.Result, c.Detail)
+	}
+	if entries, _ := os.ReadDir(allocRoot); len(entries) != 0 {
+		t.Errorf("the check left %d entries in the alloc dir", len(entries))
+	}
+
+	cfg.StageDir = ""
+	r = Run(context.Background(), cfg)
+	c, _ = r.Get("task_start")
+	if c.Result != Error || !strings.Contains(c.Detail, "did not start") || c.Fix == "" {
+		t.Fatalf("task_start without binds by descriptor: %s %q (fix %q)", c.Result, c.Detail, c.Fix)
+	}
+	if _, failed := r.Attributes(); !strings.Contains(failed, "task_start") {
+		t.Errorf("the health description %q does not name task_start", failed)
+	}
+}

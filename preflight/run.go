@@ -45,9 +45,17 @@ type Config struct {
 	UID, GID uint32
 	// StateDir is root-only scratch space for the probes' status files.
 	StateDir string
+	// StageDir is the launcher's staging dir for bind sources (a task's
+	// dirs are bound by descriptor); see bwrap.Launch.
+	StageDir string
 	Targets  []Target
 	// Timeout per connection attempt.
 	Timeout time.Duration
+
+	// AllocRoot is the client's alloc dir (data_dir/alloc), where the
+	// task_start check makes a task's dirs as the client does; "" uses the
+	// state dir.
+	AllocRoot string
 
 	RRoot, RLinkDir, DefaultR string
 	// ProcSys and CgroupRoot are injectable for tests.
@@ -70,8 +78,10 @@ func Run(ctx context.Context, c Config) *Report {
 	checkUserNamespaces(r, c.ProcSys)
 	if bwrapOK {
 		checkUIDMapping(ctx, r, c)
+		checkTaskStart(r, c)
 	} else {
 		r.add("uid_mapping", Error, "not run: bwrap is missing", "install bubblewrap")
+		r.add("task_start", Error, "not run: bwrap is missing", "install bubblewrap")
 	}
 	checkR(r, c)
 	checkCgroups(r, c.CgroupRoot)
@@ -128,6 +138,11 @@ type probeRun struct {
 const probeInside = "/.bwrap-r-probe"
 
 func startSandbox(c Config, net bwrap.Network, command string, args ...string) (*probeRun, error) {
+	return startSandboxWith(c, nil, net, command, args...)
+}
+
+// startSandboxWith is startSandbox with extra mounts after the probe's.
+func startSandboxWith(c Config, extra []bwrap.Mount, net bwrap.Network, command string, args ...string) (*probeRun, error) {
 	if err := os.MkdirAll(c.StateDir, 0o700); err != nil {
 		return nil, err
 	}
@@ -152,6 +167,7 @@ func startSandbox(c Config, net bwrap.Network, command string, args ...string) (
 	if c.ProbeBinary != "" {
 		mounts = append(mounts, bwrap.Mount{Kind: bwrap.ROBind, Source: c.ProbeBinary, Dest: probeInside})
 	}
+	mounts = append(mounts, extra...)
 	sb, err := bwrap.Start(bwrap.Launch{
 		Bwrap: c.BwrapPath, Shim: c.Shim,
 		Spec: &bwrap.Spec{
@@ -162,6 +178,7 @@ func startSandbox(c Config, net bwrap.Network, command string, args ...string) (
 		},
 		Stdin: inR, Stdout: outW, Stderr: outW,
 		StatusPath: statusPath,
+		StageDir:   c.StageDir,
 	})
 	inR.Close()
 	outW.Close()
@@ -210,6 +227,53 @@ func checkUIDMapping(ctx context.Context, r *Report, c Config) {
 		return
 	}
 	r.add("uid_mapping", OK, fmt.Sprintf("a task as uid %s is host uid %s gid %s, map %q", u, hostUID, hostGID, want[2]), "")
+}
+
+// checkTaskStart starts a sandbox the way a task starts: a task's dirs made
+// as the client makes them, in a root-only 0700 dir below the client's alloc
+// dir (as data_dir is on a standard client), bound by descriptor, written and
+// read by the task's UID.
+func checkTaskStart(r *Report, c Config) {
+	root := c.AllocRoot
+	where := "the client's alloc dir " + root
+	if root == "" {
+		root, where = c.StateDir, "the state dir "+c.StateDir+" (the client's alloc dir is not known yet)"
+	}
+	fix := "see the error: the client's dirs must be on a local filesystem that supports bind mounts, and the state dir (" + c.StateDir + ") must be root's"
+	dir, err := os.MkdirTemp(root, ".bwrap-r-preflight-")
+	if err != nil {
+		r.add("task_start", Error, fmt.Sprintf("making a task dir in %s: %v", where, err), fix)
+		return
+	}
+	defer os.RemoveAll(dir)
+	local := filepath.Join(dir, "local")
+	err = os.Chmod(dir, 0o700)
+	if err == nil {
+		err = os.Mkdir(local, 0o700)
+	}
+	if err == nil {
+		err = os.Chown(local, int(c.UID), int(c.GID))
+	}
+	if err != nil {
+		r.add("task_start", Error, fmt.Sprintf("making a task dir in %s: %v", where, err), fix)
+		return
+	}
+	uid := c.UID
+	p, err := startSandboxWith(c, []bwrap.Mount{{Kind: bwrap.Bind, Source: local, Dest: "/local", Beneath: dir, Owner: &uid, MustBeDir: true}},
+		bwrap.NetworkShared, "/bin/sh", "-c", "echo written > /local/probe && cat /local/probe")
+	if err != nil {
+		r.add("task_start", Error, fmt.Sprintf("a task in %s did not start: %v", where, err), fix)
+		return
+	}
+	defer p.closer()
+	p.stdin.Close()
+	out, _ := io.ReadAll(io.LimitReader(p.stdout, 4096))
+	st := p.sb.Status()
+	if st.Err != nil || st.Code != 0 || string(out) != "written\n" {
+		r.add("task_start", Error, fmt.Sprintf("a task in %s as uid %d: exit %d %v, output %q", where, c.UID, st.Code, st.Err, out), fix)
+		return
+	}
+	r.add("task_start", OK, fmt.Sprintf("a task started as uid %d in a root-only dir in %s and wrote its /local", c.UID, where), "")
 }
 
 func statusIDs(pid int) (uid, gid string) {
