@@ -456,7 +456,8 @@ func (d *Driver) StopTask(taskID string, timeout time.Duration, signal string) e
 	if !ok {
 		return drivers.ErrTaskNotFound
 	}
-	sig, err := parseSignal(signal, syscall.SIGTERM)
+	// SIGINT when the job names no kill_signal, as Nomad's own drivers do.
+	sig, err := parseSignal(signal, syscall.SIGINT)
 	if err != nil {
 		return err
 	}

@@ -301,6 +301,22 @@ func TestHarnessStopHandlesSIGTERM(t *testing.T) {
 	waitLog(t, task, "stdout", "bye")
 }
 
+// With no kill_signal the task gets SIGINT, as from Nomad's own drivers
+// (their executor's default; the client's event says "Sent interrupt").
+func TestHarnessStopDefaultsToSIGINT(t *testing.T) {
+	h, _ := newHarness(t, Config{})
+	task := newTask(t, h, "default-signal", sh(`trap "echo int; exit 6" INT; trap "echo term; exit 7" TERM; echo up; while :; do sleep 0.05; done`))
+	start(t, h, task)
+	waitLog(t, task, "stdout", "up")
+	ch, _ := h.WaitTask(context.Background(), task.ID)
+	if err := h.StopTask(task.ID, 10*time.Second, ""); err != nil {
+		t.Fatal(err)
+	}
+	if res := <-ch; res.ExitCode != 6 {
+		t.Fatalf("exit %+v, want 6 from the INT handler", res)
+	}
+}
+
 func TestHarnessStopKillsAfterTimeout(t *testing.T) {
 	h, _ := newHarness(t, Config{})
 	task := newTask(t, h, "stubborn", sh(`trap "" TERM; echo up; while :; do sleep 0.05; done`))
