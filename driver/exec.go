@@ -21,6 +21,9 @@ import (
 // enterCmd builds the process that runs cmd inside the task's sandbox,
 // through the enter launcher; tty asks for a session of its own there.
 func (d *Driver) enterCmd(h *taskHandle, cmd []string, tty bool) (*exec.Cmd, error) {
+	if len(cmd) > 0 {
+		cmd = append([]string{inTaskDir(cmd[0])}, cmd[1:]...)
+	}
 	return h.sandbox.EnterCmd(bwrap.Enter{
 		Launcher: []string{d.shim[0], bwrap.EnterCommand},
 		Cgroups:  h.state.Cgroups.Dirs(),

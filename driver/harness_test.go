@@ -435,3 +435,28 @@ func startAs(t *testing.T, h *testutils.DriverHarness, name, user string, tc Tas
 	start(t, h, task)
 	return task
 }
+
+// A relative command runs from the task dir, as under Nomad's exec and
+// raw_exec ("local/run.sh", the usual path of an artifact), and work_dir
+// sets where it runs.
+func TestHarnessRelativeCommandAndWorkDir(t *testing.T) {
+	h, _ := newHarness(t, Config{})
+	task := newTask(t, h, "relative", TaskConfig{Command: "local/run.sh", WorkDir: "alloc"})
+	script := filepath.Join(task.TaskDir().LocalDir, "run.sh")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\necho \"ran in $(pwd)\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	start(t, h, task)
+	if res := waitExit(t, h, task.ID, 20*time.Second); res.ExitCode != 0 {
+		t.Fatalf("exit %+v: %s", res, logs(t, task, "stderr"))
+	}
+	if out := logs(t, task, "stdout"); out != "ran in /alloc\n" {
+		t.Errorf("stdout %q", out)
+	}
+	for _, dir := range []string{"../etc", "/local/../.."} {
+		bad := newTask(t, h, "bad-dir", TaskConfig{Command: "/bin/true", WorkDir: dir})
+		if _, _, err := h.StartTask(bad); err == nil || !strings.Contains(err.Error(), "work_dir") {
+			t.Errorf("work_dir %q: %v", dir, err)
+		}
+	}
+}

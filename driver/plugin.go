@@ -111,6 +111,9 @@ var taskConfigSpec = hclspec.NewObject(map[string]*hclspec.Spec{
 	"egress_deny": hclspec.NewAttr("egress_deny", "list(string)", false),
 	// network = "none": loopback only, whatever the group's network mode.
 	"network": hclspec.NewAttr("network", "string", false),
+	// work_dir: the command's working directory in the sandbox (default
+	// /local); a relative one is relative to the task dir, as the command.
+	"work_dir": hclspec.NewAttr("work_dir", "string", false),
 })
 
 var capabilities = &drivers.Capabilities{
@@ -165,6 +168,8 @@ type TaskConfig struct {
 	PidsLimit int64 `codec:"pids_limit"`
 	// Network "none" gives the task a network namespace of its own.
 	Network string `codec:"network"`
+	// WorkDir is the command's working directory ("" is /local).
+	WorkDir string `codec:"work_dir"`
 
 	RLibs        []string `codec:"r_libs"`
 	RLibWritable string   `codec:"r_lib_writable"`

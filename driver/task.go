@@ -91,15 +91,19 @@ func (d *Driver) buildSpec(cfg *drivers.TaskConfig, tc *TaskConfig, conf Config,
 		}
 	}
 
+	dir, err := workDir(tc.WorkDir)
+	if err != nil {
+		return nil, "", err
+	}
 	spec = &bwrap.Spec{
-		Command:  tc.Command,
+		Command:  inTaskDir(tc.Command),
 		Args:     tc.Args,
 		Env:      env,
 		Mounts:   mounts,
 		UID:      uid,
 		GID:      gid,
 		Hostname: hostname(cfg.Name),
-		Dir:      insideLocal,
+		Dir:      dir,
 	}
 	if err := applyNetwork(spec, cfg, tc); err != nil {
 		return nil, "", err
@@ -111,6 +115,31 @@ func (d *Driver) buildSpec(cfg *drivers.TaskConfig, tc *TaskConfig, conf Config,
 		return nil, "", err
 	}
 	return spec, rChoice, nil
+}
+
+// inTaskDir resolves a relative command path as Nomad's drivers do, against
+// the task dir: the sandbox shows local/, alloc/ and secrets/ at /local,
+// /alloc and /secrets, so "local/run.sh" is /local/run.sh. A bare name is
+// looked up on PATH.
+func inTaskDir(command string) string {
+	if !strings.Contains(command, "/") || filepath.IsAbs(command) {
+		return command
+	}
+	return filepath.Join("/", command)
+}
+
+// workDir checks the task config's work_dir: absolute in the sandbox, or
+// relative to the task dir; /local when unset.
+func workDir(dir string) (string, error) {
+	if dir == "" {
+		return insideLocal, nil
+	}
+	for _, part := range strings.Split(dir, "/") {
+		if part == ".." {
+			return "", fmt.Errorf("config: work_dir %q: no \"..\" please", dir)
+		}
+	}
+	return filepath.Join("/", dir), nil
 }
 
 // applyNetwork sets the sandbox's network: its own empty namespace for
@@ -201,10 +230,7 @@ func lookCommand(spec *bwrap.Spec, path string) error {
 	cmd := spec.Command
 	var candidates []string
 	if strings.Contains(cmd, "/") {
-		if !filepath.IsAbs(cmd) {
-			cmd = filepath.Join(spec.Dir, cmd)
-		}
-		candidates = []string{cmd}
+		candidates = []string{inTaskDir(cmd)}
 	} else {
 		for _, dir := range filepath.SplitList(path) {
 			if filepath.IsAbs(dir) {
