@@ -164,7 +164,7 @@ func rAttributes(cat *rversion.Catalog) (map[string]*pstructs.Attribute, string)
 	var versions []string
 	for _, in := range cat.Versions {
 		versions = append(versions, in.Version)
-		attrs["driver.bwrap-r.r.version."+in.Version] = pstructs.NewStringAttribute(in.Root)
+		attrs["driver.bwrap-r.r.version."+in.Version] = pstructs.NewStringAttribute(in.Where())
 		// Versions are in order, so the last of a minor wins.
 		attrs["driver.bwrap-r.r.minor."+rversion.MajorMinor(in.Version)] = pstructs.NewStringAttribute(in.Version)
 	}

@@ -261,20 +261,21 @@ func TestRVersions(t *testing.T) {
 		}
 	})
 
-	t.Run("example-unplaced-without-4.2", func(t *testing.T) {
-		// On a node with no 4.2 under r_root (the shared agent's default
-		// /opt/R, when it holds none), the example's constraint keeps it off.
-		if m, _ := filepath.Glob("/opt/R/4.2.*/bin/R"); len(m) > 0 {
+	t.Run("example-on-the-distribution-r", func(t *testing.T) {
+		// On a node with only Debian's R 4.2.2 (the shared agent's default
+		// r_root holds none), the example's constraint is met by that R.
+		if m, _ := filepath.Glob("/opt/R/*/bin/R"); len(m) > 0 {
 			t.Skipf("this machine has %v", m)
 		}
 		b := sharedAgent(t)
 		const job = "r-version"
 		b.runJob(t, example(t, "r-version.nomad.hcl"), job)
-		m := b.waitPlacementFailure(t, job, "r")
-		// Nomad names it "LTarget Operand RTarget": here with a trailing blank.
-		const constraint = "${attr.driver.bwrap-r.r.minor.4.2} is_set "
-		if m.ConstraintFiltered[constraint] != 1 {
-			t.Errorf("ConstraintFiltered = %v, want {%q: 1}", m.ConstraintFiltered, constraint)
+		al := b.waitAlloc(t, job, 2*time.Minute, "terminal", terminal)
+		if al.ClientStatus != "complete" {
+			t.Fatalf("want complete, got:\n%s", al)
+		}
+		if !strings.Contains(al.allEvents("report"), "R 4.2 requested: /usr/lib/R (minor match)") {
+			t.Errorf("no task event for the R choice:\n%s", al)
 		}
 	})
 }
@@ -317,4 +318,41 @@ func (a *agent) waitPlacementFailure(t *testing.T, job, group string) *allocMetr
 	}
 	t.Logf("evaluation %s: group %s: %d node(s) evaluated, %d filtered: %v", failed.ID, group, m.NodesEvaluated, m.NodesFiltered, m.ConstraintFiltered)
 	return m
+}
+
+// TestDistributionR: on a node with only Debian's R, that R is a version
+// like any rig install: in driver.bwrap-r.r.versions (so a set_contains
+// constraint matches the node) and what r_version = "4.2" resolves to.
+func TestDistributionR(t *testing.T) {
+	a := sharedAgent(t)
+	var node struct{ Attributes map[string]string }
+	if err := a.get("/v1/node/"+a.nodeID, &node); err != nil {
+		t.Fatal(err)
+	}
+	if v := node.Attributes["driver.bwrap-r.r.versions"]; v != "4.2.2" {
+		t.Fatalf("driver.bwrap-r.r.versions = %q, want Debian's 4.2.2", v)
+	}
+	if v := node.Attributes["driver.bwrap-r.r.version.4.2.2"]; v != "/usr/lib/R" {
+		t.Errorf("driver.bwrap-r.r.version.4.2.2 = %q, want its R_HOME /usr/lib/R", v)
+	}
+	const job = "rver-debian"
+	file := writeJob(t, job, batchJob(job, `  constraint {
+    attribute = "${attr.driver.bwrap-r.r.versions}"
+    operator  = "set_contains"
+    value     = "4.2.2"
+  }`, `        command   = "Rscript"
+        r_version = "4.2"
+        args      = ["-e", "cat(R.version.string)"]`))
+	a.runJob(t, file, job)
+	al := a.waitAlloc(t, job, 2*time.Minute, "terminal", terminal)
+	if al.ClientStatus != "complete" {
+		logs, _ := a.nomad("alloc", "logs", "-stderr", al.ID, "t")
+		t.Fatalf("want complete, got:\n%s\nstderr:\n%s", al, logs)
+	}
+	if want := "R 4.2 requested: /usr/lib/R (minor match)"; !strings.Contains(al.allEvents("t"), want) {
+		t.Errorf("no task event %q:\n%s", want, al)
+	}
+	if logs := a.mustNomad(t, "alloc", "logs", al.ID, "t"); !strings.Contains(logs, "R version 4.2.2") {
+		t.Errorf("stdout %q", logs)
+	}
 }

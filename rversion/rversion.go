@@ -110,7 +110,24 @@ func Discover(root, linkDir, defaultR string) (*Catalog, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The distribution's R (Debian's /usr/bin/R) is a version like any other:
+	// listed, and what a request for its version resolves to.
+	if d := c.Default; d != nil && installName.MatchString(d.Version) {
+		if _, ok := c.find(d.Version); !ok {
+			c.Versions = append(c.Versions, *d)
+			sort.Slice(c.Versions, func(i, j int) bool { return Compare(c.Versions[i].Version, c.Versions[j].Version) < 0 })
+		}
+	}
 	return c, nil
+}
+
+// Where is where an install lives: its root when it is bound whole, else
+// its R_HOME (an R under /usr, which every sandbox has).
+func (in Install) Where() string {
+	if in.Root != "" {
+		return in.Root
+	}
+	return in.Home
 }
 
 func mustEval(p string) string {
@@ -295,7 +312,7 @@ func (c *Catalog) Resolve(requested string, match Match) (Install, string, error
 	want := parse(requested)
 	if len(want) == 3 {
 		if in, ok := c.find(requested); ok {
-			return in, fmt.Sprintf("R %s requested: %s (exact match)", requested, in.Root), nil
+			return in, fmt.Sprintf("R %s requested: %s (exact match)", requested, in.Where()), nil
 		}
 	}
 	if match == Exact {
@@ -310,12 +327,12 @@ func (c *Catalog) Resolve(requested string, match Match) (Install, string, error
 	for i := len(c.Versions) - 1; i >= 0; i-- {
 		if hasPrefix(parse(c.Versions[i].Version), prefix) {
 			in := c.Versions[i]
-			return in, fmt.Sprintf("R %s requested: %s (minor match)", requested, in.Root), nil
+			return in, fmt.Sprintf("R %s requested: %s (minor match)", requested, in.Where()), nil
 		}
 	}
 	if match == Nearest && len(c.Versions) > 0 {
 		in := c.nearest(want)
-		return in, fmt.Sprintf("R %s requested: %s (nearest match)", requested, in.Root), nil
+		return in, fmt.Sprintf("R %s requested: %s (nearest match)", requested, in.Where()), nil
 	}
 	return Install{}, "", c.missing(requested, match)
 }

@@ -134,15 +134,43 @@ func TestNothingInstalled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(c.Installed()) != 0 || c2.Default != nil {
-		t.Fatalf("found R where there is none: %v %+v", c.Installed(), c2.Default)
+	if len(c2.Installed()) != 0 || c2.Default != nil {
+		t.Fatalf("found R where there is none: %v %+v", c2.Installed(), c2.Default)
 	}
+	_ = c
 	_, _, err = c2.Resolve("4.4", Nearest)
 	if err == nil || !strings.Contains(err.Error(), "none") {
 		t.Fatalf("want an error saying none is installed, got %v", err)
 	}
 	if _, _, err := c2.Resolve("", Minor); err == nil || !strings.Contains(err.Error(), "no R found") {
 		t.Fatalf("default with no R: %v", err)
+	}
+}
+
+// The distribution's R (no rig install of its version) is listed with the
+// rig installs and serves requests for its version like any of them.
+func TestDistributionRIsAVersion(t *testing.T) {
+	root := rigTree(t, "4.1.3", "4.4.1")
+	system := filepath.Join(t.TempDir(), "system-r", "bin", "R")
+	fakeR(t, system, "4.2.2")
+	c, err := Discover(root, "", system)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(c.Installed(), ","); got != "4.1.3,4.2.2,4.4.1" {
+		t.Fatalf("installed %s, want the default R's 4.2.2 among the rig versions", got)
+	}
+	in, why, err := c.Resolve("4.2", Minor)
+	if err != nil || in.Version != "4.2.2" || in.Bin != filepath.Dir(system) || !strings.Contains(why, in.Where()) {
+		t.Fatalf("4.2: %+v %q %v", in, why, err)
+	}
+	// A default that is one of the rig installs is not listed twice.
+	c, err = Discover(root, "", filepath.Join(root, "4.4.1", "bin", "R"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(c.Installed(), ","); got != "4.1.3,4.4.1" {
+		t.Fatalf("installed %s", got)
 	}
 }
 
