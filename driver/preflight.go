@@ -77,8 +77,8 @@ func installRules(c Config, name string) (string, error) {
 		return "", nil
 	}
 	return egress.Install(egress.Rules{
-		Name:   name,
-		UIDMin: uint32(c.taskUIDs[0]), UIDMax: uint32(c.taskUIDs[1]),
+		Name: name,
+		UIDs: []egress.UIDRange{{Min: uint32(c.taskUIDs[0]), Max: uint32(c.taskUIDs[1])}},
 		Deny: c.Egress.deny,
 	})
 }
@@ -141,6 +141,6 @@ func installTaskRules(denyList []string, uid uint32) (bool, error) {
 		}
 		deny = append(deny, d)
 	}
-	_, err := egress.Install(egress.Rules{Name: taskRulesName(uid), UIDMin: uid, UIDMax: uid, Deny: deny})
+	_, err := egress.Install(egress.Rules{Name: taskRulesName(uid), UIDs: []egress.UIDRange{{Min: uid, Max: uid}}, Deny: deny})
 	return err == nil, err
 }
