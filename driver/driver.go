@@ -118,7 +118,7 @@ func (d *Driver) SetConfig(cfg *base.Config) error {
 	if backend, err := installRules(c, d.rulesName); err != nil {
 		return fmt.Errorf("egress rules: %w", err)
 	} else if backend != "" {
-		d.logger.Info("egress rules installed", "backend", backend, "uids", c.TaskUIDRange, "deny", c.Egress.Deny)
+		d.logger.Info("egress rules installed", "backend", backend, "uids", fmt.Sprint(c.identityUIDs()), "deny", c.Egress.Deny)
 	}
 	d.preflight.reset()
 	d.installSelf(c.StateDir)
@@ -247,12 +247,9 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 		return nil, nil, bwrapErr
 	}
 
-	uid, gid, err := resolveUser(cfg.User)
+	uid, gid, err := resolveUser(cfg.User, conf)
 	if err != nil {
 		return nil, nil, err
-	}
-	if conf.deniedUIDs.contains(uid) || conf.deniedGIDs.contains(gid) {
-		return nil, nil, fmt.Errorf("user %q: uid %d / gid %d is denied by the plugin's denied_host_uids/gids", cfg.User, uid, gid)
 	}
 	spec, rChoice, err := d.buildSpec(cfg, &tc, conf, uid, gid, self)
 	if err != nil {

@@ -59,13 +59,20 @@ var configSpec = hclspec.NewObject(map[string]*hclspec.Spec{
 	// and the agent's own UID are always refused.
 	"denied_host_uids": hclspec.NewAttr("denied_host_uids", "string", false),
 	"denied_host_gids": hclspec.NewAttr("denied_host_gids", "string", false),
+	// allowed_users / allowed_uids: identities tasks may run as besides
+	// task_uid_range: host user names, and UIDs like "90000-90099,91000".
+	// A job's user outside all three is refused; managed egress rules hold
+	// every one of them.
+	"allowed_users": hclspec.NewAttr("allowed_users", "list(string)", false),
+	"allowed_uids":  hclspec.NewAttr("allowed_uids", "string", false),
 	// pids_limit: the default cap on a task's processes and threads.
 	"pids_limit": hclspec.NewDefault(
 		hclspec.NewAttr("pids_limit", "number", false),
 		hclspec.NewLiteral("2048"),
 	),
 	// task_uid_range: the UIDs tasks run as (Nomad's dynamic_user_min/max);
-	// the preflight probes as its highest UID and egress rules match it.
+	// the preflight probes as its highest UID and egress rules match it
+	// (with allowed_uids and allowed_users).
 	"task_uid_range": hclspec.NewDefault(
 		hclspec.NewAttr("task_uid_range", "string", false),
 		hclspec.NewLiteral(`"80000-89999"`),
@@ -134,6 +141,10 @@ type Config struct {
 
 	DeniedHostUIDs string `codec:"denied_host_uids"`
 	DeniedHostGIDs string `codec:"denied_host_gids"`
+	// AllowedUsers and AllowedUIDs are the task identities the operator
+	// allows besides TaskUIDRange.
+	AllowedUsers []string `codec:"allowed_users"`
+	AllowedUIDs  string   `codec:"allowed_uids"`
 
 	RRoot         string   `codec:"r_root"`
 	DefaultR      string   `codec:"default_r"`
@@ -147,7 +158,10 @@ type Config struct {
 
 	deniedUIDs, deniedGIDs idRanges
 	taskUIDs               [2]uint64
-	preflightEvery         time.Duration
+	allowedUIDs            idRanges
+	// allowedUsers are allowed_users as the config found them on the host.
+	allowedUsers   map[string]hostUser
+	preflightEvery time.Duration
 }
 
 // TaskConfig is the decoded task config.

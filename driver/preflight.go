@@ -71,14 +71,15 @@ func RunPreflight(ctx context.Context, c Config) *preflight.Report {
 	return preflight.Run(ctx, d.preflightConfig(c, bwrapPath, self))
 }
 
-// installRules puts the managed egress rules in place when configured.
+// installRules puts the managed egress rules in place when configured, for
+// every UID a task may run as.
 func installRules(c Config, name string) (string, error) {
 	if !c.Egress.ManageRules {
 		return "", nil
 	}
 	return egress.Install(egress.Rules{
 		Name: name,
-		UIDs: []egress.UIDRange{{Min: uint32(c.taskUIDs[0]), Max: uint32(c.taskUIDs[1])}},
+		UIDs: c.identityUIDs(),
 		Deny: c.Egress.deny,
 	})
 }

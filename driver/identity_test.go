@@ -1,0 +1,194 @@
+package driver
+
+import (
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/nomad/plugins/base"
+	"github.com/hashicorp/nomad/plugins/drivers"
+	"github.com/hashicorp/nomad/plugins/drivers/testutils"
+
+	"github.com/bwrap-r/bwrap-r/egress"
+	"github.com/bwrap-r/bwrap-r/internal/testnet"
+)
+
+// refused starts task as user and wants an error holding every one of want;
+// the refusal comes before any side effect: no task kept, the task's dirs
+// still owned as the client made them.
+func refused(t *testing.T, h *testutils.DriverHarness, d *Driver, user string, tc TaskConfig, want ...string) {
+	t.Helper()
+	task := newTask(t, h, "refused", tc)
+	task.User = user
+	owner := func() uint32 {
+		fi, err := os.Stat(task.TaskDir().LocalDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Sys().(*syscall.Stat_t).Uid
+	}
+	before := owner()
+	_, _, err := h.StartTask(task)
+	endLogs(task)
+	if err == nil {
+		_ = h.DestroyTask(task.ID, true)
+		t.Fatalf("user %q started", user)
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("user %q: error %q lacks %q", user, err, w)
+		}
+	}
+	if _, ok := d.tasks.Get(task.ID); ok {
+		t.Errorf("user %q: a refused start left a task", user)
+	}
+	if after := owner(); after != before {
+		t.Errorf("user %q: a refused start gave local/ to uid %d", user, after)
+	}
+}
+
+// endLogs opens and closes a refused task's log FIFOs, which no writer
+// opened: the close ends logmon's copy now rather than at its 4 s timeout.
+func endLogs(task *drivers.TaskConfig) {
+	for _, p := range []string{task.StdoutPath, task.StderrPath} {
+		if f, err := os.OpenFile(p, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+			f.Close()
+		}
+	}
+}
+
+// idOf runs `id -u; id -g` as user and returns what the task printed.
+func idOf(t *testing.T, h *testutils.DriverHarness, user string) string {
+	t.Helper()
+	task := startAs(t, h, "id", user, sh("id -u; id -g"))
+	if res := waitExit(t, h, task.ID, 20*time.Second); res.ExitCode != 0 {
+		t.Fatalf("user %q: %+v %s", user, res, logs(t, task, "stderr"))
+	}
+	return strings.Join(strings.Fields(logs(t, task, "stdout")), " ")
+}
+
+// A job's user is a task identity of the operator's, or the task is refused
+// with what the operator could allow.
+func TestHarnessUserOutsideTheIdentitiesRefused(t *testing.T) {
+	h, d := newHarness(t, Config{})
+	refused(t, h, d, "nobody", sh("true"),
+		`user "nobody" (uid 65534) is not a task identity on this node: tasks run as UIDs in task_uid_range 80000-89999; the operator can allow it with allowed_users = ["nobody"] or allowed_uids = "65534" in the plugin config`)
+	refused(t, h, d, "nomad-100000", sh("true"),
+		`user "nomad-100000" (uid 100000) is not a task identity on this node`, `allowed_uids = "100000"`)
+	refused(t, h, d, "nomad-79999", sh("true"), "not a task identity on this node")
+	refused(t, h, d, "www-data", sh("true"), `user "www-data" (uid 33) is not a task identity on this node`, `allowed_users = ["www-data"]`)
+	// Nomad gives every task a user: none is an error, not nobody.
+	refused(t, h, d, "", sh("true"), "no user")
+	if got := idOf(t, h, "nomad-89999"); got != "89999 89999" {
+		t.Errorf("the range's top uid: %q", got)
+	}
+}
+
+func TestHarnessAllowedUsersAndUIDs(t *testing.T) {
+	h, d := newHarness(t, Config{AllowedUsers: []string{"nobody"}, AllowedUIDs: "90000-90009, 91000"})
+	if got := idOf(t, h, "nobody"); got != "65534 65534" {
+		t.Errorf("allowed user nobody ran as %q", got)
+	}
+	for _, uid := range []string{"90000", "90009", "91000"} {
+		if got := idOf(t, h, "nomad-"+uid); got != uid+" "+uid {
+			t.Errorf("allowed uid %s ran as %q", uid, got)
+		}
+	}
+	refused(t, h, d, "nomad-90010", sh("true"),
+		`tasks run as UIDs in task_uid_range 80000-89999 or allowed_uids "90000-90009, 91000" and as allowed_users ["nobody"]`)
+	refused(t, h, d, "www-data", sh("true"), "not a task identity on this node")
+}
+
+// A named host user whose UID lies in task_uid_range is a task identity.
+func TestHarnessNamedUserInTheRange(t *testing.T) {
+	useradd, err := exec.LookPath("useradd")
+	if err != nil {
+		t.Skip("no useradd")
+	}
+	h, _ := newHarness(t, Config{})
+	name := "bwrapr-t" + strconv.Itoa(os.Getpid()%100000)
+	if out, err := exec.Command(useradd, "-u", "89990", "-U", "-M", "-N", "-s", "/usr/sbin/nologin", name).CombinedOutput(); err != nil {
+		// -U and -N are exclusive on some versions: make the group first.
+		if out2, err2 := exec.Command("groupadd", "-g", "89990", name).CombinedOutput(); err2 != nil {
+			t.Skipf("cannot add a user: %v %s; %v %s", err, out, err2, out2)
+		}
+		t.Cleanup(func() { _ = exec.Command("groupdel", name).Run() })
+		if out, err := exec.Command(useradd, "-u", "89990", "-g", "89990", "-M", "-s", "/usr/sbin/nologin", name).CombinedOutput(); err != nil {
+			t.Skipf("cannot add a user: %v %s", err, out)
+		}
+	}
+	t.Cleanup(func() { _ = exec.Command("userdel", name).Run() })
+	if got := idOf(t, h, name); got != "89990 89990" {
+		t.Errorf("user %s ran as %q", name, got)
+	}
+}
+
+// No allowed identity may be one no task may run as.
+func TestConfigRefusesPrivilegedAllowedIdentities(t *testing.T) {
+	for _, c := range []struct {
+		conf Config
+		want string
+	}{
+		{Config{AllowedUsers: []string{"root"}}, `allowed_users: "root" is root`},
+		{Config{AllowedUsers: []string{"sync"}, DeniedHostGIDs: "65534"}, `allowed_users: "sync" (gid 65534) is in denied_host_gids`},
+		{Config{AllowedUsers: []string{"www-data"}, DeniedHostUIDs: "0-999"}, `allowed_users: "www-data" (uid 33) is in denied_host_uids "0-999"`},
+		{Config{AllowedUsers: []string{"no-such-user-xyz"}}, `allowed_users: "no-such-user-xyz" is not a user on this node`},
+		{Config{AllowedUIDs: "0-10"}, `allowed_uids "0-10": 0-10 holds root`},
+		{Config{AllowedUIDs: "90000,500-1500", DeniedHostUIDs: "0-999"}, `allowed_uids "90000,500-1500": 500-1500 overlaps denied_host_uids "0-999"`},
+		{Config{AllowedUIDs: "9x"}, `allowed_uids: invalid id`},
+	} {
+		c.conf.TmpSizeMB, c.conf.Egress = 64, &EgressConfig{}
+		var data []byte
+		if err := base.MsgPackEncode(&data, &c.conf); err != nil {
+			t.Fatal(err)
+		}
+		err := New(nullLogger()).SetConfig(&base.Config{PluginConfig: data})
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: got %v, want %q", c.conf, err, c.want)
+		}
+	}
+}
+
+// nftTable is `nft list table inet name`, "" when there is none.
+func nftTable(t *testing.T, name string) string {
+	t.Helper()
+	out, err := exec.Command("nft", "list", "table", "inet", name).CombinedOutput()
+	if err != nil {
+		return ""
+	}
+	return string(out)
+}
+
+// The managed rules hold every UID a task may run as, not task_uid_range
+// alone: a task of an allowed identity cannot reach a denied address.
+func TestHarnessManagedRulesHoldEveryIdentity(t *testing.T) {
+	if _, err := exec.LookPath("nft"); err != nil {
+		t.Skip("no nft")
+	}
+	needRoot(t)
+	target := testnet.Listen(t)
+	d := New(nullLogger())
+	d.rulesName = "bwrap_r_test_" + strconv.Itoa(os.Getpid())
+	t.Cleanup(func() { egress.Remove(d.rulesName) })
+	configure(t, d, Config{AllowedUsers: []string{"nobody"}, AllowedUIDs: "90000-90009,91000",
+		Egress: &EgressConfig{ManageRules: true, Deny: []string{target}}})
+	h := testutils.NewDriverHarness(t, d)
+
+	table := nftTable(t, d.rulesName)
+	if !strings.Contains(table, "meta skuid { 65534, 80000-90009, 91000 } ct state new") {
+		t.Errorf("the managed rules do not hold every task identity:\n%s", table)
+	}
+	_, port, _ := strings.Cut(target, ":")
+	connect := sh(`if bash -c 'exec 3<>/dev/tcp/127.0.0.1/` + port + `' 2>/dev/null; then echo connected; else echo refused; fi`)
+	for _, user := range []string{"nobody", "nomad-91000", "nomad-90005", "nomad-80123"} {
+		task := startAs(t, h, "connect", user, connect)
+		waitExit(t, h, task.ID, 20*time.Second)
+		if got := strings.TrimSpace(logs(t, task, "stdout")); got != "refused" {
+			t.Errorf("a task as %s: %q, want refused", user, got)
+		}
+	}
+}
