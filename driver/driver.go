@@ -57,6 +57,8 @@ type Driver struct {
 	rulesName string
 	// mhzPerCore turns CPU percent into the MHz Nomad shows (guarded by mu).
 	mhzPerCore float64
+	// uids are the UIDs of starts under way (d.tasks holds the others').
+	uids uidHolders
 }
 
 // New returns a driver; Nomad configures it through SetConfig.
@@ -251,6 +253,13 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 	if err != nil {
 		return nil, nil, err
 	}
+	// Held from here until DestroyTask; released on return (by then a
+	// started task holds it through d.tasks).
+	releaseUID, err := d.claimUID(uid, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer releaseUID()
 	spec, rChoice, err := d.buildSpec(cfg, &tc, conf, uid, gid, self)
 	if err != nil {
 		return nil, nil, err

@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -190,5 +191,96 @@ func TestHarnessManagedRulesHoldEveryIdentity(t *testing.T) {
 		if got := strings.TrimSpace(logs(t, task, "stdout")); got != "refused" {
 			t.Errorf("a task as %s: %q, want refused", user, got)
 		}
+	}
+}
+
+// One UID is one task on the node: a start as a UID another task holds
+// (of any allocation, recovered ones too) is refused with that task named,
+// until the holder is destroyed.
+func TestHarnessUIDHeldByAnotherTaskRefused(t *testing.T) {
+	h, d := newHarness(t, Config{AllowedUsers: []string{"nobody"}})
+	holder := newTaskWith(t, h, "web", sh("sleep 60"), func(task *drivers.TaskConfig) {
+		task.JobName, task.User = "tenant-a", "nomad-83010"
+	})
+	start(t, h, holder)
+	name := `uid 83010 is held by task "web" of job "tenant-a" (allocation ` + holder.AllocID[:8] + `) on this node`
+	refused(t, h, d, "nomad-83010", sh("true"), name)
+	// Another task of the same allocation is refused too.
+	sibling := newTaskWith(t, h, "sidecar", sh("true"), func(task *drivers.TaskConfig) {
+		task.AllocID, task.User = holder.AllocID, "nomad-83010"
+	})
+	if _, _, err := h.StartTask(sibling); err == nil || !strings.Contains(err.Error(), name) {
+		t.Errorf("a task of the holder's allocation: %v", err)
+	}
+	endLogs(sibling)
+	// Named users are held the same way.
+	first := startAs(t, h, "first", "nobody", sh("sleep 60"))
+	refused(t, h, d, "nobody", sh("true"), `uid 65534 is held by task "first" of job "job-first"`)
+
+	// An exited task holds its UID until Nomad destroys it.
+	if err := h.StopTask(holder.ID, time.Second, "SIGKILL"); err != nil {
+		t.Fatal(err)
+	}
+	waitExit(t, h, holder.ID, 10*time.Second)
+	refused(t, h, d, "nomad-83010", sh("true"), name)
+	if err := h.DestroyTask(holder.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	if got := idOf(t, h, "nomad-83010"); got != "83010 83010" {
+		t.Errorf("after the holder's destroy: %q", got)
+	}
+	_ = h.DestroyTask(first.ID, true)
+
+	// Concurrent starts as one UID: exactly one wins.
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	won := 0
+	for i := 0; i < 4; i++ {
+		task := newTask(t, h, "racer", sh("sleep 30"))
+		task.User = "nomad-83020"
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, _, err := h.StartTask(task); err == nil {
+				mu.Lock()
+				won++
+				mu.Unlock()
+				t.Cleanup(func() { _ = h.Impl().DestroyTask(task.ID, true) })
+			} else {
+				endLogs(task)
+				if !strings.Contains(err.Error(), "uid 83020 is held by task") {
+					t.Errorf("racer: %v", err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if won != 1 {
+		t.Errorf("%d concurrent starts as one uid succeeded, want 1", won)
+	}
+}
+
+func TestHarnessRecoveredTaskHoldsItsUID(t *testing.T) {
+	needRoot(t)
+	state := stateDir(t)
+	h1, _ := newHarness(t, Config{StateDir: state})
+	holder := newTaskWith(t, h1, "web", sh("sleep 60"), func(task *drivers.TaskConfig) {
+		task.JobName, task.User = "tenant-a", "nomad-83030"
+	})
+	handle, _, err := h1.StartTask(holder)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h1.Kill()
+	h2, d2 := newHarness(t, Config{StateDir: state})
+	if err := h2.RecoverTask(handle); err != nil {
+		t.Fatal(err)
+	}
+	refused(t, h2, d2, "nomad-83030", sh("true"), `uid 83030 is held by task "web" of job "tenant-a" (allocation `+holder.AllocID[:8]+`)`)
+	if err := h2.DestroyTask(holder.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	if got := idOf(t, h2, "nomad-83030"); got != "83030 83030" {
+		t.Errorf("after the holder's destroy: %q", got)
 	}
 }

@@ -6,8 +6,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/hashicorp/nomad/helper/users/dynamic"
+	"github.com/hashicorp/nomad/plugins/drivers"
 
 	"github.com/bwrap-r/bwrap-r/egress"
 )
@@ -190,4 +192,62 @@ func (c *Config) describeIdentities() string {
 		s += " and as allowed_users [" + strings.Join(names, ", ") + "]"
 	}
 	return s
+}
+
+// uidHolders refuses a UID to a task while another task holds it: from the
+// start that claims it until DestroyTask. One UID is one task on the node,
+// so no task replaces another's entries in the package cache, reads what it
+// left in a shared directory, or gets the other's egress exceptions.
+type uidHolders struct {
+	mu sync.Mutex
+	// claims are starts under way, keyed by UID.
+	claims map[uint32]*drivers.TaskConfig
+}
+
+// claimUID reserves uid for cfg, or says which task holds it. Every task the
+// driver knows (started or recovered, running or exited, until destroyed)
+// holds its UID; release undoes the claim and must be called once the start
+// has failed or the task is in d.tasks.
+func (d *Driver) claimUID(uid uint32, cfg *drivers.TaskConfig) (release func(), err error) {
+	d.uids.mu.Lock()
+	defer d.uids.mu.Unlock()
+	holder := d.uids.claims[uid]
+	if holder == nil {
+		if h := d.tasks.holderOf(uid); h != nil {
+			holder = h.state.TaskConfig
+		}
+	}
+	if holder != nil {
+		return nil, fmt.Errorf("user %q: uid %d is held by task %q of job %q (allocation %s) on this node: one uid runs one task at a time", cfg.User, uid, holder.Name, holder.JobName, shortID(holder.AllocID))
+	}
+	if d.uids.claims == nil {
+		d.uids.claims = map[uint32]*drivers.TaskConfig{}
+	}
+	d.uids.claims[uid] = cfg
+	return func() {
+		d.uids.mu.Lock()
+		defer d.uids.mu.Unlock()
+		if d.uids.claims[uid] == cfg {
+			delete(d.uids.claims, uid)
+		}
+	}, nil
+}
+
+// holderOf is the task that holds uid, or nil.
+func (s *taskStore) holderOf(uid uint32) *taskHandle {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, h := range s.tasks {
+		if h.state.UID == uid {
+			return h
+		}
+	}
+	return nil
+}
+
+func shortID(id string) string {
+	if len(id) > 8 {
+		return id[:8]
+	}
+	return id
 }
