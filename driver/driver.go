@@ -271,7 +271,8 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 	if tc.PidsLimit > 0 {
 		pids = tc.PidsLimit
 	}
-	taskRules, err := installTaskRules(tc.EgressDeny, uid)
+	rulesName := taskRulesName(cfg.ID)
+	taskRules, err := installTaskRules(tc.EgressDeny, rulesName, uid)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -288,7 +289,7 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 		}
 		cgroups.Teardown()
 		if taskRules {
-			_ = egress.Remove(taskRulesName(uid))
+			_ = egress.Remove(rulesName)
 		}
 	}()
 	if cgroups != nil {
@@ -353,6 +354,9 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 		Env:        spec.Env,
 		SelfBound:  self != "",
 		TaskRules:  taskRules,
+	}
+	if taskRules {
+		state.TaskRulesName = rulesName
 	}
 	handle := drivers.NewTaskHandle(taskHandleVersion)
 	handle.Config = cfg
@@ -465,9 +469,9 @@ func (d *Driver) DestroyTask(taskID string, force bool) error {
 	<-h.done
 	_ = os.Remove(h.state.StatusPath)
 	h.state.Cgroups.Teardown()
-	if h.state.TaskRules {
-		if err := egress.Remove(taskRulesName(h.state.UID)); err != nil {
-			d.logger.Warn("removing the task's egress rules", "error", err)
+	if name := h.state.taskRulesTable(); name != "" {
+		if err := egress.Remove(name); err != nil {
+			d.logger.Warn("removing the task's egress rules", "table", name, "error", err)
 		}
 	}
 	d.tasks.Delete(taskID)

@@ -284,3 +284,96 @@ func TestHarnessRecoveredTaskHoldsItsUID(t *testing.T) {
 		t.Errorf("after the holder's destroy: %q", got)
 	}
 }
+
+// A task's egress_deny rules are a table of its own, named by the task:
+// destroying one task never removes another's, and a handle of the old
+// format (named by UID) still has its table removed.
+func TestHarnessTaskRulesKeyedByTask(t *testing.T) {
+	if _, err := exec.LookPath("nft"); err != nil {
+		t.Skip("no nft")
+	}
+	needRoot(t)
+	state := stateDir(t)
+	h1, d1 := newHarness(t, Config{StateDir: state})
+	port := loopbackListener(t)
+	deny := TaskConfig{Command: "/bin/sh", Args: []string{"-c", "sleep 60"}, EgressDeny: []string{"127.0.0.1:" + port}}
+	a := startAs(t, h1, "a", "nomad-83041", deny)
+	b := startAs(t, h1, "b", "nomad-83042", deny)
+	for _, task := range []*drivers.TaskConfig{a, b} {
+		th, _ := d1.tasks.Get(task.ID)
+		want := taskRulesName(task.ID)
+		if th.state.TaskRulesName != want || !strings.HasPrefix(want, "bwrap_r_t") || len(want) > 28 {
+			t.Fatalf("task %s: rules %q in its state, want %q", task.Name, th.state.TaskRulesName, want)
+		}
+		if table := nftTable(t, want); !strings.Contains(table, "meta skuid "+strconv.Itoa(int(th.state.UID))+" ") {
+			t.Errorf("task %s: table %s:\n%s", task.Name, want, table)
+		}
+		if nftTable(t, legacyTaskRulesName(th.state.UID)) != "" {
+			t.Errorf("task %s: a table named by its uid", task.Name)
+		}
+	}
+	if err := h1.DestroyTask(a.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	if nftTable(t, taskRulesName(a.ID)) != "" {
+		t.Error("a's table survived its destroy")
+	}
+	if nftTable(t, taskRulesName(b.ID)) == "" {
+		t.Fatal("destroying a removed b's table")
+	}
+
+	// A task started by an earlier version: its handle says TaskRules and
+	// its table is named by its UID.
+	old := newTask(t, h1, "old", sh("sleep 60"))
+	old.User = "nomad-83043"
+	handle, _, err := h1.StartTask(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st TaskState
+	if err := handle.GetDriverState(&st); err != nil {
+		t.Fatal(err)
+	}
+	st.TaskRules, st.TaskRulesName = true, ""
+	if err := handle.SetDriverState(&st); err != nil {
+		t.Fatal(err)
+	}
+	legacy := legacyTaskRulesName(83043)
+	blocked, err := egress.ParseDeny("127.0.0.1:" + port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := egress.Install(egress.Rules{Name: legacy, UIDs: []egress.UIDRange{{Min: 83043, Max: 83043}}, Deny: []egress.Deny{blocked}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { egress.Remove(legacy) })
+	h1.Kill()
+	h2, _ := newHarness(t, Config{StateDir: state})
+	if err := h2.RecoverTask(handle); err != nil {
+		t.Fatal(err)
+	}
+	if err := h2.DestroyTask(old.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	if nftTable(t, legacy) != "" {
+		t.Error("the old-format handle's table survived its destroy")
+	}
+	if nftTable(t, taskRulesName(b.ID)) == "" {
+		t.Error("destroying the old task removed b's table")
+	}
+	// b outlived h1; its table goes with it.
+	bh := &drivers.TaskHandle{Version: taskHandleVersion, Config: b, State: drivers.TaskStateRunning}
+	th, _ := d1.tasks.Get(b.ID)
+	if err := bh.SetDriverState(&th.state); err != nil {
+		t.Fatal(err)
+	}
+	if err := h2.RecoverTask(bh); err != nil {
+		t.Fatal(err)
+	}
+	if err := h2.DestroyTask(b.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	if nftTable(t, taskRulesName(b.ID)) != "" {
+		t.Error("b's table survived its destroy")
+	}
+}

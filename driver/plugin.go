@@ -180,6 +180,7 @@ type TaskConfig struct {
 	RLibWritable string   `codec:"r_lib_writable"`
 	// RCacheWritable binds the plugin's package cache read-write.
 	RCacheWritable bool `codec:"r_cache_writable"`
-	// EgressDeny adds owner-match deny rules for this task's UID.
+	// EgressDeny adds owner-match deny rules for this task's UID, in a
+	// table of the task's own.
 	EgressDeny []string `codec:"egress_deny"`
 }
