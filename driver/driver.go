@@ -248,6 +248,11 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 	if bwrapErr != nil {
 		return nil, nil, bwrapErr
 	}
+	// The operator's pids_limit is a ceiling (0: none), checked before any
+	// side effect like every other refusal of the job's config.
+	if conf.PidsLimit > 0 && tc.PidsLimit > conf.PidsLimit {
+		return nil, nil, fmt.Errorf("config: pids_limit %d is above the plugin's pids_limit %d: a job may lower it, not raise it", tc.PidsLimit, conf.PidsLimit)
+	}
 
 	uid, gid, err := resolveUser(cfg.User, conf)
 	if err != nil {

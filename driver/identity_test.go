@@ -377,3 +377,28 @@ func TestHarnessTaskRulesKeyedByTask(t *testing.T) {
 		t.Error("b's table survived its destroy")
 	}
 }
+
+// A job may lower the plugin's pids_limit, not raise it.
+func TestHarnessPidsLimitCeiling(t *testing.T) {
+	h, d := newHarness(t, Config{PidsLimit: 2048})
+	refused(t, h, d, "nomad-83050", TaskConfig{Command: "/bin/true", PidsLimit: 1000000},
+		"config: pids_limit 1000000 is above the plugin's pids_limit 2048: a job may lower it, not raise it")
+	refused(t, h, d, "nomad-83050", TaskConfig{Command: "/bin/true", PidsLimit: 2049}, "above the plugin's pids_limit")
+	for _, n := range []int64{2048, 100} {
+		task := limitedTask(t, h, "pids", 64, TaskConfig{Command: "/bin/sh", Args: []string{"-c", "sleep 30"}, PidsLimit: n})
+		start(t, h, task)
+		th, _ := d.tasks.Get(task.ID)
+		dir := th.state.Cgroups.Controllers["pids"]
+		if th.state.Cgroups.V2 {
+			dir = th.state.Cgroups.Unified
+		}
+		b, err := os.ReadFile(dir + "/pids.max")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.TrimSpace(string(b)); got != strconv.FormatInt(n, 10) {
+			t.Errorf("pids_limit %d: pids.max %s", n, got)
+		}
+		_ = h.DestroyTask(task.ID, true)
+	}
+}

@@ -65,7 +65,8 @@ var configSpec = hclspec.NewObject(map[string]*hclspec.Spec{
 	// every one of them.
 	"allowed_users": hclspec.NewAttr("allowed_users", "list(string)", false),
 	"allowed_uids":  hclspec.NewAttr("allowed_uids", "string", false),
-	// pids_limit: the default cap on a task's processes and threads.
+	// pids_limit: the cap on a task's processes and threads; a job may
+	// lower it, not raise it. 0: no cap.
 	"pids_limit": hclspec.NewDefault(
 		hclspec.NewAttr("pids_limit", "number", false),
 		hclspec.NewLiteral("2048"),
@@ -106,7 +107,8 @@ var taskConfigSpec = hclspec.NewObject(map[string]*hclspec.Spec{
 	// r_version: "4.4", "4.4.1", "release", "oldrel", "devel" or "next".
 	"r_version":       hclspec.NewAttr("r_version", "string", false),
 	"r_version_match": hclspec.NewAttr("r_version_match", "string", false),
-	"pids_limit":      hclspec.NewAttr("pids_limit", "number", false),
+	// pids_limit: at most the plugin's (a job may lower it, not raise it).
+	"pids_limit": hclspec.NewAttr("pids_limit", "number", false),
 	// r_libs: host libraries under r_library_roots ("{minor}" is the R's x.y).
 	"r_libs": hclspec.NewAttr("r_libs", "list(string)", false),
 	// r_lib_writable: a library the task may install into (/alloc/... or /local/...).
@@ -171,7 +173,7 @@ type TaskConfig struct {
 
 	RVersion      string `codec:"r_version"`
 	RVersionMatch string `codec:"r_version_match"`
-	// PidsLimit overrides the plugin's pids_limit for this task.
+	// PidsLimit lowers the plugin's pids_limit for this task.
 	PidsLimit int64 `codec:"pids_limit"`
 	// Network "none" gives the task a network namespace of its own.
 	Network string `codec:"network"`
