@@ -78,6 +78,8 @@ type env struct {
 
 	mu    sync.Mutex
 	tasks map[string]*task
+	// users counts the dynamic workload users handed to bwrap-r tasks.
+	users int
 	// execKept are exec's sleep tasks from the start workload, kept running
 	// for the memory workload (each exec task costs a chroot build).
 	execKept []*task
@@ -168,6 +170,15 @@ func (e *env) newTask(d *dut, memoryMB int64, command string, args ...string) (*
 		ID:      uuid.Generate(),
 		AllocID: uuid.Generate(),
 		Name:    name,
+	}
+	if d.name == bwrapR {
+		// As the client does: a dynamic workload user of the task's own
+		// (bwrap-r refuses a UID another task holds), from its default
+		// 80000-89999.
+		e.mu.Lock()
+		cfg.User = fmt.Sprintf("nomad-%d", 80000+e.users%10000)
+		e.users++
+		e.mu.Unlock()
 	}
 	cfg.Resources = &drivers.Resources{
 		NomadResources: &structs.AllocatedTaskResources{

@@ -32,7 +32,8 @@ type EgressConfig struct {
 	Probe []string `codec:"probe"`
 	// ProbeWarn are probe targets whose reachability is only a warning.
 	ProbeWarn []string `codec:"probe_warn"`
-	// ManageRules installs owner-match deny rules for the task UID range.
+	// ManageRules installs owner-match deny rules for every UID a task may
+	// run as (task_uid_range, allowed_uids, allowed_users).
 	ManageRules bool     `codec:"manage_rules"`
 	Deny        []string `codec:"deny"`
 	// RemoveRulesOnShutdown removes them when the plugin shuts down.
@@ -91,6 +92,9 @@ func (c *Config) normalize() error {
 		return fmt.Errorf("task_uid_range %q: want one range of non-root UIDs, like 80000-89999", c.TaskUIDRange)
 	}
 	c.taskUIDs = r[0]
+	if err := c.normalizeIdentities(); err != nil {
+		return err
+	}
 	if c.PreflightInterval == "" {
 		c.PreflightInterval = "5m"
 	}

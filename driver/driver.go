@@ -60,6 +60,8 @@ type Driver struct {
 	// allocRoot is the client's alloc dir, learnt from the tasks it hands
 	// over, for the preflight's task_start check (guarded by mu).
 	allocRoot string
+	// uids are the UIDs of starts under way (d.tasks holds the others').
+	uids uidHolders
 }
 
 // New returns a driver; Nomad configures it through SetConfig.
@@ -121,7 +123,7 @@ func (d *Driver) SetConfig(cfg *base.Config) error {
 	if backend, err := installRules(c, d.rulesName); err != nil {
 		return fmt.Errorf("egress rules: %w", err)
 	} else if backend != "" {
-		d.logger.Info("egress rules installed", "backend", backend, "uids", c.TaskUIDRange, "deny", c.Egress.Deny)
+		d.logger.Info("egress rules installed", "backend", backend, "uids", fmt.Sprint(c.identityUIDs()), "deny", c.Egress.Deny)
 	}
 	d.preflight.reset()
 	d.installSelf(c.StateDir)
@@ -249,14 +251,23 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 	if bwrapErr != nil {
 		return nil, nil, bwrapErr
 	}
+	// The operator's pids_limit is a ceiling (0: none), checked before any
+	// side effect like every other refusal of the job's config.
+	if conf.PidsLimit > 0 && tc.PidsLimit > conf.PidsLimit {
+		return nil, nil, fmt.Errorf("config: pids_limit %d is above the plugin's pids_limit %d: a job may lower it, not raise it", tc.PidsLimit, conf.PidsLimit)
+	}
 
-	uid, gid, err := resolveUser(cfg.User)
+	uid, gid, err := resolveUser(cfg.User, conf)
 	if err != nil {
 		return nil, nil, err
 	}
-	if conf.deniedUIDs.contains(uid) || conf.deniedGIDs.contains(gid) {
-		return nil, nil, fmt.Errorf("user %q: uid %d / gid %d is denied by the plugin's denied_host_uids/gids", cfg.User, uid, gid)
+	// Held from here until DestroyTask; released on return (by then a
+	// started task holds it through d.tasks).
+	releaseUID, err := d.claimUID(uid, cfg)
+	if err != nil {
+		return nil, nil, err
 	}
+	defer releaseUID()
 	spec, rChoice, err := d.buildSpec(cfg, &tc, conf, uid, gid)
 	if err != nil {
 		return nil, nil, err
@@ -268,7 +279,8 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 	if tc.PidsLimit > 0 {
 		pids = tc.PidsLimit
 	}
-	taskRules, err := installTaskRules(tc.EgressDeny, uid)
+	rulesName := taskRulesName(cfg.ID)
+	taskRules, err := installTaskRules(tc.EgressDeny, rulesName, uid)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -285,7 +297,7 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 		}
 		cgroups.Teardown()
 		if taskRules {
-			_ = egress.Remove(taskRulesName(uid))
+			_ = egress.Remove(rulesName)
 		}
 	}()
 	if cgroups != nil {
@@ -352,6 +364,9 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 		Env:        spec.Env,
 		Dir:        spec.Dir,
 		TaskRules:  taskRules,
+	}
+	if taskRules {
+		state.TaskRulesName = rulesName
 	}
 	handle := drivers.NewTaskHandle(taskHandleVersion)
 	handle.Config = cfg
@@ -483,9 +498,9 @@ func (d *Driver) DestroyTask(taskID string, force bool) error {
 	<-h.done
 	_ = os.Remove(h.state.StatusPath)
 	h.state.Cgroups.Teardown()
-	if h.state.TaskRules {
-		if err := egress.Remove(taskRulesName(h.state.UID)); err != nil {
-			d.logger.Warn("removing the task's egress rules", "error", err)
+	if name := h.state.taskRulesTable(); name != "" {
+		if err := egress.Remove(name); err != nil {
+			d.logger.Warn("removing the task's egress rules", "table", name, "error", err)
 		}
 	}
 	d.tasks.Delete(taskID)

@@ -33,6 +33,9 @@ type TaskState struct {
 	Dir string
 	// TaskRules says the task's egress_deny rules are installed.
 	TaskRules bool
+	// TaskRulesName is their nft table / iptables chain, named by the task
+	// ID; "" in handles from before, whose table was named by UID.
+	TaskRulesName string
 }
 
 type taskHandle struct {

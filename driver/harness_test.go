@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -124,6 +125,12 @@ func newTask(t *testing.T, h *testutils.DriverHarness, name string, tc TaskConfi
 	return newTaskWith(t, h, name, tc, nil)
 }
 
+// nextTaskUID hands out the tasks' dynamic users, above the UIDs tests name
+// themselves (80001-80099) and in the default task_uid_range.
+var nextTaskUID atomic.Uint32
+
+func init() { nextTaskUID.Store(84000) }
+
 // newTaskWith lets edit change the task before its alloc dir is made.
 func newTaskWith(t *testing.T, h *testutils.DriverHarness, name string, tc TaskConfig, edit func(*drivers.TaskConfig)) *drivers.TaskConfig {
 	t.Helper()
@@ -131,6 +138,9 @@ func newTaskWith(t *testing.T, h *testutils.DriverHarness, name string, tc TaskC
 		ID:      uuid.Generate(),
 		AllocID: uuid.Generate(),
 		Name:    name,
+		JobName: "job-" + name,
+		// As Nomad's client: a dynamic workload user of the task's own.
+		User: fmt.Sprintf("nomad-%d", nextTaskUID.Add(1)),
 	}
 	if edit != nil {
 		edit(task)

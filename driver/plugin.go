@@ -59,13 +59,21 @@ var configSpec = hclspec.NewObject(map[string]*hclspec.Spec{
 	// and the agent's own UID are always refused.
 	"denied_host_uids": hclspec.NewAttr("denied_host_uids", "string", false),
 	"denied_host_gids": hclspec.NewAttr("denied_host_gids", "string", false),
-	// pids_limit: the default cap on a task's processes and threads.
+	// allowed_users / allowed_uids: identities tasks may run as besides
+	// task_uid_range: host user names, and UIDs like "90000-90099,91000".
+	// A job's user outside all three is refused; managed egress rules hold
+	// every one of them.
+	"allowed_users": hclspec.NewAttr("allowed_users", "list(string)", false),
+	"allowed_uids":  hclspec.NewAttr("allowed_uids", "string", false),
+	// pids_limit: the cap on a task's processes and threads; a job may
+	// lower it, not raise it. 0: no cap.
 	"pids_limit": hclspec.NewDefault(
 		hclspec.NewAttr("pids_limit", "number", false),
 		hclspec.NewLiteral("2048"),
 	),
 	// task_uid_range: the UIDs tasks run as (Nomad's dynamic_user_min/max);
-	// the preflight probes as its highest UID and egress rules match it.
+	// the preflight probes as its highest UID and egress rules match it
+	// (with allowed_uids and allowed_users).
 	"task_uid_range": hclspec.NewDefault(
 		hclspec.NewAttr("task_uid_range", "string", false),
 		hclspec.NewLiteral(`"80000-89999"`),
@@ -99,7 +107,8 @@ var taskConfigSpec = hclspec.NewObject(map[string]*hclspec.Spec{
 	// r_version: "4.4", "4.4.1", "release", "oldrel", "devel" or "next".
 	"r_version":       hclspec.NewAttr("r_version", "string", false),
 	"r_version_match": hclspec.NewAttr("r_version_match", "string", false),
-	"pids_limit":      hclspec.NewAttr("pids_limit", "number", false),
+	// pids_limit: at most the plugin's (a job may lower it, not raise it).
+	"pids_limit": hclspec.NewAttr("pids_limit", "number", false),
 	// r_libs: host libraries under r_library_roots ("{minor}" is the R's x.y).
 	"r_libs": hclspec.NewAttr("r_libs", "list(string)", false),
 	// r_lib_writable: a library the task may install into (/alloc/... or /local/...).
@@ -137,6 +146,10 @@ type Config struct {
 
 	DeniedHostUIDs string `codec:"denied_host_uids"`
 	DeniedHostGIDs string `codec:"denied_host_gids"`
+	// AllowedUsers and AllowedUIDs are the task identities the operator
+	// allows besides TaskUIDRange.
+	AllowedUsers []string `codec:"allowed_users"`
+	AllowedUIDs  string   `codec:"allowed_uids"`
 
 	RRoot         string   `codec:"r_root"`
 	DefaultR      string   `codec:"default_r"`
@@ -154,7 +167,10 @@ type Config struct {
 
 	deniedUIDs, deniedGIDs idRanges
 	taskUIDs               [2]uint64
-	preflightEvery         time.Duration
+	allowedUIDs            idRanges
+	// allowedUsers are allowed_users as the config found them on the host.
+	allowedUsers   map[string]hostUser
+	preflightEvery time.Duration
 }
 
 // TaskConfig is the decoded task config.
@@ -164,7 +180,7 @@ type TaskConfig struct {
 
 	RVersion      string `codec:"r_version"`
 	RVersionMatch string `codec:"r_version_match"`
-	// PidsLimit overrides the plugin's pids_limit for this task.
+	// PidsLimit lowers the plugin's pids_limit for this task.
 	PidsLimit int64 `codec:"pids_limit"`
 	// Network "none" gives the task a network namespace of its own.
 	Network string `codec:"network"`
@@ -175,6 +191,7 @@ type TaskConfig struct {
 	RLibWritable string   `codec:"r_lib_writable"`
 	// RCacheWritable binds the plugin's package cache read-write.
 	RCacheWritable bool `codec:"r_cache_writable"`
-	// EgressDeny adds owner-match deny rules for this task's UID.
+	// EgressDeny adds owner-match deny rules for this task's UID, in a
+	// table of the task's own.
 	EgressDeny []string `codec:"egress_deny"`
 }

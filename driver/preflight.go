@@ -2,7 +2,6 @@ package driver
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"sync"
 	"time"
@@ -80,14 +79,15 @@ func RunPreflight(ctx context.Context, c Config) *preflight.Report {
 	return preflight.Run(ctx, d.preflightConfig(c, bwrapPath, self))
 }
 
-// installRules puts the managed egress rules in place when configured.
+// installRules puts the managed egress rules in place when configured, for
+// every UID a task may run as.
 func installRules(c Config, name string) (string, error) {
 	if !c.Egress.ManageRules {
 		return "", nil
 	}
 	return egress.Install(egress.Rules{
-		Name:   name,
-		UIDMin: uint32(c.taskUIDs[0]), UIDMax: uint32(c.taskUIDs[1]),
+		Name: name,
+		UIDs: c.identityUIDs(),
 		Deny: c.Egress.deny,
 	})
 }
@@ -130,26 +130,4 @@ func (d *Driver) preflightFingerprint(fp *drivers.Fingerprint, c Config, bwrapPa
 		fp.Health = drivers.HealthStateUnhealthy
 		fp.HealthDescription = failed
 	}
-}
-
-// taskRulesName is the table (or chain) of one task UID's own deny rules.
-func taskRulesName(uid uint32) string {
-	return fmt.Sprintf("bwrap_r_uid%d", uid)
-}
-
-// installTaskRules adds a task's egress_deny rules for its UID alone.
-func installTaskRules(denyList []string, uid uint32) (bool, error) {
-	if len(denyList) == 0 {
-		return false, nil
-	}
-	var deny []egress.Deny
-	for _, s := range denyList {
-		d, err := egress.ParseDeny(s)
-		if err != nil {
-			return false, fmt.Errorf("config: egress_deny: %w", err)
-		}
-		deny = append(deny, d)
-	}
-	_, err := egress.Install(egress.Rules{Name: taskRulesName(uid), UIDMin: uid, UIDMax: uid, Deny: deny})
-	return err == nil, err
 }

@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/hashicorp/nomad/drivers/shared/hostnames"
-	"github.com/hashicorp/nomad/helper/users/dynamic"
 	"github.com/hashicorp/nomad/plugins/drivers"
 	"golang.org/x/sys/unix"
 
@@ -26,27 +25,10 @@ const (
 	allocLogsDir  = "logs"
 )
 
-// resolveUser turns the task's user into host IDs: Nomad's dynamic workload
-// users ("nomad-<N>") are N:N, other names are looked up on the host, and no
-// user at all runs as nobody. Root is always refused.
-func resolveUser(name string) (uid, gid uint32, err error) {
-	if name == "" {
-		name = "nobody"
-	}
-	u, g, _, err := dynamic.LookupUser(name)
-	if err != nil {
-		return 0, 0, fmt.Errorf("user %q: not a user on this node (%v)", name, err)
-	}
-	if u <= 0 || g <= 0 {
-		return 0, 0, fmt.Errorf("user %q: bwrap-r never runs a task as root (uid %d, gid %d)", name, u, g)
-	}
-	if u == os.Getuid() {
-		return 0, 0, fmt.Errorf("user %q: uid %d is the Nomad agent's own", name, u)
-	}
-	if u > 1<<31-1 || g > 1<<31-1 {
-		return 0, 0, fmt.Errorf("user %q: uid %d out of range", name, u)
-	}
-	return uint32(u), uint32(g), nil
+// resolveUser turns the task's user into host IDs, as the plugin's identity
+// policy allows (Config.taskIdentity).
+func resolveUser(name string, conf Config) (uid, gid uint32, err error) {
+	return conf.taskIdentity(name)
 }
 
 // buildSpec turns a task into a sandbox spec. rChoice says which R the task

@@ -70,10 +70,11 @@ func TestHarnessTasksRunAsTheirOwnUIDs(t *testing.T) {
 		}
 	}
 
-	// From inside A, B's processes do not exist: no signal, no ptrace.
+	// From inside another task, B's processes do not exist: no signal, no
+	// ptrace.
 	tb, _ := d.tasks.Get(b.ID)
 	bcmd, _ := tb.sandbox.Command()
-	probe := startAs(t, h, "probe", "nomad-80001", sh(
+	probe := startAs(t, h, "probe", "nomad-80003", sh(
 		"kill -0 "+strconv.Itoa(bcmd.Pid)+" 2>/dev/null && echo SIGNALLED; ls /proc/"+strconv.Itoa(bcmd.Pid)+" >/dev/null 2>&1 && echo VISIBLE; ls -d /proc/[0-9]* | wc -l"))
 	waitExit(t, h, probe.ID, 20*time.Second)
 	out := logs(t, probe, "stdout")

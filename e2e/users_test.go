@@ -12,7 +12,8 @@ import (
 
 // TestDynamicUsers runs two tasks of one group in an agent whose dynamic
 // workload users are 81000-81099: each task runs as a UID of its own from
-// that range, on the host too. A task asking for root is refused.
+// that range, on the host too. A task asking for root, or for a user that is
+// not a task identity of the plugin's config, is refused.
 func TestDynamicUsers(t *testing.T) {
 	const lo, hi = 81000, 81099
 	a := newAgentOpts(t, agentOpts{client: fmt.Sprintf(`  users {
@@ -123,14 +124,27 @@ func TestDynamicUsers(t *testing.T) {
 		}
 	})
 
-	t.Run("root-refused", func(t *testing.T) {
-		const job = "users-root"
-		file := writeJob(t, job, fmt.Sprintf(`job %q {
+	// Root, and any user that is not a task identity of the plugin's
+	// config, fail the task at start with what the operator can allow.
+	for _, c := range []struct{ name, user, want string }{
+		{"root-refused", "root", "root"},
+		{"nobody-refused", "nobody", `user "nobody" (uid 65534) is not a task identity on this node`},
+		{"outside-range-refused", "nomad-100000", `allowed_uids = "100000"`},
+	} {
+		t.Run(c.name, func(t *testing.T) { refusedUser(t, a, "users-"+c.name, c.user, c.want) })
+	}
+}
+
+// refusedUser runs a batch job as user and wants it failed before its task
+// started, with a failure event holding want that alloc status shows too.
+func refusedUser(t *testing.T, a *agent, job, user, want string) {
+	t.Helper()
+	file := writeJob(t, job, fmt.Sprintf(`job %q {
   type = "batch"
   group "g" {
 `+runOnce+`    task "t" {
       driver = "bwrap-r"
-      user   = "root"
+      user   = %q
       config {
         command = "/bin/sh"
         args    = ["-c", "id -u"]
@@ -138,35 +152,35 @@ func TestDynamicUsers(t *testing.T) {
     }
   }
 }
-`, job))
-		a.runJob(t, file, job)
-		al := a.waitAlloc(t, job, time.Minute, "terminal", terminal)
-		if al.ClientStatus != "failed" {
-			t.Fatalf("want failed, got:\n%s", al)
-		}
-		if started := al.events("t", "Started"); len(started) != 0 {
-			t.Errorf("the task started:\n%s", al)
-		}
-		t.Logf("events:\n%s", al.allEvents("t"))
-		var failure string
-		for _, typ := range []string{"Driver Failure", "Setup Failure"} {
-			for _, e := range al.events("t", typ) {
-				if strings.Contains(e.DisplayMessage, "root") {
-					failure = e.DisplayMessage
-				}
+`, job, user))
+	a.runJob(t, file, job)
+	al := a.waitAlloc(t, job, time.Minute, "terminal", terminal)
+	if al.ClientStatus != "failed" {
+		t.Fatalf("want failed, got:\n%s", al)
+	}
+	if started := al.events("t", "Started"); len(started) != 0 {
+		t.Errorf("the task started:\n%s", al)
+	}
+	t.Logf("events:\n%s", al.allEvents("t"))
+	var failure string
+	for _, typ := range []string{"Driver Failure", "Setup Failure"} {
+		for _, e := range al.events("t", typ) {
+			if strings.Contains(e.DisplayMessage, want) {
+				failure = e.DisplayMessage
 			}
 		}
-		if failure == "" {
-			t.Errorf("no Driver Failure or Setup Failure event mentions root")
-		}
-		status := a.mustNomad(t, "alloc", "status", al.ID)
-		if failure != "" && !strings.Contains(status, failure[strings.LastIndex(failure, ":")+1:]) {
-			t.Errorf("nomad alloc status does not show the failure %q:\n%s", failure, status)
-		}
-		if logs, _ := a.nomad("alloc", "logs", al.ID, "t"); strings.TrimSpace(logs) == "0" {
-			t.Errorf("the task ran as root")
-		}
-	})
+	}
+	if failure == "" {
+		t.Errorf("no Driver Failure or Setup Failure event says %q", want)
+	}
+	status := a.mustNomad(t, "alloc", "status", al.ID)
+	if failure != "" && !strings.Contains(status, failure[strings.LastIndex(failure, ":")+1:]) {
+		t.Errorf("nomad alloc status does not show the failure %q:\n%s", failure, status)
+	}
+	// A task that ran printed its uid; one that never started has no logs.
+	if logs, err := a.nomad("alloc", "logs", al.ID, "t"); err == nil && strings.TrimSpace(logs) != "" {
+		t.Errorf("the task ran: %q", logs)
+	}
 }
 
 // procIDs returns the real, effective, saved and filesystem UIDs and GIDs of

@@ -36,7 +36,7 @@ func TestParseDeny(t *testing.T) {
 func TestNftScriptReplacesAtomically(t *testing.T) {
 	d1, _ := ParseDeny("169.254.169.254")
 	d2, _ := ParseDeny("127.0.0.1:4646")
-	s := Rules{Name: "t", UIDMin: 80000, UIDMax: 89999, Deny: []Deny{d1, d2}}.NftScript()
+	s := Rules{Name: "t", UIDs: []UIDRange{{80000, 89999}}, Deny: []Deny{d1, d2}}.NftScript()
 	for _, want := range []string{
 		"table inet t\ndelete table inet t\n",
 		"meta skuid 80000-89999 ct state new ip daddr 169.254.169.254/32 meta l4proto tcp reject with tcp reset",
@@ -45,6 +45,75 @@ func TestNftScriptReplacesAtomically(t *testing.T) {
 		if !strings.Contains(s, want) {
 			t.Errorf("script lacks %q:\n%s", want, s)
 		}
+	}
+}
+
+// Several ranges (task_uid_range, allowed_uids, allowed users' UIDs) are
+// one set in every rule, merged where they overlap or touch.
+func TestNftScriptHoldsEveryRange(t *testing.T) {
+	d, _ := ParseDeny("127.0.0.1:4646")
+	s := Rules{Name: "t", UIDs: []UIDRange{{90100, 90199}, {80000, 89999}, {65534, 65534}, {90150, 90300}, {90301, 90301}}, Deny: []Deny{d}}.NftScript()
+	want := "meta skuid { 65534, 80000-89999, 90100-90301 } ct state new ip daddr 127.0.0.1/32 tcp dport 4646 reject with tcp reset"
+	if !strings.Contains(s, want) {
+		t.Errorf("script lacks %q:\n%s", want, s)
+	}
+}
+
+func TestMergeUIDs(t *testing.T) {
+	got := MergeUIDs([]UIDRange{{5, 5}, {1, 3}, {4, 4}, {10, 20}, {12, 15}, {22, 22}})
+	want := []UIDRange{{1, 5}, {10, 20}, {22, 22}}
+	if len(got) != len(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("got %v, want %v", got, want)
+		}
+	}
+}
+
+// Both backends block every range they are given, and nothing between.
+func TestInstallSeveralRangesReal(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root")
+	}
+	addr := testnet.Listen(t)
+	blocked, _ := ParseDeny(addr)
+	rules := Rules{UIDs: []UIDRange{{89900, 89904}, {89920, 89920}}, Deny: []Deny{blocked}}
+	backends := map[string]func(Rules) error{}
+	if nft, err := exec.LookPath("nft"); err == nil {
+		backends["nftables"] = func(r Rules) error { return run(nft, []byte(r.NftScript()), "-f", "-") }
+	}
+	if _, err := exec.LookPath("iptables"); err == nil {
+		backends["iptables"] = installIPTables
+	}
+	if len(backends) == 0 {
+		t.Skip("neither nft nor iptables")
+	}
+	for backend, install := range backends {
+		t.Run(backend, func(t *testing.T) {
+			rules.Name = "bwrap_r_t" + strconv.Itoa(os.Getpid())
+			remove := func() {
+				if backend == "iptables" {
+					_ = removeIPTables(rules.Name)
+				} else {
+					_ = Remove(rules.Name)
+				}
+			}
+			defer remove()
+			if err := install(rules); err != nil {
+				t.Fatal(err)
+			}
+			for uid, want := range map[int]bool{89900: false, 89904: false, 89920: false, 89905: true, 89919: true, 89921: true} {
+				if connectAs(t, uid, addr) != want {
+					t.Errorf("uid %d: connected = %v, want %v", uid, !want, want)
+				}
+			}
+			remove()
+			if !connectAs(t, 89920, addr) {
+				t.Error("the rule survived its removal")
+			}
+		})
 	}
 }
 
@@ -71,7 +140,7 @@ func TestInstallReplaceRemoveReal(t *testing.T) {
 	defer Remove(name)
 
 	blocked, _ := ParseDeny(addr)
-	rules := Rules{Name: name, UIDMin: 89900, UIDMax: 89909, Deny: []Deny{blocked}}
+	rules := Rules{Name: name, UIDs: []UIDRange{{89900, 89909}}, Deny: []Deny{blocked}}
 	if !connectAs(t, 89905, addr) {
 		t.Fatal("control: no connection before any rule")
 	}
