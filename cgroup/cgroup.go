@@ -221,16 +221,32 @@ func (s *Set) CPU() CPUStats {
 		return c
 	}
 	if d := s.Controllers["cpuacct"]; d != "" {
-		st := readKeyed(filepath.Join(d, "cpuacct.stat"))
-		u, uok := st["user"]
-		sy, sok := st["system"]
-		c.User, c.System, c.Accounted = time.Duration(u)*time.Second/userHZ, time.Duration(sy)*time.Second/userHZ, uok && sok
+		// Nanoseconds where the kernel has them (4.7+); cpuacct.stat counts
+		// USER_HZ ticks, too coarse for a percent over a few seconds.
+		u, uerr := readUintErr(filepath.Join(d, "cpuacct.usage_user"))
+		sy, serr := readUintErr(filepath.Join(d, "cpuacct.usage_sys"))
+		if uerr == nil && serr == nil {
+			c.User, c.System, c.Accounted = time.Duration(u), time.Duration(sy), true
+		} else {
+			st := readKeyed(filepath.Join(d, "cpuacct.stat"))
+			u, uok := st["user"]
+			sy, sok := st["system"]
+			c.User, c.System, c.Accounted = time.Duration(u)*time.Second/userHZ, time.Duration(sy)*time.Second/userHZ, uok && sok
+		}
 	}
 	if d := s.Controllers["cpu"]; d != "" {
 		st := readKeyed(filepath.Join(d, "cpu.stat"))
 		c.ThrottledPeriods, c.ThrottledNanos = st["nr_throttled"], st["throttled_time"]
 	}
 	return c
+}
+
+func readUintErr(p string) (uint64, error) {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
 }
 
 func readUint(p string) uint64 {

@@ -153,44 +153,79 @@ func TestHarnessStatsFromBusyTask(t *testing.T) {
 	}
 }
 
-// A child's CPU time must not vanish from the stats when it exits: Nomad's
-// client refuses (and a dev agent panics on) a falling CPU counter.
-func TestHarnessStatsCPUNeverFalls(t *testing.T) {
+// CPU figures are percents of a core over each interval, as from Nomad's
+// executor, never negative (the client counts TotalTicks up: a falling
+// counter panics a dev agent), and a child that exited is counted: the
+// percents summed over the run match the CPU time the shell's times builtin
+// reports for its children. Both are CPU time, so the machine's load does
+// not change the verdict.
+func TestHarnessStatsCPUPercentOfAnExitedChild(t *testing.T) {
 	h, _ := newHarness(t, Config{})
-	task := limitedTask(t, h, "burst", 128, sh("(end=$(($(date +%s)+2)); while [ $(date +%s) -lt $end ]; do :; done); sleep 30"))
+	task := limitedTask(t, h, "burst", 128, sh(`(i=0; while [ $i -lt 400000 ]; do i=$((i+1)); done); times; echo done; sleep 30`))
 	start(t, h, task)
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	ch, err := h.TaskStats(ctx, task.ID, 250*time.Millisecond)
+	const every = 250 * time.Millisecond
+	ch, err := h.TaskStats(ctx, task.ID, every)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var prev, peak float64
+	var used time.Duration // the percents integrated over their intervals
+	var lastAt int64
+	var doneSince time.Time
 	for n := 0; ; n++ {
 		var u *drivers.TaskResourceUsage
-		ok := true
 		select {
-		case u, ok = <-ch:
+		case u = <-ch:
 		case <-ctx.Done():
-			ok = false
+			t.Fatalf("stats stream ended after %d samples", n)
 		}
-		// The stream closes when ctx is done.
-		if !ok {
-			if peak < float64(300*time.Millisecond) {
-				t.Fatalf("the busy child's CPU time was never counted: peak %v", time.Duration(peak))
-			}
-			return
+		if u == nil {
+			t.Fatalf("stats stream closed after %d samples", n)
 		}
 		cpu := u.ResourceUsage.CpuStats
-		total := cpu.UserMode + cpu.SystemMode
-		if total < prev {
-			t.Fatalf("sample %d: CPU time fell from %v to %v", n, time.Duration(prev), time.Duration(total))
-		}
-		if cpu.Percent < 0 || cpu.TotalTicks < 0 {
+		if cpu.Percent < 0 || cpu.UserMode < 0 || cpu.SystemMode < 0 || cpu.TotalTicks < 0 {
 			t.Fatalf("sample %d: negative CPU: %+v", n, cpu)
 		}
-		prev = total
-		peak = max(peak, total)
+		if d := cpu.Percent - cpu.UserMode - cpu.SystemMode; d > 1e-6 || d < -1e-6 {
+			t.Fatalf("sample %d: Percent %.2f is not User %.2f + System %.2f", n, cpu.Percent, cpu.UserMode, cpu.SystemMode)
+		}
+		if got := strings.Join(cpu.Measured, ","); got != "System Mode,User Mode,Throttled Periods,Throttled Time,Percent" {
+			t.Fatalf("Measured %q: not the columns Nomad's executor names", got)
+		}
+		if lastAt != 0 {
+			used += time.Duration(cpu.Percent / 100 * float64(u.Timestamp-lastAt))
+		}
+		lastAt = u.Timestamp
+		if doneSince.IsZero() && strings.Contains(logs(t, task, "stdout"), "done") {
+			doneSince = time.Now()
+		}
+		// Two more samples after the loop ended cover its last interval.
+		if !doneSince.IsZero() && time.Since(doneSince) > 3*every {
+			break
+		}
+	}
+	// dash's times: the shell's user and system time, then its children's.
+	lines := strings.Split(logs(t, task, "stdout"), "\n")
+	if len(lines) < 2 {
+		t.Fatalf("no times output: %q", lines)
+	}
+	f := strings.Fields(lines[1])
+	if len(f) != 2 {
+		t.Fatalf("times: %q", lines[1])
+	}
+	cu, err1 := time.ParseDuration(f[0])
+	cs, err2 := time.ParseDuration(f[1])
+	if err1 != nil || err2 != nil {
+		t.Fatalf("times %q: %v %v", lines[1], err1, err2)
+	}
+	child := cu + cs
+	t.Logf("the stats' percents add up to %v of CPU; the exited child used %v", used, child)
+	if child < 100*time.Millisecond {
+		t.Fatalf("the child used only %v: no measure", child)
+	}
+	if used < child*8/10 || used > child*15/10+500*time.Millisecond {
+		t.Errorf("the stats count %v of CPU for a child that used %v", used, child)
 	}
 }
 

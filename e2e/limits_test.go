@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -113,7 +115,27 @@ func TestStatsOfBusyTask(t *testing.T) {
 		t.Errorf("CpuStats.TotalTicks = %.0f at %.1f%% CPU: the driver does not report the MHz used", u.CpuStats.TotalTicks, u.CpuStats.Percent)
 	}
 
+	// Percent of a core, as from Nomad's executor: not nanoseconds.
+	c := u.CpuStats
+	if c.UserMode < 20 || c.UserMode > 250 || c.SystemMode < 0 || c.SystemMode > 250 || c.Percent < c.UserMode {
+		t.Errorf("User Mode %.2f, System Mode %.2f, Percent %.2f: want percents of a core", c.UserMode, c.SystemMode, c.Percent)
+	}
+	if slices.Contains(c.Measured, "Total Ticks") {
+		t.Errorf("Measured %v names Total Ticks, which the CLI has no column for", c.Measured)
+	}
+
 	out := a.mustNomad(t, "alloc", "status", "-stats", al.ID)
+	// The detailed table: one column per Measured name, each a percent.
+	if i := strings.Index(out, "User Mode"); i < 0 {
+		t.Errorf("no User Mode column in nomad alloc status -stats:\n%s", out)
+	} else {
+		t.Logf("detailed stats:\n%s", out[max(0, strings.LastIndex(out[:i], "\n\n")):])
+		for _, f := range strings.Fields(strings.SplitN(out[i:], "\n", 3)[1]) {
+			if v, err := strconv.ParseFloat(strings.TrimSuffix(f, "%"), 64); err == nil && strings.HasSuffix(f, "%") && v > 1000 {
+				t.Errorf("nomad alloc status -stats shows %s", f)
+			}
+		}
+	}
 	i := strings.Index(out, "Task Resources:")
 	if i < 0 {
 		t.Fatalf("nomad alloc status -stats shows no task resources:\n%s", out)
