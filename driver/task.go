@@ -59,7 +59,10 @@ func (d *Driver) buildSpec(cfg *drivers.TaskConfig, tc *TaskConfig, conf Config,
 	mounts := bwrap.SystemMounts(conf.TmpSizeMB << 20)
 	mounts = append(mounts,
 		bwrap.Mount{Kind: bwrap.Bind, Source: td.LocalDir, Dest: insideLocal},
-		bwrap.Mount{Kind: bwrap.Bind, Source: td.SecretsDir, Dest: insideSecrets},
+		// Read-only: the client writes tokens there as root (identity,
+		// Vault, Consul) with writes that follow links, so the task must
+		// not be able to create, replace or link any name in it.
+		bwrap.Mount{Kind: bwrap.ROBind, Source: td.SecretsDir, Dest: insideSecrets},
 		bwrap.Mount{Kind: bwrap.Bind, Source: td.SharedAllocDir, Dest: insideAlloc},
 	)
 	// The allocation's logs/ is read-only: logmon and the plugin, as root,
