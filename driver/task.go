@@ -229,14 +229,12 @@ func lookCommand(spec *bwrap.Spec, path string) error {
 }
 
 // prepareTaskDirs gives the task its own local/ and secrets/: owned by its
-// UID, closed to every other UID.
+// UID, closed to every other UID. As root, by descriptor: a link in their
+// place is refused, never followed.
 func prepareTaskDirs(cfg *drivers.TaskConfig, uid, gid uint32) error {
 	td := cfg.TaskDir()
 	for _, dir := range []string{td.LocalDir, td.SecretsDir} {
-		if err := os.Lchown(dir, int(uid), int(gid)); err != nil {
-			return fmt.Errorf("task dir %s: %w", dir, err)
-		}
-		if err := os.Chmod(dir, 0o700); err != nil {
+		if err := ownDirBeneath(cfg.AllocDir, dir, uid, gid, 0o700); err != nil {
 			return fmt.Errorf("task dir %s: %w", dir, err)
 		}
 	}

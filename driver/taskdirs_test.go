@@ -4,8 +4,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/nomad/plugins/drivers"
 )
 
 // The client writes into secrets/ as root with writes that follow links: a
@@ -64,4 +67,59 @@ func dirNames(t *testing.T, dir string) string {
 		names = append(names, e.Name())
 	}
 	return strings.Join(names, ",")
+}
+
+// prepareTaskDirs refuses a local/ that is a link to a host dir (or lies
+// behind one), and the host dir keeps its owner and mode.
+func TestHarnessPrepareTaskDirsRefusesLinks(t *testing.T) {
+	h, _ := newHarness(t, Config{})
+	host := t.TempDir()
+	if err := os.Chmod(host, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	check := func(t *testing.T, task *drivers.TaskConfig, want string) {
+		t.Helper()
+		_, _, err := h.StartTask(task)
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), task.TaskDir().LocalDir) {
+			t.Errorf("want an error naming %s and %q, got %v", task.TaskDir().LocalDir, want, err)
+		}
+		if err == nil {
+			_ = h.DestroyTask(task.ID, true)
+		}
+		fi, err := os.Stat(host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := fi.Sys().(*syscall.Stat_t); st.Uid != 0 || st.Gid != 0 || fi.Mode().Perm() != 0o755 {
+			t.Errorf("the host dir is now uid %d gid %d mode %v", st.Uid, st.Gid, fi.Mode().Perm())
+		}
+	}
+
+	task := newTask(t, h, "linked", sh("true"))
+	task.User = "nomad-80031"
+	relink(t, task.TaskDir().LocalDir, host)
+	check(t, task, "symbolic link")
+
+	// A regular file in its place.
+	task = newTask(t, h, "file", sh("true"))
+	task.User = "nomad-80032"
+	local := task.TaskDir().LocalDir
+	if err := os.RemoveAll(local); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(local, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	check(t, task, "not a directory")
+}
+
+// relink replaces path with a symbolic link to target.
+func relink(t *testing.T, path, target string) {
+	t.Helper()
+	if err := os.RemoveAll(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, path); err != nil {
+		t.Fatal(err)
+	}
 }
