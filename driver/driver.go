@@ -271,6 +271,7 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 	}
 	cgroups := taskCgroups(cfg)
 	var sb *bwrap.Sandbox
+	hideAPI := conf.hidesTaskAPI()
 	// Whatever fails from here on, nothing of the task is left behind.
 	started := false
 	defer func() {
@@ -284,7 +285,15 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 		if taskRules {
 			_ = egress.Remove(taskRulesName(uid))
 		}
+		if hideAPI {
+			_ = unhideTaskAPI(cfg.AllocDir, cfg.TaskDir().SecretsDir)
+		}
 	}()
+	if hideAPI {
+		if err := hideTaskAPI(cfg.AllocDir, cfg.TaskDir().SecretsDir); err != nil {
+			return nil, nil, err
+		}
+	}
 	if cgroups != nil {
 		if err := cgroups.Make(); err != nil {
 			return nil, nil, err
@@ -458,6 +467,13 @@ func (d *Driver) DestroyTask(taskID string, force bool) error {
 	}
 	<-h.done
 	_ = os.Remove(h.state.StatusPath)
+	// Whatever the config says now: a cover from an earlier start (or an
+	// earlier plugin) would keep the client from removing the alloc dir.
+	if cfg := h.state.TaskConfig; cfg != nil {
+		if err := unhideTaskAPI(cfg.AllocDir, cfg.TaskDir().SecretsDir); err != nil {
+			d.logger.Warn("uncovering the task api socket", "error", err)
+		}
+	}
 	h.state.Cgroups.Teardown()
 	if h.state.TaskRules {
 		if err := egress.Remove(taskRulesName(h.state.UID)); err != nil {

@@ -633,6 +633,7 @@ func TestEscapeBattery(t *testing.T) {
 		{name: "egress-metadata"},
 		{name: "egress-probe-target"},
 		{name: "egress-nomad-api"},
+		{name: "task-api"},
 		{name: "secrets-plant"},
 		{name: "egress-v4mapped"},
 		{name: "egress-udp"},
