@@ -101,6 +101,13 @@ func (c *Config) normalize() error {
 	if c.preflightEvery, err = time.ParseDuration(c.PreflightInterval); err != nil || c.preflightEvery < time.Second {
 		return fmt.Errorf("preflight_interval %q: want a duration of at least 1s", c.PreflightInterval)
 	}
+	switch c.TaskAPI {
+	case "":
+		c.TaskAPI = taskAPIAuto
+	case taskAPIAuto, taskAPIAllow, taskAPIDeny:
+	default:
+		return fmt.Errorf("task_api %q: want %q, %q or %q", c.TaskAPI, taskAPIAuto, taskAPIAllow, taskAPIDeny)
+	}
 	if c.Egress == nil {
 		c.Egress = &EgressConfig{Metadata: DefaultMetadata}
 	}

@@ -286,6 +286,7 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 	}
 	cgroups := taskCgroups(cfg)
 	var sb *bwrap.Sandbox
+	hideAPI := conf.hidesTaskAPI()
 	// Whatever fails from here on, nothing of the task is left behind.
 	started := false
 	defer func() {
@@ -299,7 +300,15 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 		if taskRules {
 			_ = egress.Remove(rulesName)
 		}
+		if hideAPI {
+			_ = unhideTaskAPI(cfg.AllocDir, cfg.TaskDir().SecretsDir)
+		}
 	}()
+	if hideAPI {
+		if err := hideTaskAPI(cfg.AllocDir, cfg.TaskDir().SecretsDir); err != nil {
+			return nil, nil, err
+		}
+	}
 	if cgroups != nil {
 		if err := cgroups.Make(); err != nil {
 			return nil, nil, err
@@ -497,6 +506,13 @@ func (d *Driver) DestroyTask(taskID string, force bool) error {
 	}
 	<-h.done
 	_ = os.Remove(h.state.StatusPath)
+	// Whatever the config says now: a cover from an earlier start (or an
+	// earlier plugin) would keep the client from removing the alloc dir.
+	if cfg := h.state.TaskConfig; cfg != nil {
+		if err := unhideTaskAPI(cfg.AllocDir, cfg.TaskDir().SecretsDir); err != nil {
+			d.logger.Warn("uncovering the task api socket", "error", err)
+		}
+	}
 	h.state.Cgroups.Teardown()
 	if name := h.state.taskRulesTable(); name != "" {
 		if err := egress.Remove(name); err != nil {

@@ -93,6 +93,12 @@ var configSpec = hclspec.NewObject(map[string]*hclspec.Spec{
 		"deny":                     hclspec.NewAttr("deny", "list(string)", false),
 		"remove_rules_on_shutdown": hclspec.NewAttr("remove_rules_on_shutdown", "bool", false),
 	})),
+	// task_api: whether tasks reach the Task API (secrets/api.sock): "auto"
+	// hides it when egress.manage_rules is on, "allow" and "deny" force it.
+	"task_api": hclspec.NewDefault(
+		hclspec.NewAttr("task_api", "string", false),
+		hclspec.NewLiteral(`"auto"`),
+	),
 	// tmp_size: size limit of each task's private /tmp, in MiB.
 	"tmp_size_mb": hclspec.NewDefault(
 		hclspec.NewAttr("tmp_size_mb", "number", false),
@@ -160,6 +166,8 @@ type Config struct {
 	TaskUIDRange      string        `codec:"task_uid_range"`
 	PreflightInterval string        `codec:"preflight_interval"`
 	Egress            *EgressConfig `codec:"egress"`
+	// TaskAPI is auto, allow or deny (see hidesTaskAPI).
+	TaskAPI string `codec:"task_api"`
 
 	// allocRoot is the client's alloc dir when an agent config named it
 	// (bwrap-r preflight -config).

@@ -46,7 +46,10 @@ func (d *Driver) buildSpec(cfg *drivers.TaskConfig, tc *TaskConfig, conf Config,
 	alloc := cfg.AllocDir
 	mounts = append(mounts,
 		bwrap.Mount{Kind: bwrap.Bind, Source: td.LocalDir, Dest: insideLocal, Beneath: alloc, Owner: &uid, MustBeDir: true},
-		bwrap.Mount{Kind: bwrap.Bind, Source: td.SecretsDir, Dest: insideSecrets, Beneath: alloc, Owner: &uid, MustBeDir: true},
+		// Read-only: the client writes tokens there as root (identity,
+		// Vault, Consul) with writes that follow links, so the task must
+		// not be able to create, replace or link any name in it.
+		bwrap.Mount{Kind: bwrap.ROBind, Source: td.SecretsDir, Dest: insideSecrets, Beneath: alloc, Owner: &uid, MustBeDir: true},
 		bwrap.Mount{Kind: bwrap.Bind, Source: td.SharedAllocDir, Dest: insideAlloc, Beneath: alloc, MustBeDir: true},
 	)
 	// The allocation's logs/ is read-only: logmon and the plugin, as root,
@@ -236,14 +239,12 @@ func lookCommand(spec *bwrap.Spec, path string) error {
 }
 
 // prepareTaskDirs gives the task its own local/ and secrets/: owned by its
-// UID, closed to every other UID.
+// UID, closed to every other UID. As root, by descriptor: a link in their
+// place is refused, never followed.
 func prepareTaskDirs(cfg *drivers.TaskConfig, uid, gid uint32) error {
 	td := cfg.TaskDir()
 	for _, dir := range []string{td.LocalDir, td.SecretsDir} {
-		if err := os.Lchown(dir, int(uid), int(gid)); err != nil {
-			return fmt.Errorf("task dir %s: %w", dir, err)
-		}
-		if err := os.Chmod(dir, 0o700); err != nil {
+		if err := ownDirBeneath(cfg.AllocDir, dir, uid, gid, 0o700); err != nil {
 			return fmt.Errorf("task dir %s: %w", dir, err)
 		}
 	}

@@ -28,11 +28,15 @@ func hostUID(t *testing.T, pid string) string {
 
 func TestHarnessTasksRunAsTheirOwnUIDs(t *testing.T) {
 	h, d := newHarness(t, Config{})
-	script := `id -u; id -g; cat /proc/self/uid_map; echo secret > /secrets/s; echo mine > /local/f; echo up; sleep 60`
+	script := `id -u; id -g; cat /proc/self/uid_map; echo mine > /local/f; echo up; sleep 60`
 	a := startAs(t, h, "a", "nomad-80001", sh(script))
 	b := startAs(t, h, "b", "nomad-80002", sh(script))
 	waitLog(t, a, "stdout", "up")
 	waitLog(t, b, "stdout", "up")
+	// As the client writes a token (the task's /secrets is read-only).
+	if err := os.WriteFile(filepath.Join(b.TaskDir().SecretsDir, "s"), []byte("secret"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 
 	for task, uid := range map[*drivers.TaskConfig]string{a: "80001", b: "80002"} {
 		f := strings.Fields(logs(t, task, "stdout"))

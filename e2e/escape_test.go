@@ -487,7 +487,7 @@ func TestEscapeBattery(t *testing.T) {
 %s%s  }
 }
 `, victimJob, fmt.Sprintf(escGroupHead, "victim"), escTask("victim", "",
-		`echo "$VICTIM_SECRET" > /local/secret.txt && echo "$VICTIM_SECRET" > /secrets/token && echo "$VICTIM_SECRET" > /alloc/data/secret.txt && echo "$VICTIM_SECRET" && exec sleep 3600`,
+		`echo "$VICTIM_SECRET" > /local/secret.txt && echo "$VICTIM_SECRET" > /alloc/data/secret.txt && echo "$VICTIM_SECRET" && exec sleep 3600`,
 		"", map[string]string{"VICTIM_SECRET": victimSecret}, 32)))
 	a.runJob(t, victimFile, victimJob)
 	victim := a.waitRunning(t, victimJob, "victim", time.Minute)
@@ -496,6 +496,11 @@ func TestEscapeBattery(t *testing.T) {
 		t.Fatalf("no alloc dir %s below %s", victim.ID, a.dir)
 	}
 	victimDir := filepath.Join(victimAlloc, "victim")
+	// The victim's /secrets is read-only: its token comes as the client's
+	// do, written on the host as root.
+	if err := os.WriteFile(filepath.Join(victimDir, "secrets", "token"), []byte(victimSecret+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	var victimUID, victimPID int
 	eventually(30*time.Second, 250*time.Millisecond, func() bool {
 		b, err := os.ReadFile(filepath.Join(victimDir, "secrets", "token"))
@@ -628,6 +633,8 @@ func TestEscapeBattery(t *testing.T) {
 		{name: "egress-metadata"},
 		{name: "egress-probe-target"},
 		{name: "egress-nomad-api"},
+		{name: "task-api"},
+		{name: "secrets-plant"},
 		{name: "egress-v4mapped"},
 		{name: "egress-udp"},
 		{name: "egress-task-deny", config: fmt.Sprintf(`        egress_deny = ["127.0.0.1:%d"]`, taskDeny.port)},
