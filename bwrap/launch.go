@@ -77,6 +77,12 @@ type Sandbox struct {
 	done   chan struct{}
 	result ExitStatus
 	once   sync.Once
+
+	// cmdFD is a pidfd on the task's command (-1 until found), for its own
+	// wait status; finished: the sandbox has ended, take no new one.
+	cmdMu    sync.Mutex
+	cmdFD    int
+	finished bool
 }
 
 // ExitStatus is how a sandbox ended.
@@ -172,7 +178,7 @@ func Start(l Launch) (*Sandbox, error) {
 	}
 	infoW.Close()
 
-	s := &Sandbox{StatusPath: l.StatusPath, done: make(chan struct{})}
+	s := &Sandbox{StatusPath: l.StatusPath, done: make(chan struct{}), cmdFD: -1}
 	s.Monitor, err = ProcOf(cmd.Process.Pid)
 	if err != nil {
 		s.Monitor = Proc{Pid: cmd.Process.Pid}
@@ -189,6 +195,7 @@ func Start(l Launch) (*Sandbox, error) {
 		// pid 1 already gone: the command failed at once; Wait reports it.
 		s.Init = Proc{Pid: initPid}
 	}
+	go s.watchCommand()
 	go func() {
 		werr := cmd.Wait()
 		s.finish(werr)
@@ -258,7 +265,8 @@ func readChildPid(r io.Reader) (int, error) {
 // restarted): it waits for the monitor without being its parent, and reads the
 // exit code from the status file.
 func Reattach(monitor, init Proc, statusPath string) *Sandbox {
-	s := &Sandbox{Monitor: monitor, Init: init, StatusPath: statusPath, done: make(chan struct{})}
+	s := &Sandbox{Monitor: monitor, Init: init, StatusPath: statusPath, done: make(chan struct{}), cmdFD: -1}
+	go s.watchCommand()
 	go func() {
 		s.finish(monitor.waitExit())
 	}()
@@ -272,7 +280,7 @@ func (s *Sandbox) finish(waitErr error) {
 		if s.Init.Signal(syscall.SIGKILL) == nil {
 			_ = s.Init.waitExit()
 		}
-		s.result = ReadStatus(s.StatusPath)
+		s.result = s.commandExit(ReadStatus(s.StatusPath))
 		if s.result.Err != nil && waitErr != nil {
 			var ee *exec.ExitError
 			if !errors.As(waitErr, &ee) {

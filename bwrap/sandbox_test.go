@@ -127,6 +127,11 @@ func TestExitCodes(t *testing.T) {
 		{"exit 3", 3, 0},
 		{"kill -KILL $$", 137, 9},
 		{"kill -TERM $$", 143, 15},
+		// Told apart by the command's own wait status: an exit code of 137
+		// is not a SIGKILL (the command runs long enough to be watched).
+		{"sleep 0.3; exit 137", 137, 0},
+		{"sleep 0.3; exit 143", 143, 0},
+		{"sleep 0.3; kill -KILL $$", 137, 9},
 	} {
 		st, out := run(t, c.script)
 		if st.Err != nil || st.Code != c.code || st.Signal != c.signal {
