@@ -58,7 +58,10 @@ demo: deps nomad build
 
 demo-stop:
 	-NOMAD_ADDR=http://127.0.0.1:4646 $(NOMAD) job stop -purge shiny
-	-kill -INT $$(cat .cache/demo/agent.pid) 2>/dev/null
+	-pid=$$(cat .cache/demo/agent.pid 2>/dev/null) && kill -INT $$pid 2>/dev/null && \
+	  for i in $$(seq 1 100); do kill -0 $$pid 2>/dev/null || break; sleep 0.1; done
+	# A dev agent that exits leaves its tasks' log collectors behind.
+	-pkill -f '^$(CURDIR)/$(NOMAD) logmon' 2>/dev/null
 	# the demo's managed egress rules (example/agent.hcl)
 	-nft delete table inet bwrap_r 2>/dev/null
 
