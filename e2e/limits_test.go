@@ -163,3 +163,61 @@ func TestStatsOfBusyTask(t *testing.T) {
 		t.Errorf("nomad alloc status -stats shows no memory used: %q", lines[2])
 	}
 }
+
+// TestStatsSideBySideRawExec runs the same busy loop under bwrap-r and under
+// Nomad's raw_exec in one agent: the CPU figures are in the same units and
+// columns, and agree within a factor of two (the two loops share the node's
+// cores, so load moves both alike).
+func TestStatsSideBySideRawExec(t *testing.T) {
+	setup(t)
+	a := newAgentOpts(t, agentOpts{extra: "\nplugin \"raw_exec\" {\n  config {\n    enabled = true\n  }\n}\n"})
+	type cpuStats struct {
+		Percent, UserMode, SystemMode float64
+		Measured                      []string
+	}
+	stats := map[string]cpuStats{}
+	for _, driver := range []string{"bwrap-r", "raw_exec"} {
+		job := "busy-" + strings.ReplaceAll(driver, "_", "-")
+		spec := strings.Replace(shJob(job, "batch", "while :; do :; done", 64), `driver = "bwrap-r"`, fmt.Sprintf("driver = %q", driver), 1)
+		a.runJob(t, writeJob(t, job, spec), job)
+	}
+	for _, driver := range []string{"bwrap-r", "raw_exec"} {
+		job := "busy-" + strings.ReplaceAll(driver, "_", "-")
+		al := a.waitRunning(t, job, "t", time.Minute)
+		var s struct {
+			Tasks map[string]struct{ ResourceUsage struct{ CpuStats cpuStats } }
+		}
+		// A few seconds in, the loop's rate is steady.
+		var c cpuStats
+		if !eventually(30*time.Second, time.Second, func() bool {
+			if err := a.get("/v1/client/allocation/"+al.ID+"/stats", &s); err != nil {
+				return false
+			}
+			c = s.Tasks["t"].ResourceUsage.CpuStats
+			return c.Percent > 10
+		}) {
+			t.Fatalf("%s: no CPU figures: %+v", driver, s)
+		}
+		stats[driver] = c
+	}
+	b, r := stats["bwrap-r"], stats["raw_exec"]
+	t.Logf("bwrap-r %+v; raw_exec %+v", b, r)
+	// raw_exec names the basic columns, or with cgroups the throttling ones
+	// too (Nomad's ExecutorCgroupMeasuredCpuStats), which bwrap-r fills.
+	for _, m := range r.Measured {
+		if !slices.Contains(b.Measured, m) {
+			t.Errorf("Measured: bwrap-r %v lacks raw_exec's %q", b.Measured, m)
+		}
+	}
+	if got := strings.Join(b.Measured, ","); got != "System Mode,User Mode,Throttled Periods,Throttled Time,Percent" {
+		t.Errorf("Measured %v: not the columns of Nomad's executor with cgroups", b.Measured)
+	}
+	for _, c := range []struct {
+		name string
+		b, r float64
+	}{{"Percent", b.Percent, r.Percent}, {"User Mode", b.UserMode, r.UserMode}} {
+		if c.b < c.r/2 || c.b > c.r*2 {
+			t.Errorf("%s: bwrap-r %.1f, raw_exec %.1f: not within a factor of two", c.name, c.b, c.r)
+		}
+	}
+}
