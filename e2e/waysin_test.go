@@ -1239,6 +1239,12 @@ func (w *ways) submitUpstreamJobs() {
 	t := w.t
 	w.upstream["wi-dispatch-link"] = true
 	w.upstream["wi-artifact-link"] = true
+	w.upstream["wi-fs-link"] = true
+	// The client's file API (nomad alloc fs), which a job's owner may use,
+	// reads as root: links the task planted in local/ to host paths.
+	w.mustSubmit("wi-fs-link", wayJob("wi-fs-link", "service", "", "", wayTask{name: "t",
+		script: `ln -s "$TARGET" /local/file-link && ln -s "$TARGET_DIR" /local/dir-link && echo planted; exec sleep 3600`,
+		env:    map[string]string{"TARGET": filepath.Join(w.hostDir, "secret"), "TARGET_DIR": w.hostDir}}))
 	plant := func(link, target string) wayTask {
 		return wayTask{name: "plant", lifecycle: "prestart", script: w.script("plant-link"), env: map[string]string{"LINK": link, "TARGET": target}}
 	}
@@ -1284,6 +1290,7 @@ func (w *ways) serveArtifacts() {
 }
 
 func (w *ways) upstreamVerdicts() {
+	w.fsLinkVerdict()
 	for _, tc := range []struct{ job, name, target string }{
 		{w.dispatched, "wi-dispatch-link", "dispatch-target"},
 		{"wi-artifact-link", "wi-artifact-link", "artifact-target"},
@@ -1306,6 +1313,38 @@ func (w *ways) upstreamVerdicts() {
 		}
 		w.add(tc.name, "BLOCKED", fmt.Sprintf("%s not written (%s); main: %s", target, planted, strings.ReplaceAll(al.allEvents("t"), "\n", "; ")), false)
 	}
+}
+
+// fsLinkVerdict reads the task's links through the client's file API.
+func (w *ways) fsLinkVerdict() {
+	const job = "wi-fs-link"
+	al := w.alloc(job, time.Minute, wayRunning("t"))
+	if al == nil || !wayStarted(al, "t") {
+		w.add(job, "ERROR", fmt.Sprintf("did not start: %v", al), false)
+		return
+	}
+	if !eventually(20*time.Second, 250*time.Millisecond, func() bool {
+		return strings.Contains(w.a.escLogs(al.ID, "t", "stdout"), "planted")
+	}) {
+		w.add(job, "ERROR", "the task did not plant its links: "+w.a.escLogs(al.ID, "t", "stderr"), false)
+		return
+	}
+	get := func(op, path string) string {
+		resp, err := (&http.Client{Timeout: 10 * time.Second}).Get(fmt.Sprintf("%s/v1/client/fs/%s/%s?path=%s", w.a.addr, op, al.ID, url.QueryEscape(path)))
+		if err != nil {
+			return err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Sprintf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
+	}
+	cat, ls := get("cat", "t/local/file-link"), get("ls", "t/local/dir-link")
+	why := fmt.Sprintf("cat t/local/file-link -> %.120q; ls t/local/dir-link -> %.160q", cat, ls)
+	if strings.Contains(cat, "host-secret-"+w.rnd) || strings.Contains(ls, "token-canary") {
+		w.add(job, "ESCAPED", "the client's file API read host paths through links in the task's local/: "+why, false)
+		return
+	}
+	w.add(job, "BLOCKED", why, false)
 }
 
 // taskAPIVerdicts reads what the Task API task saw, before and after an
