@@ -953,7 +953,7 @@ func (w *ways) uidShareVerdicts() {
 	if during+after > 0 {
 		w.add("wi-uid-share-egress", "ESCAPED", fmt.Sprintf("wi-uid-a reached its egress_deny port %d times while wi-uid-b (user nomad-%d, its own egress_deny) ran and %d times after it stopped: B's per-task rules replaced A's, and went with B (tables now: %v)", during, uid, after, wayTables()), false)
 	} else {
-		w.add("wi-uid-share-egress", "BLOCKED", fmt.Sprintf("wi-uid-a's egress_deny port stayed refused while wi-uid-b ran and after it stopped (tables now: %v)", wayTables()), false)
+		w.add("wi-uid-share-egress", "BLOCKED", fmt.Sprintf("wi-uid-a's egress_deny port stayed refused through wi-uid-b's start (started: %v) and stop (tables now: %v)", wayStarted(b, "t"), wayTables()), false)
 	}
 }
 
@@ -1240,6 +1240,19 @@ func (w *ways) submitUpstreamJobs() {
 	w.upstream["wi-dispatch-link"] = true
 	w.upstream["wi-artifact-link"] = true
 	w.upstream["wi-fs-link"] = true
+	w.upstream["wi-identity-filepath"] = true
+	w.upstream["wi-identity-filepath-link"] = true
+	// An identity's filepath, joined to the task dir by the client: one
+	// that climbs out of it, and one in local/ where the task plants a link
+	// before a restart.
+	identity := func(path string) string {
+		return fmt.Sprintf("      identity {\n        name     = \"fp\"\n        aud      = [\"waysin\"]\n        file     = true\n        ttl      = \"1h\"\n        filepath = %q\n      }\n", path)
+	}
+	w.submitErr["wi-identity-filepath"] = w.submit("wi-identity-filepath", wayJob("wi-identity-filepath", "service", "", "",
+		wayTask{name: "t", script: "exec sleep 3600", extra: identity(strings.Repeat("../", 16) + strings.TrimPrefix(filepath.Join(w.hostDir, "identity-out"), "/"))}))
+	w.mustSubmit("wi-identity-filepath-link", wayJob("wi-identity-filepath-link", "service", "", "    restart {\n      attempts = 2\n      delay    = \"1s\"\n      mode     = \"fail\"\n    }\n",
+		wayTask{name: "t", env: map[string]string{"TARGET": filepath.Join(w.hostDir, "identity-link")}, extra: identity("local/tok"),
+			script: `if [ ! -e /local/planted ]; then touch /local/planted; rm -f /local/tok && ln -s "$TARGET" /local/tok && echo planted; exit 3; fi; echo restarted; exec sleep 3600`}))
 	// The client's file API (nomad alloc fs), which a job's owner may use,
 	// reads as root: links the task planted in local/ to host paths.
 	w.mustSubmit("wi-fs-link", wayJob("wi-fs-link", "service", "", "", wayTask{name: "t",
@@ -1291,6 +1304,7 @@ func (w *ways) serveArtifacts() {
 
 func (w *ways) upstreamVerdicts() {
 	w.fsLinkVerdict()
+	w.identityFilepathVerdicts()
 	for _, tc := range []struct{ job, name, target string }{
 		{w.dispatched, "wi-dispatch-link", "dispatch-target"},
 		{"wi-artifact-link", "wi-artifact-link", "artifact-target"},
@@ -1312,6 +1326,37 @@ func (w *ways) upstreamVerdicts() {
 			continue
 		}
 		w.add(tc.name, "BLOCKED", fmt.Sprintf("%s not written (%s); main: %s", target, planted, strings.ReplaceAll(al.allEvents("t"), "\n", "; ")), false)
+	}
+}
+
+// identityFilepathVerdicts: did the client write an identity's token out
+// of the task dir, or through the link the task planted at its filepath?
+func (w *ways) identityFilepathVerdicts() {
+	out := filepath.Join(w.hostDir, "identity-out")
+	if err := w.submitErr["wi-identity-filepath"]; err != nil {
+		w.add("wi-identity-filepath", "BLOCKED", "Nomad refused the job: "+wayFirstLine(err.Error()), false)
+	} else {
+		al := w.alloc("wi-identity-filepath", time.Minute, wayRunning("t"))
+		if fi, err := os.Lstat(out); err == nil {
+			w.add("wi-identity-filepath", "ESCAPED", fmt.Sprintf("the client wrote the task's token to %s (%v) as root: filepath = \"../../...\" climbs out of the task dir", out, fi.Mode()), false)
+		} else if al == nil {
+			w.add("wi-identity-filepath", "ERROR", "no allocation", false)
+		} else {
+			w.add("wi-identity-filepath", "BLOCKED", fmt.Sprintf("%s not written; events: %s", out, strings.ReplaceAll(al.allEvents("t"), "\n", "; ")), false)
+		}
+	}
+	link := filepath.Join(w.hostDir, "identity-link")
+	al := w.alloc("wi-identity-filepath-link", 90*time.Second, func(al *allocation) bool {
+		ts := al.TaskStates["t"]
+		return terminal(al) || (ts != nil && ts.Restarts >= 1 && ts.State == "running")
+	})
+	switch fi, err := os.Lstat(link); {
+	case err == nil:
+		w.add("wi-identity-filepath-link", "ESCAPED", fmt.Sprintf("on the task's restart the client wrote its token as root through the link the task planted at local/tok: %s (%v) created", link, fi.Mode()), false)
+	case al == nil || al.TaskStates["t"] == nil || al.TaskStates["t"].Restarts < 1:
+		w.add("wi-identity-filepath-link", "ERROR", fmt.Sprintf("the task did not restart: %v", al), false)
+	default:
+		w.add("wi-identity-filepath-link", "BLOCKED", fmt.Sprintf("%s not written after a restart (task: %q)", link, strings.TrimSpace(w.a.escLogs(al.ID, "t", "stdout"))), false)
 	}
 }
 
