@@ -33,7 +33,10 @@ lint:
 	@test -z "$$(gofmt -l $$(git ls-files "*.go"))" || { gofmt -l $$(git ls-files "*.go"); echo "gofmt: files above are not formatted"; exit 1; }
 
 # Unit, sandbox, driver-harness and e2e tests (root needed: the launcher drops
-# from root to each task's UID, and the e2e runs a real Nomad agent).
+# from root to each task's UID, and the e2e runs a real Nomad agent). The
+# escape battery's two halves each add a line of counts to the summary: what
+# a task can do from inside (e2e/escape_test.go), and the ways in
+# (e2e/waysin_test.go).
 test: deps nomad consul build lint
 	@rm -rf $(TEST_TMP) && mkdir -p $(TEST_TMP) && chmod 0711 $(TEST_TMP)
 	TMPDIR=$(TEST_TMP) $(E2E_ENV) BWRAP_R_SUMMARY=$(TEST_TMP)/escape-summary $(GO) test -count=1 -timeout 40m ./...
