@@ -925,11 +925,7 @@ func TestEscapeBattery(t *testing.T) {
 	fmt.Println(summary)
 	// go test shows a passing package's output only with -v: make test
 	// prints this file after the run.
-	if f := os.Getenv("BWRAP_R_SUMMARY"); f != "" {
-		if err := os.WriteFile(f, []byte("escape battery: "+summary+"\n"), 0o644); err != nil {
-			t.Errorf("summary: %v", err)
-		}
-	}
+	appendSummary(t, "escape battery: "+summary)
 }
 
 // escOOMVerdict: the memory bomb must end OOM-killed (exit 137, and the
@@ -1138,4 +1134,23 @@ func escAgentCrashProbe(t *testing.T) (string, string) {
 		return "ESCAPED", fmt.Sprintf("the agent runs but its API fails: %v", err)
 	}
 	return "BLOCKED", "the agent survived 30 s of a task whose CPU time comes and goes with its children"
+}
+
+// appendSummary adds a battery's summary line to $BWRAP_R_SUMMARY, which
+// make test prints (it empties the file's dir first).
+func appendSummary(t *testing.T, line string) {
+	f := os.Getenv("BWRAP_R_SUMMARY")
+	if f == "" {
+		return
+	}
+	sf, err := os.OpenFile(f, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err == nil {
+		_, err = fmt.Fprintln(sf, line)
+		if cerr := sf.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		t.Errorf("summary: %v", err)
+	}
 }

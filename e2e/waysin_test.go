@@ -1502,19 +1502,7 @@ func (w *ways) finish(start time.Time) {
 		summary += fmt.Sprintf(" (%d escaped through Nomad's client alone)", upstreamEscaped)
 	}
 	fmt.Println(summary)
-	if f := os.Getenv("BWRAP_R_SUMMARY"); f != "" {
-		// After the first half's line, which TestEscapeBattery writes.
-		sf, err := os.OpenFile(f, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
-		if err == nil {
-			_, err = fmt.Fprintln(sf, summary)
-			if cerr := sf.Close(); err == nil {
-				err = cerr
-			}
-		}
-		if err != nil {
-			t.Errorf("summary: %v", err)
-		}
-	}
+	appendSummary(t, summary)
 }
 
 // wayCountLines joins distinct lines, each with how often it occurs.
