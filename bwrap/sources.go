@@ -53,6 +53,13 @@ func openSources(mounts []Mount, firstFD int, stage string) (files []*os.File, s
 		if err != nil {
 			return nil, nil, fmt.Errorf("bind source %s (for %s): cloning its mount: %w", m.Source, m.Dest, err)
 		}
+		if m.FollowLinks {
+			attr := unix.MountAttr{Attr_clr: unix.MOUNT_ATTR_NOSYMFOLLOW}
+			if err := unix.MountSetattr(tree, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &attr); err != nil {
+				unix.Close(tree)
+				return nil, nil, fmt.Errorf("bind source %s (for %s): following links in it: %w", m.Source, m.Dest, err)
+			}
+		}
 		staged[i] = filepath.Join(stage, strconv.Itoa(firstFD+len(files)))
 		files = append(files, os.NewFile(uintptr(tree), m.Source))
 	}

@@ -63,6 +63,11 @@ type Mount struct {
 	Owner *uint32
 	// MustBeDir refuses a source that is not a directory.
 	MustBeDir bool
+	// FollowLinks makes the sandbox's bind (of a Beneath source) follow
+	// symbolic links even where the host's view of the source is mounted
+	// nosymfollow: the driver guards the host's view of task dirs so that
+	// root's writes there follow no link a task planted.
+	FollowLinks bool
 }
 
 // byDescriptor reports whether the mount's source is opened by root and

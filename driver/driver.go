@@ -62,6 +62,9 @@ type Driver struct {
 	allocRoot string
 	// uids are the UIDs of starts under way (d.tasks holds the others').
 	uids uidHolders
+	// guardMu orders the link guards of task dirs (linkguard.go) with the
+	// check for other tasks of an allocation.
+	guardMu sync.Mutex
 }
 
 // New returns a driver; Nomad configures it through SetConfig.
@@ -303,7 +306,11 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 		if hideAPI {
 			_ = unhideTaskAPI(cfg.AllocDir, cfg.TaskDir().SecretsDir)
 		}
+		_ = d.unguardTaskDirs(cfg, cfg.ID)
 	}()
+	if err := d.guardTaskDirs(cfg); err != nil {
+		return nil, nil, err
+	}
 	if hideAPI {
 		if err := hideTaskAPI(cfg.AllocDir, cfg.TaskDir().SecretsDir); err != nil {
 			return nil, nil, err
@@ -511,6 +518,11 @@ func (d *Driver) DestroyTask(taskID string, force bool) error {
 	if cfg := h.state.TaskConfig; cfg != nil {
 		if err := unhideTaskAPI(cfg.AllocDir, cfg.TaskDir().SecretsDir); err != nil {
 			d.logger.Warn("uncovering the task api socket", "error", err)
+		}
+	}
+	if cfg := h.state.TaskConfig; cfg != nil {
+		if err := d.unguardTaskDirs(cfg, taskID); err != nil {
+			d.logger.Warn("taking the link guards off the task's dirs", "error", err)
 		}
 	}
 	h.state.Cgroups.Teardown()

@@ -128,6 +128,18 @@ func (s *taskStore) Get(id string) (*taskHandle, bool) {
 	return h, ok
 }
 
+// inAlloc reports whether a task of the allocation other than id is held.
+func (s *taskStore) inAlloc(allocID, id string) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for tid, h := range s.tasks {
+		if tid != id && h.state.TaskConfig != nil && h.state.TaskConfig.AllocID == allocID {
+			return true
+		}
+	}
+	return false
+}
+
 func (s *taskStore) Delete(id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

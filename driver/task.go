@@ -45,18 +45,18 @@ func (d *Driver) buildSpec(cfg *drivers.TaskConfig, tc *TaskConfig, conf Config,
 	// the checks must not redirect a bind.
 	alloc := cfg.AllocDir
 	mounts = append(mounts,
-		bwrap.Mount{Kind: bwrap.Bind, Source: td.LocalDir, Dest: insideLocal, Beneath: alloc, Owner: &uid, MustBeDir: true},
+		bwrap.Mount{Kind: bwrap.Bind, Source: td.LocalDir, Dest: insideLocal, Beneath: alloc, Owner: &uid, MustBeDir: true, FollowLinks: true},
 		// Read-only: the client writes tokens there as root (identity,
 		// Vault, Consul) with writes that follow links, so the task must
 		// not be able to create, replace or link any name in it.
 		bwrap.Mount{Kind: bwrap.ROBind, Source: td.SecretsDir, Dest: insideSecrets, Beneath: alloc, Owner: &uid, MustBeDir: true},
-		bwrap.Mount{Kind: bwrap.Bind, Source: td.SharedAllocDir, Dest: insideAlloc, Beneath: alloc, MustBeDir: true},
+		bwrap.Mount{Kind: bwrap.Bind, Source: td.SharedAllocDir, Dest: insideAlloc, Beneath: alloc, MustBeDir: true, FollowLinks: true},
 	)
 	// The allocation's logs/ is read-only: logmon and the plugin, as root,
 	// open and write paths there (the FIFOs, the rotated files), so a link a
 	// task planted there would make them open a host file of its choosing.
 	if logs := filepath.Join(td.SharedAllocDir, allocLogsDir); isDir(logs) {
-		mounts = append(mounts, bwrap.Mount{Kind: bwrap.ROBind, Source: logs, Dest: insideAlloc + "/" + allocLogsDir, Beneath: alloc, MustBeDir: true})
+		mounts = append(mounts, bwrap.Mount{Kind: bwrap.ROBind, Source: logs, Dest: insideAlloc + "/" + allocLogsDir, Beneath: alloc, MustBeDir: true, FollowLinks: true})
 	}
 
 	env := make(map[string]string, len(cfg.Env)+4)
