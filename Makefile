@@ -38,6 +38,7 @@ lint:
 # a task can do from inside (e2e/escape_test.go), and the ways in
 # (e2e/waysin_test.go).
 test: deps nomad consul build lint
+	@awk '$$5 ~ "^$(TEST_TMP)/" {print $$5}' /proc/self/mountinfo | sort -r | xargs -r umount -l
 	@rm -rf $(TEST_TMP) && mkdir -p $(TEST_TMP) && chmod 0711 $(TEST_TMP)
 	TMPDIR=$(TEST_TMP) $(E2E_ENV) BWRAP_R_SUMMARY=$(TEST_TMP)/escape-summary $(GO) test -count=1 -timeout 40m ./...
 	@cat $(TEST_TMP)/escape-summary

@@ -185,6 +185,7 @@ func (d *Driver) Fingerprint(ctx context.Context) (<-chan *drivers.Fingerprint, 
 				return
 			case <-t.C:
 				t.Reset(fingerprintPeriod)
+				d.reapGuards()
 				select {
 				case ch <- d.buildFingerprint():
 				case <-ctx.Done():
@@ -306,7 +307,6 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 		if hideAPI {
 			_ = unhideTaskAPI(cfg.AllocDir, cfg.TaskDir().SecretsDir)
 		}
-		_ = d.unguardTaskDirs(cfg, cfg.ID)
 	}()
 	if err := d.guardTaskDirs(cfg); err != nil {
 		return nil, nil, err
@@ -520,11 +520,8 @@ func (d *Driver) DestroyTask(taskID string, force bool) error {
 			d.logger.Warn("uncovering the task api socket", "error", err)
 		}
 	}
-	if cfg := h.state.TaskConfig; cfg != nil {
-		if err := d.unguardTaskDirs(cfg, taskID); err != nil {
-			d.logger.Warn("taking the link guards off the task's dirs", "error", err)
-		}
-	}
+	// The link guards stay: the client rewrites the task's files before a
+	// restart; reapGuards takes them off when the allocation goes.
 	h.state.Cgroups.Teardown()
 	if name := h.state.taskRulesTable(); name != "" {
 		if err := egress.Remove(name); err != nil {

@@ -128,7 +128,8 @@ func (s *taskStore) Get(id string) (*taskHandle, bool) {
 	return h, ok
 }
 
-// inAlloc reports whether a task of the allocation other than id is held.
+// inAlloc reports whether a task of the allocation other than id ("" for
+// none) is held.
 func (s *taskStore) inAlloc(allocID, id string) bool {
 	s.mu.RLock()
 	defer s.mu.RUnlock()

@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/nomad/plugins/base"
 	"github.com/hashicorp/nomad/plugins/drivers"
 	"github.com/hashicorp/nomad/plugins/drivers/testutils"
+	"golang.org/x/sys/unix"
 
 	"github.com/bwrap-r/bwrap-r/bwrap"
 	"github.com/bwrap-r/bwrap-r/preflight"
@@ -34,7 +35,31 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, "nomad cgroups:", err)
 		}
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	// The harness never removes allocations as the client's GC does, so the
+	// link guards of its tasks would stay mounted after the tests.
+	if os.Getuid() == 0 {
+		detachGuardsBelow(os.TempDir())
+	}
+	os.Exit(code)
+}
+
+// detachGuardsBelow detaches every nosymfollow mount below dir.
+func detachGuardsBelow(dir string) {
+	info, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return
+	}
+	var points []string
+	for _, line := range strings.Split(string(info), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 5 && strings.Contains(f[5], "nosymfollow") && strings.HasPrefix(f[4], dir+"/") {
+			points = append(points, unescapeMountinfo(f[4]))
+		}
+	}
+	for i := len(points) - 1; i >= 0; i-- {
+		_ = unix.Unmount(points[i], unix.MNT_DETACH)
+	}
 }
 
 // initNomadCgroups sets up Nomad's cgroup tree as the client does at start:

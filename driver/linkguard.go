@@ -3,6 +3,10 @@ package driver
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 
 	"github.com/hashicorp/nomad/plugins/drivers"
 	"golang.org/x/sys/unix"
@@ -95,16 +99,80 @@ func (d *Driver) guardTaskDirs(cfg *drivers.TaskConfig) error {
 	return nil
 }
 
-// unguardTaskDirs takes the guards off the task's local/ and, when no other
-// task of its allocation is held, off alloc/: the client removes the dirs
-// later, which a mount on them would stop.
-func (d *Driver) unguardTaskDirs(cfg *drivers.TaskConfig, taskID string) error {
+// reapGuards takes the guards off the dirs of allocations the client is
+// removing, and finishes that removal. A guard stays after DestroyTask: the
+// client calls it before every restart of a task and then rewrites its files
+// (an identity's token) before the next StartTask, so that is when a planted
+// link would be followed. Once the client removes the allocation (its GC
+// unmounts and deletes secrets/, and deletes alloc/logs) a guard would only
+// make its rmdir fail with EBUSY, and the mount table grow with every task.
+func (d *Driver) reapGuards() {
+	d.mu.RLock()
+	root := d.allocRoot
+	d.mu.RUnlock()
+	if root == "" {
+		return
+	}
+	info, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return
+	}
 	d.guardMu.Lock()
 	defer d.guardMu.Unlock()
-	td := cfg.TaskDir()
-	err := unguardLinks(cfg.AllocDir, td.LocalDir)
-	if !d.tasks.inAlloc(cfg.AllocID, taskID) {
-		err = errors.Join(err, unguardLinks(cfg.AllocDir, td.SharedAllocDir))
+	for _, line := range strings.Split(string(info), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 6 || !strings.Contains(f[5], "nosymfollow") {
+			continue
+		}
+		point := unescapeMountinfo(f[4])
+		rel, err := filepath.Rel(root, point)
+		if err != nil || strings.HasPrefix(rel, "..") {
+			continue
+		}
+		// <alloc>/alloc, or <alloc>/<task>/local.
+		parts := strings.Split(rel, "/")
+		allocDir := filepath.Join(root, parts[0])
+		var gone string
+		switch {
+		case len(parts) == 2 && parts[1] == "alloc":
+			gone = filepath.Join(point, allocLogsDir)
+		case len(parts) == 3 && parts[2] == "local":
+			gone = filepath.Join(allocDir, parts[1], "secrets")
+		default:
+			continue
+		}
+		if d.tasks.inAlloc(filepath.Base(allocDir), "") {
+			continue
+		}
+		if _, err := os.Lstat(gone); !errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err := unguardLinks(allocDir, point); err != nil {
+			d.logger.Warn("taking a link guard off", "dir", point, "error", err)
+			continue
+		}
+		// What the client's removal could not do with the guard on.
+		_ = os.RemoveAll(point)
+		_ = os.Remove(filepath.Dir(point))
+		_ = os.Remove(allocDir)
 	}
-	return err
+}
+
+// unescapeMountinfo decodes mountinfo's octal escapes (\040 for a space).
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, "\\") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }

@@ -12,8 +12,8 @@ import (
 
 // A link the task plants in local/ or alloc/ is not followed by root's writes
 // on the host (the client's, as for a dispatch payload or an identity file),
-// while inside the sandbox links work as ever; destroying the task leaves no
-// guard behind, so the client can remove the dirs.
+// while the task runs and after it exits, while inside the sandbox links work
+// as ever; once the client removes the allocation no guard is left.
 func TestHarnessTaskDirsFollowNoLinkForRoot(t *testing.T) {
 	h, d := newHarness(t, Config{})
 	canaries := t.TempDir()
@@ -44,19 +44,33 @@ echo inside > /local/a && ln -s /local/a /local/b && cat /local/b && echo plante
 	if err := d.DestroyTask(task.ID, true); err != nil {
 		t.Fatal(err)
 	}
+	// Between a task's exit and its restart the client rewrites its files:
+	// the guard stays through DestroyTask.
+	if err := os.WriteFile(filepath.Join(td.LocalDir, "token"), []byte("x"), 0o644); !errors.Is(err, unix.ELOOP) {
+		t.Errorf("after DestroyTask, root's write through the link: %v, want ELOOP", err)
+	}
+	// The client's GC of the allocation: its UnmountAll (secrets/ and
+	// private/ unmounted, then the tree removed. The guards make that fail
+	// until the plugin reaps them.
+	for _, dir := range []string{td.SecretsDir, filepath.Join(td.Dir, "private")} {
+		for unix.Unmount(dir, unix.MNT_DETACH) == nil {
+		}
+	}
+	if err := os.RemoveAll(task.AllocDir); err == nil {
+		t.Fatal("the alloc dir went with the guards on: they guard nothing")
+	}
+	d.reapGuards()
+	if err := os.RemoveAll(task.AllocDir); err != nil {
+		t.Fatalf("after the reap the alloc dir cannot be removed: %v", err)
+	}
 	info, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, dir := range []string{td.LocalDir, td.SharedAllocDir} {
-		if strings.Contains(string(info), " "+dir+" ") {
-			t.Errorf("a mount is left on %s after DestroyTask", dir)
-		}
+	if strings.Contains(string(info), task.AllocDir) {
+		t.Errorf("mounts are left below %s", task.AllocDir)
 	}
-	// The client's GC removes them (a mount point would fail with EBUSY).
-	for _, dir := range []string{td.LocalDir, td.SharedAllocDir} {
-		if err := os.RemoveAll(dir); err != nil {
-			t.Errorf("removing %s: %v", dir, err)
-		}
+	if _, err := os.Stat(victim); err == nil {
+		t.Fatalf("root wrote through the task's link: %s exists", victim)
 	}
 }
