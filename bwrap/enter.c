@@ -269,6 +269,8 @@ static void enter_child(int pidfd, int rootfd, long uid, long gid, const char *c
 		if (ioctl(STDIN_FILENO, TIOCSCTTY, 0) != 0)
 			shim_fail("enter: the terminal: %s", strerror(errno));
 	}
+	// As for the task (shim.c): not the agent's umask.
+	umask(022);
 	enter_load_filter(filter, filter_len);
 	enter_exec(argv, envp);
 }

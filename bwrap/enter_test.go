@@ -64,13 +64,13 @@ func TestEnterRunsAsTheTaskUnderTheFilter(t *testing.T) {
 	out, ps := enter(t, b, Enter{
 		UID: uid, GID: gid, Dir: "/local",
 		Env:     map[string]string{"PATH": "/usr/bin:/bin", "MARK": "entered"},
-		Command: []string{"sh", "-c", `id -u; id -g; id -G; echo "$MARK"; pwd; hostname; grep -E '^(Seccomp|NoNewPrivs|CapInh|CapPrm|CapEff|CapBnd|CapAmb):' /proc/self/status; env | sort`},
+		Command: []string{"sh", "-c", `id -u; id -g; id -G; echo "$MARK"; pwd; hostname; umask; grep -E '^(Seccomp|NoNewPrivs|CapInh|CapPrm|CapEff|CapBnd|CapAmb):' /proc/self/status; env | sort`},
 	})
 	if ps.ExitCode() != 0 {
 		t.Fatalf("exit %d: %s", ps.ExitCode(), out)
 	}
 	want := []string{
-		strconv.Itoa(int(uid)), strconv.Itoa(int(gid)), strconv.Itoa(int(gid)), "entered", "/local", "boxed",
+		strconv.Itoa(int(uid)), strconv.Itoa(int(gid)), strconv.Itoa(int(gid)), "entered", "/local", "boxed", "0022",
 		"CapInh:\t0000000000000000", "CapPrm:\t0000000000000000", "CapEff:\t0000000000000000",
 		"CapBnd:\t0000000000000000", "CapAmb:\t0000000000000000",
 		"NoNewPrivs:\t1", "Seccomp:\t2",

@@ -326,3 +326,20 @@ func TestEnvironmentNotOnHostCommandLine(t *testing.T) {
 		}
 	}
 }
+
+// A task's umask is 022 whatever the launcher's (an agent started with
+// umask 077), and so is an exec'd command's.
+func TestTaskUmaskIsNotTheAgents(t *testing.T) {
+	old := syscall.Umask(0o077)
+	defer syscall.Umask(old)
+	uid, gid := nobody(t)
+	b := startBox(t, uid, gid, NetworkShared, "/bin/sh", "-c", "umask; echo up; exec sleep 60")
+	waitFor(t, b, "up")
+	if out := b.output(t); !strings.HasPrefix(out, "0022\n") {
+		t.Errorf("the task's umask: %q", out)
+	}
+	out, _ := enter(t, b, Enter{UID: uid, GID: gid, Env: map[string]string{"PATH": "/usr/bin:/bin"}, Command: []string{"sh", "-c", "umask"}})
+	if out != "0022\n" {
+		t.Errorf("an exec'd command's umask: %q", out)
+	}
+}

@@ -335,6 +335,10 @@ static void shim_main(int argc, char **argv) {
 	if (syscall(SYS_close_range, SHIM_LAST_FD + 1, ~0U, CLOSE_RANGE_CLOEXEC) != 0)
 		shim_fail("shim: close_range: %s", strerror(errno));
 
+	// A task's file modes do not depend on the umask the agent was started
+	// with (a hardened 077 would leave the files one task of an allocation
+	// writes to /alloc unreadable to the next).
+	umask(022);
 	char *empty_env[] = {NULL};
 	execve(argv[i], &argv[i], empty_env);
 	shim_fail("shim: exec %s: %s", argv[i], strerror(errno));

@@ -495,3 +495,26 @@ func TestHarnessRelativeCommandAndWorkDir(t *testing.T) {
 		}
 	}
 }
+
+// A command in the task's dir that is a link is the task's: the plugin does
+// not resolve it on the host as root (there its target means nothing), the
+// sandbox does.
+func TestHarnessCommandLinkResolvedInTheSandbox(t *testing.T) {
+	h, _ := newHarness(t, Config{})
+	task := newTask(t, h, "linked", TaskConfig{Command: "/local/run"})
+	local := task.TaskDir().LocalDir
+	if err := os.WriteFile(filepath.Join(local, "real.sh"), []byte("#!/bin/sh\necho linked ok\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// An absolute target as the sandbox sees it: no such path on the host.
+	if err := os.Symlink("/local/real.sh", filepath.Join(local, "run")); err != nil {
+		t.Fatal(err)
+	}
+	start(t, h, task)
+	if res := waitExit(t, h, task.ID, 20*time.Second); res.ExitCode != 0 {
+		t.Fatalf("exit %+v: %s", res, logs(t, task, "stderr"))
+	}
+	if out := logs(t, task, "stdout"); out != "linked ok\n" {
+		t.Errorf("stdout %q", out)
+	}
+}

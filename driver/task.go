@@ -96,7 +96,7 @@ func (d *Driver) buildSpec(cfg *drivers.TaskConfig, tc *TaskConfig, conf Config,
 	if rChoice, err = d.applyR(spec, cfg, tc, conf, uid, gid); err != nil {
 		return nil, "", err
 	}
-	if err := lookCommand(spec, env["PATH"]); err != nil {
+	if err := lookCommand(spec, env["PATH"], cfg.AllocDir); err != nil {
 		return nil, "", err
 	}
 	return spec, rChoice, nil
@@ -211,7 +211,11 @@ func hostname(name string) string {
 // lookCommand finds the command as the sandbox will, through the spec's binds,
 // so that a missing command fails the start with its name instead of a bare
 // bwrap error in the task's log.
-func lookCommand(spec *bwrap.Spec, path string) error {
+//
+// Below the allocation dir (the task's own files) nothing is followed: a
+// link there is the task's, and root must not resolve it on the host; such a
+// command is left to the sandbox to find.
+func lookCommand(spec *bwrap.Spec, path, allocDir string) error {
 	cmd := spec.Command
 	var candidates []string
 	if strings.Contains(cmd, "/") {
@@ -228,6 +232,12 @@ func lookCommand(spec *bwrap.Spec, path string) error {
 		if !ok {
 			continue
 		}
+		if allocDir != "" && under(host, allocDir) {
+			if taskCommandThere(allocDir, host) {
+				return nil
+			}
+			continue
+		}
 		if fi, err := os.Stat(host); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
 			return nil
 		}
@@ -236,6 +246,38 @@ func lookCommand(spec *bwrap.Spec, path string) error {
 		return fmt.Errorf("command %q not found in the sandbox (or not executable)", spec.Command)
 	}
 	return fmt.Errorf("command %q not found in the sandbox's PATH (%s)", spec.Command, path)
+}
+
+// taskCommandThere reports whether host, below the allocation dir, is an
+// executable file or a link (the task's: the sandbox resolves it), looking
+// without following any link.
+func taskCommandThere(allocDir, host string) bool {
+	rel, err := filepath.Rel(allocDir, host)
+	if err != nil {
+		return false
+	}
+	root, err := unix.Open(allocDir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(root)
+	fd, err := unix.Openat2(root, rel, &unix.OpenHow{
+		Flags:   unix.O_PATH | unix.O_NOFOLLOW | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS,
+	})
+	if errors.Is(err, unix.ELOOP) {
+		return true
+	}
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) != nil {
+		return false
+	}
+	mode := st.Mode & unix.S_IFMT
+	return mode == unix.S_IFLNK || mode == unix.S_IFREG && st.Mode&0o111 != 0
 }
 
 // prepareTaskDirs gives the task its own local/ and secrets/: owned by its
