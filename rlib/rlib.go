@@ -116,10 +116,15 @@ func MakeDir(base, rel string, uid, gid int) error {
 	parts := strings.Split(filepath.Clean(rel), "/")
 	name := func(i int) string { return filepath.Join(parts[:i+1]...) }
 	return walkDirs(fd, parts, name, func(fd, _ int, created bool) error {
-		if created {
-			return unix.Fchown(fd, uid, gid)
+		if !created {
+			return nil
 		}
-		return nil
+		if err := unix.Fchown(fd, uid, gid); err != nil {
+			return err
+		}
+		// 0755 whatever the agent's umask: the allocation's other tasks
+		// read what the task installs there.
+		return unix.Fchmod(fd, 0o755)
 	})
 }
 

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -114,6 +115,26 @@ func TestMakeCacheDir(t *testing.T) {
 	for _, bad := range []string{"..", ".", "", "a/b"} {
 		if _, err := MakeCacheDir(root, bad); err == nil {
 			t.Errorf("element %q accepted", bad)
+		}
+	}
+}
+
+// A library dir the plugin makes is 0755 whatever the agent's umask: the
+// allocation's other tasks read what the task installs there.
+func TestMakeDirModeIgnoresUmask(t *testing.T) {
+	old := syscall.Umask(0o077)
+	defer syscall.Umask(old)
+	base := t.TempDir()
+	if err := MakeDir(base, "lib/4.2", os.Getuid(), os.Getgid()); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"lib", "lib/4.2"} {
+		fi, err := os.Stat(filepath.Join(base, p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o755 {
+			t.Errorf("%s: %v, want 0755", p, fi.Mode().Perm())
 		}
 	}
 }
