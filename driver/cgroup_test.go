@@ -40,9 +40,11 @@ func TestHarnessTaskRunsInItsCgroup(t *testing.T) {
 	h, d := newHarness(t, Config{})
 	task := limitedTask(t, h, "cg", 128, sh("cat /proc/self/cgroup; sleep 30"))
 	start(t, h, task)
-	waitLog(t, task, "stdout", "memory")
-	out := logs(t, task, "stdout")
+	// v1: a line per hierarchy, each naming <alloc>.<task>; v2: one line,
+	// 0::/nomad.slice/<partition>/<alloc>.<task>.scope.
 	scope := task.AllocID + "." + task.Name
+	waitLog(t, task, "stdout", scope)
+	out := logs(t, task, "stdout")
 	if !strings.Contains(out, scope) {
 		t.Fatalf("task not in its cgroup %s: %q", scope, out)
 	}
@@ -55,6 +57,9 @@ func TestHarnessTaskRunsInItsCgroup(t *testing.T) {
 	dir := cg.Controllers["memory"]
 	if cg.V2 {
 		limitFile, dir = "memory.max", cg.Unified
+		if want := "0::" + strings.TrimPrefix(cg.Unified, "/sys/fs/cgroup") + "\n"; out != want {
+			t.Fatalf("/proc/self/cgroup %q, want %q", out, want)
+		}
 	}
 	b, err := os.ReadFile(filepath.Join(dir, limitFile))
 	if err != nil {
