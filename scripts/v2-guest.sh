@@ -23,7 +23,7 @@ run=$cache/run
 
 # The e2e tests the guest runs: every limit, stat and stop path of the
 # cgroup code, recovery and exec, and the managed egress rules.
-e2e_default='^(TestBatchJobLogs|TestOOMKilled|TestStatsOfBusyTask|TestRecovery|TestExec|TestPreflightEgressRules)$'
+e2e_default='^(TestBatchJobLogs|TestOOMKilled|TestStatsOfBusyTask|TestStatsAgainstRawExec|TestCgroupLimits|TestCgroupStop|TestRecovery|TestExec|TestPreflightEgressRules)$'
 suites=${V2_SUITES:-bwrap driver preflight e2e}
 e2e_run=${V2_E2E_RUN:-$e2e_default}
 nomad_bin=${NOMAD_BIN:-$top/.cache/nomad/nomad}
