@@ -298,6 +298,9 @@ func TestCgroupLimits(t *testing.T) {
 		}
 		// Tasks in the share partition no longer run on it.
 		share := findTaskCgroup(t, al.ID, "nomax")
+		if v2 && filepath.Base(filepath.Dir(share.unified)) != "share.slice" {
+			t.Errorf("the nomax task's cgroup %s is not in the share partition", share.unified)
+		}
 		other := cpuList(cpusAllowed(t, inCgroup(t, share, "6002")))
 		for cpu := range cpuList(cpus) {
 			if other[cpu] {
