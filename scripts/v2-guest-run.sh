@@ -81,12 +81,12 @@ run_suite() {
 
 for s in $SUITES; do
 	case $s in
-	bwrap) run_suite bwrap "$REPO/bwrap" "$share/bin/bwrap.test" -test.timeout=15m ;;
-	driver) run_suite driver "$REPO/driver" "$share/bin/driver.test" -test.timeout=25m ;;
-	preflight) run_suite preflight "$REPO/preflight" "$share/bin/preflight.test" -test.timeout=5m ;;
+	bwrap) run_suite bwrap "$REPO/bwrap" "$share/bin/bwrap.test" -test.timeout=6m ;;
+	driver) run_suite driver "$REPO/driver" "$share/bin/driver.test" -test.timeout=12m ;;
+	preflight) run_suite preflight "$REPO/preflight" "$share/bin/preflight.test" -test.timeout=3m ;;
 	e2e)
 		BWRAP_R_E2E=1 NOMAD_BIN=$NOMAD_BIN CONSUL_BIN=$CONSUL_BIN BWRAP_R_PLUGIN=$share/bin/bwrap-r \
-			run_suite e2e "$REPO/e2e" "$share/bin/e2e.test" -test.timeout=30m -test.run "$E2E_RUN"
+			run_suite e2e "$REPO/e2e" "$share/bin/e2e.test" -test.timeout=12m -test.run "$E2E_RUN"
 		;;
 	*) log "unknown suite $s" && failed=$((failed + 1)) ;;
 	esac

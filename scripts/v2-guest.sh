@@ -14,7 +14,9 @@
 #
 # V2_SUITES (default "bwrap driver preflight e2e") and V2_E2E_RUN (a -test.run
 # pattern) choose what runs; NOMAD_BIN and CONSUL_BIN the agents;
-# BWRAP_R_NODE_LOCK the lock file held while the guest runs ("" for none).
+# BWRAP_R_NODE_LOCK the lock file held while the guest runs ("" for none, as
+# when the caller holds it already: flock on a second descriptor would wait
+# for ever).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -178,7 +180,7 @@ boot() {
 	fi
 	local t=$(date +%s)
 	say "booting (suites: $suites)"
-	timeout 75m "${qemu[@]}" </dev/null 9>&- || say "qemu exited with $?"
+	timeout 35m "${qemu[@]}" </dev/null 9>&- || say "qemu exited with $?"
 	say "guest ran $(($(date +%s) - t))s"
 	[ -z "$lock" ] || exec 9>&-
 }
