@@ -9,7 +9,7 @@ TEST_TMP := $(CURDIR)/.cache/tmp
 # What the e2e tests need: the agents they start.
 E2E_ENV  := BWRAP_R_E2E=1 NOMAD_BIN=$(CURDIR)/$(NOMAD) CONSUL_BIN=$(CURDIR)/$(CONSUL)
 
-.PHONY: all deps build nomad consul test unit e2e demo demo-stop bench lint clean
+.PHONY: all deps build nomad consul test test-v2 unit e2e demo demo-stop bench lint clean
 
 all: build
 
@@ -44,6 +44,14 @@ test: deps nomad consul build lint
 	@cat $(TEST_TMP)/escape-summary
 	# a smoke run of the benchmark code (3 tasks a driver), so that it does not rot
 	TMPDIR=$(TEST_TMP) BWRAP_R_BENCH=smoke $(GO) test -tags bench -count=1 -timeout 10m ./bench/
+	$(MAKE) --no-print-directory test-v2
+
+# The sandbox, driver and preflight tests and an e2e subset on a cgroups v2
+# kernel: a qemu guest of Debian's kernel and busybox with the host's / as its
+# read-only root (scripts/v2-guest.sh; kernel and initramfs cached in
+# .cache/v2-guest/). It fails if any test fails there.
+test-v2: nomad
+	NOMAD_BIN=$(CURDIR)/$(NOMAD) CONSUL_BIN=$(CURDIR)/$(CONSUL) scripts/v2-guest.sh
 
 unit:
 	$(GO) test -count=1 ./bwrap/ ./driver/

@@ -40,9 +40,11 @@ func TestHarnessTaskRunsInItsCgroup(t *testing.T) {
 	h, d := newHarness(t, Config{})
 	task := limitedTask(t, h, "cg", 128, sh("cat /proc/self/cgroup; sleep 30"))
 	start(t, h, task)
-	waitLog(t, task, "stdout", "memory")
-	out := logs(t, task, "stdout")
+	// v1: a line per hierarchy, each naming <alloc>.<task>; v2: one line,
+	// 0::/nomad.slice/<partition>/<alloc>.<task>.scope.
 	scope := task.AllocID + "." + task.Name
+	waitLog(t, task, "stdout", scope)
+	out := logs(t, task, "stdout")
 	if !strings.Contains(out, scope) {
 		t.Fatalf("task not in its cgroup %s: %q", scope, out)
 	}
@@ -55,6 +57,9 @@ func TestHarnessTaskRunsInItsCgroup(t *testing.T) {
 	dir := cg.Controllers["memory"]
 	if cg.V2 {
 		limitFile, dir = "memory.max", cg.Unified
+		if want := "0::" + strings.TrimPrefix(cg.Unified, "/sys/fs/cgroup") + "\n"; out != want {
+			t.Fatalf("/proc/self/cgroup %q, want %q", out, want)
+		}
 	}
 	b, err := os.ReadFile(filepath.Join(dir, limitFile))
 	if err != nil {
@@ -242,6 +247,17 @@ func TestHarnessFailedStartLeavesNoCgroup(t *testing.T) {
 		t.Fatal("started with a regular file as its stdout")
 	}
 	cg := taskCgroups(task)
+	if cg.V2 {
+		// v2: bwrap-r makes no cgroup of its own (cg.Owned is empty); the
+		// scope is the client's, and nothing of the task is left in it.
+		if b, err := os.ReadFile(filepath.Join(cg.Unified, "cgroup.procs")); err != nil || len(b) > 0 {
+			t.Errorf("the task's scope %s after the failed start: procs %q (%v)", cg.Unified, b, err)
+		}
+		return
+	}
+	if len(cg.Owned) == 0 {
+		t.Fatal("v1: bwrap-r owns no cgroup of the task (it makes the pids one)")
+	}
 	for _, d := range cg.Owned {
 		if _, err := os.Stat(d); err == nil {
 			t.Errorf("cgroup %s left behind", d)

@@ -134,25 +134,68 @@ func checkUserNamespaces(r *Report, procSys string) {
 }
 
 // checkCgroups reports the cgroup version and whether the controllers the
-// limits need are there.
-func checkCgroups(r *Report, root string) {
+// limits need are there. On v2 a controller must be available at the root
+// (cgroup.controllers: one missing there is disabled on the kernel command
+// line or not delegated to this cgroup namespace) and, once the client has
+// made its cgroups, enabled for the tasks' scopes: in the cgroup.subtree_control
+// of each partition below parent (the client's cgroup parent, default
+// <root>/nomad.slice), or else in parent's cgroup.controllers.
+func checkCgroups(r *Report, root, parent string) {
 	need := []string{"memory", "cpu", "pids", "cpuset"}
-	var missing []string
-	if b, err := os.ReadFile(filepath.Join(root, "cgroup.controllers")); err == nil {
+	missingFrom := func(file string) ([]string, string, bool) {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, "", false
+		}
 		have := strings.Fields(string(b))
+		var missing []string
 		for _, c := range need {
 			if !slices.Contains(have, c) {
 				missing = append(missing, c)
 			}
 		}
+		return missing, strings.Join(have, " "), true
+	}
+	if missing, have, ok := missingFrom(filepath.Join(root, "cgroup.controllers")); ok {
 		if len(missing) > 0 {
-			r.add("cgroups", Error, "v2; missing controllers: "+strings.Join(missing, ", "),
-				"enable them in "+root+"/cgroup.subtree_control (systemd: Delegate=yes for the Nomad unit)")
+			r.add("cgroups", Error, fmt.Sprintf("v2; controllers not available at %s: %s (cgroup.controllers: %s)", root, strings.Join(missing, ", "), have),
+				"a controller missing at the root is disabled on the kernel command line (cgroup_disable=) or not delegated to this cgroup namespace: delegate "+strings.Join(missing, ", ")+" to it (systemd: Delegate=yes for the Nomad unit)")
 			return
 		}
-		r.add("cgroups", OK, "v2: "+strings.Join(have, " "), "")
+		if parent == "" {
+			parent = filepath.Join(root, "nomad.slice")
+		}
+		var partitions []string
+		for _, p := range []string{"share.slice", "reserve.slice"} {
+			dir := filepath.Join(parent, p)
+			missing, have, ok := missingFrom(filepath.Join(dir, "cgroup.subtree_control"))
+			if !ok {
+				continue
+			}
+			partitions = append(partitions, p)
+			if len(missing) > 0 {
+				r.add("cgroups", Error, fmt.Sprintf("v2; %s not delegated to the tasks in %s (its cgroup.subtree_control: %q)", strings.Join(missing, ", "), dir, have),
+					"enable them from the root down: echo '+"+strings.Join(missing, " +")+"' into the cgroup.subtree_control of "+root+" and of each cgroup down to "+dir+" (the Nomad client does so at start where it may write them; systemd: Delegate=yes for the Nomad unit)")
+				return
+			}
+		}
+		detail := "v2: " + have
+		switch {
+		case len(partitions) > 0:
+			detail += "; enabled for tasks in " + parent + "/{" + strings.Join(partitions, ",") + "}"
+		default:
+			if missing, have, ok := missingFrom(filepath.Join(parent, "cgroup.controllers")); ok && len(missing) > 0 {
+				r.add("cgroups", Error, fmt.Sprintf("v2; %s not delegated to %s (its cgroup.controllers: %q)", strings.Join(missing, ", "), parent, have),
+					"enable them in the cgroup.subtree_control of "+filepath.Dir(parent)+" and of each cgroup above it (systemd: Delegate=yes for the Nomad unit)")
+				return
+			} else if !ok {
+				detail += "; " + parent + " not made yet (the Nomad client makes it at start)"
+			}
+		}
+		r.add("cgroups", OK, detail, "")
 		return
 	}
+	var missing []string
 	for _, c := range append(need, "freezer") {
 		if _, err := os.Stat(filepath.Join(root, c)); err != nil {
 			missing = append(missing, c)

@@ -66,22 +66,110 @@ func TestUserNamespaceSysctls(t *testing.T) {
 }
 
 func TestCgroupCheck(t *testing.T) {
+	write := func(dir, file, content string) {
+		t.Helper()
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, file), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all := "cpuset cpu io memory hugetlb pids rdma\n"
 	v2 := t.TempDir()
-	os.WriteFile(filepath.Join(v2, "cgroup.controllers"), []byte("cpuset cpu io memory hugetlb pids rdma\n"), 0o644)
+	write(v2, "cgroup.controllers", all)
 	v2missing := t.TempDir()
-	os.WriteFile(filepath.Join(v2missing, "cgroup.controllers"), []byte("cpu io memory\n"), 0o644)
+	write(v2missing, "cgroup.controllers", "cpu io memory\n")
+	// The client made its partitions, but memory is not enabled for the
+	// scopes below share.slice.
+	v2undelegated := t.TempDir()
+	write(v2undelegated, "cgroup.controllers", all)
+	write(filepath.Join(v2undelegated, "nomad.slice"), "cgroup.controllers", all)
+	write(filepath.Join(v2undelegated, "nomad.slice", "share.slice"), "cgroup.subtree_control", "cpuset cpu pids\n")
+	v2delegated := t.TempDir()
+	write(v2delegated, "cgroup.controllers", all)
+	write(filepath.Join(v2delegated, "nomad.slice", "share.slice"), "cgroup.subtree_control", "cpuset cpu io memory pids\n")
+	write(filepath.Join(v2delegated, "nomad.slice", "reserve.slice"), "cgroup.subtree_control", "cpuset cpu io memory pids\n")
+	// The parent exists but its own parent enabled no cpuset for it.
+	v2parent := t.TempDir()
+	write(v2parent, "cgroup.controllers", all)
+	write(filepath.Join(v2parent, "nomad.slice"), "cgroup.controllers", "cpu io memory pids\n")
 	v1 := t.TempDir()
 	for _, c := range []string{"memory", "cpu", "pids", "cpuset", "freezer"} {
 		os.Mkdir(filepath.Join(v1, c), 0o755)
 	}
 	v1missing := t.TempDir()
 	os.Mkdir(filepath.Join(v1missing, "memory"), 0o755)
-	for root, want := range map[string]Result{v2: OK, v2missing: Error, v1: OK, v1missing: Error} {
+	for _, c := range []struct {
+		name, root string
+		want       Result
+		detail     string
+	}{
+		{"v2", v2, OK, "not made yet"},
+		{"v2 missing at the root", v2missing, Error, "cpuset"},
+		{"v2 not delegated to the scopes", v2undelegated, Error, "memory not delegated to the tasks in " + filepath.Join(v2undelegated, "nomad.slice", "share.slice")},
+		{"v2 delegated", v2delegated, OK, "share.slice,reserve.slice"},
+		{"v2 not delegated to the parent", v2parent, Error, "cpuset not delegated to " + filepath.Join(v2parent, "nomad.slice")},
+		{"v1", v1, OK, "v1"},
+		{"v1 missing", v1missing, Error, "cpu, pids, cpuset, freezer"},
+	} {
 		r := &Report{}
-		checkCgroups(r, root)
-		if got, _ := r.Get("cgroups"); got.Result != want {
-			t.Errorf("%s: %s %q, want %s", root, got.Result, got.Detail, want)
+		checkCgroups(r, c.root, "")
+		got, _ := r.Get("cgroups")
+		if got.Result != c.want || !strings.Contains(got.Detail, c.detail) {
+			t.Errorf("%s: %s %q, want %s naming %q", c.name, got.Result, got.Detail, c.want, c.detail)
 		}
+		if got.Result != OK && got.Fix == "" {
+			t.Errorf("%s: no fix given", c.name)
+		}
+	}
+}
+
+// On a real v2 kernel (v2 only: it skips on v1): a parent whose partitions
+// lack the memory and cpuset controllers is an error naming them, and one
+// with every controller enabled passes.
+func TestCgroupCheckV2Delegation(t *testing.T) {
+	const root = "/sys/fs/cgroup"
+	if _, err := os.Stat(filepath.Join(root, "cgroup.controllers")); err != nil {
+		t.Skip("cgroups v2 only: " + root + " is not the unified hierarchy")
+	}
+	if os.Getuid() != 0 {
+		t.Skip("needs root")
+	}
+	enable := func(dir, controllers string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, "cgroup.subtree_control"), []byte(controllers), 0); err != nil {
+			t.Fatalf("%s: enabling %s: %v", dir, controllers, err)
+		}
+	}
+	// As the Nomad client does at the root.
+	enable(root, "+cpuset +cpu +memory +pids")
+	parent := filepath.Join(root, "bwrap-r-preflight-test.slice")
+	share := filepath.Join(parent, "share.slice")
+	for _, d := range []string{parent, share} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { os.Remove(share); os.Remove(parent) })
+	enable(parent, "+cpu +pids")
+	enable(share, "+cpu +pids")
+	r := &Report{}
+	checkCgroups(r, root, parent)
+	got, _ := r.Get("cgroups")
+	t.Logf("cpu and pids only: %s: %s", got.Result, got.Detail)
+	if got.Result != Error || !strings.Contains(got.Detail, "memory, cpuset not delegated") || !strings.Contains(got.Detail, share) {
+		t.Errorf("cgroups: %s %q, want an error naming memory and cpuset and %s", got.Result, got.Detail, share)
+	}
+
+	enable(parent, "+cpuset +memory")
+	enable(share, "+cpuset +memory")
+	r = &Report{}
+	checkCgroups(r, root, parent)
+	got, _ = r.Get("cgroups")
+	t.Logf("all four: %s: %s", got.Result, got.Detail)
+	if got.Result != OK {
+		t.Errorf("cgroups: %s %q, want ok", got.Result, got.Detail)
 	}
 }
 

@@ -58,6 +58,10 @@ type Config struct {
 	AllocRoot string
 
 	RRoot, RLinkDir, DefaultR string
+	// CgroupParent is the client's cgroup parent on v2, where the tasks'
+	// partitions are; "" is <CgroupRoot>/nomad.slice, where Nomad v1.11
+	// puts them whatever the client's cgroup_parent says.
+	CgroupParent string
 	// ProcSys and CgroupRoot are injectable for tests.
 	ProcSys, CgroupRoot string
 }
@@ -84,7 +88,7 @@ func Run(ctx context.Context, c Config) *Report {
 		r.add("task_start", Error, "not run: bwrap is missing", "install bubblewrap")
 	}
 	checkR(r, c)
-	checkCgroups(r, c.CgroupRoot)
+	checkCgroups(r, c.CgroupRoot, c.CgroupParent)
 	checkEgress(ctx, r, c, bwrapOK)
 	return r
 }
