@@ -317,7 +317,24 @@ func (e *env) leftovers(timeout time.Duration) []string {
 
 // mountsLeft lists mount points under dir (alloc dirs' secrets tmpfs, exec's
 // bind mounts) still in the host's mount table.
-func mountsLeft(dir string) []string { return mountsUnder(dir + "/") }
+// bwrap-r's link guards (nosymfollow binds of local/ and alloc/) stay until
+// the client removes the allocation, which the harness never does: they are
+// detached here, like the client's GC, and not counted.
+func mountsLeft(dir string) []string {
+	if b, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
+		var guards []string
+		for _, line := range strings.Split(string(b), "\n") {
+			f := strings.Fields(line)
+			if len(f) > 5 && strings.HasPrefix(f[4], dir+"/") && strings.Contains(f[5], "nosymfollow") {
+				guards = append(guards, f[4])
+			}
+		}
+		for i := len(guards) - 1; i >= 0; i-- {
+			_ = unix.Unmount(guards[i], unix.MNT_DETACH)
+		}
+	}
+	return mountsUnder(dir + "/")
+}
 
 // mountsUnder lists the host's mount points that start with prefix.
 func mountsUnder(prefix string) []string {
