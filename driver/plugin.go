@@ -132,8 +132,10 @@ var capabilities = &drivers.Capabilities{
 	// builds the task's root itself.
 	FSIsolation: fsisolation.Image,
 	// group: Nomad's bridge and none modes (the allocation's namespace).
-	NetIsolationModes:    []drivers.NetIsolationMode{drivers.NetIsolationModeHost, drivers.NetIsolationModeGroup},
-	MountConfigs:         drivers.MountConfigSupportNone,
+	NetIsolationModes: []drivers.NetIsolationMode{drivers.NetIsolationModeHost, drivers.NetIsolationModeGroup},
+	// all: every volume_mount (host, dynamic host and CSI volumes) is bound,
+	// or the task fails to start naming it.
+	MountConfigs:         drivers.MountConfigSupportAll,
 	DynamicWorkloadUsers: true,
 }
 

@@ -1,0 +1,166 @@
+package driver
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/hashicorp/nomad/nomad/structs"
+	"github.com/hashicorp/nomad/plugins/drivers"
+
+	"github.com/bwrap-r/bwrap-r/bwrap"
+)
+
+// applyMounts adds what the task mounts to the spec: Nomad's mounts
+// (host volumes, dynamic host volumes, CSI volumes, a device plugin's
+// mounts). Every one is made or the start fails naming it: none is dropped.
+func applyMounts(spec *bwrap.Spec, cfg *drivers.TaskConfig, tc *TaskConfig, conf Config) error {
+	binds, err := volumeBinds(cfg.Mounts)
+	if err != nil {
+		return err
+	}
+	// Parents before children (a volume at /data, another at /data/in),
+	// whatever the job's order; bwrap applies mounts in order.
+	slices.SortStableFunc(binds, func(a, b namedBind) int { return depth(a.Dest) - depth(b.Dest) })
+	seen := map[string]string{}
+	for _, b := range binds {
+		if other, dup := seen[b.Dest]; dup {
+			return fmt.Errorf("%s: %s is also the destination of %s", b.what, b.Dest, other)
+		}
+		seen[b.Dest] = b.what
+		if err := mountpointPossible(spec.Mounts, b); err != nil {
+			return err
+		}
+		spec.Mounts = append(spec.Mounts, b.Mount)
+	}
+	return nil
+}
+
+// namedBind is a bind and what the job calls it, for errors.
+type namedBind struct {
+	bwrap.Mount
+	what string
+}
+
+// volumeBinds turns Nomad's mounts into binds by descriptor. A volume's
+// path is the operator's (a client host_volume block, the client's
+// host_volumes_dir for a dynamic volume, the client's CSI mount dir), so
+// its parent is trusted; the path itself must not be a link, and is opened
+// beneath its parent without following one.
+func volumeBinds(mounts []*drivers.MountConfig) ([]namedBind, error) {
+	var out []namedBind
+	for _, m := range mounts {
+		if m == nil {
+			continue
+		}
+		what := fmt.Sprintf("volume mount %s (host path %s)", m.TaskPath, m.HostPath)
+		dest, err := mountDest(m.TaskPath)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		switch m.PropagationMode {
+		case "", structs.VolumeMountPropagationPrivate:
+		case structs.VolumeMountPropagationHostToTask, structs.VolumeMountPropagationBidirectional:
+			return nil, fmt.Errorf("%s: propagation_mode %q is not supported by bwrap-r: a task's mounts are private (no mount reaches the task from the host after it starts, and a task cannot mount); use \"private\"", what, m.PropagationMode)
+		default:
+			return nil, fmt.Errorf("%s: unknown propagation_mode %q", what, m.PropagationMode)
+		}
+		if m.SELinuxLabel != "" && selinuxEnabled() {
+			return nil, fmt.Errorf("%s: selinux_label %q: bwrap-r does not relabel volumes", what, m.SELinuxLabel)
+		}
+		src := filepath.Clean(m.HostPath)
+		if !filepath.IsAbs(m.HostPath) || src == "/" {
+			return nil, fmt.Errorf("%s: the host path must be an absolute path below /", what)
+		}
+		kind := bwrap.Bind
+		if m.Readonly {
+			kind = bwrap.ROBind
+		}
+		b := namedBind{bwrap.Mount{Kind: kind, Source: src, Dest: dest, Beneath: filepath.Dir(src)}, what}
+		if err := checkSource(b); err != nil {
+			return nil, err
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+// checkSource opens a bind's source as the launcher will, so that a source
+// that is a link, missing or of the wrong type fails the start here with the
+// mount's name.
+func checkSource(b namedBind) error {
+	f, err := bwrap.OpenSource(b.Mount)
+	if err != nil {
+		return fmt.Errorf("%s: %w", b.what, err)
+	}
+	return f.Close()
+}
+
+// mountDest is where a mount appears in the sandbox: an absolute path, or
+// one relative to the task dir (as under exec, whose chroot is the task dir:
+// "alloc/data" is /alloc/data). Not / itself, and not in /proc or /dev,
+// which bwrap makes itself (/dev is read-only by the time binds are made).
+func mountDest(p string) (string, error) {
+	if strings.TrimSpace(p) == "" {
+		return "", errors.New("no destination")
+	}
+	if hasDotDot(p) {
+		return "", fmt.Errorf("destination %q: no \"..\" please", p)
+	}
+	dest := filepath.Join("/", p)
+	switch {
+	case dest == "/":
+		return "", errors.New("the destination must not be the sandbox's /")
+	case under(dest, "/proc"), under(dest, "/dev"):
+		return "", fmt.Errorf("destination %s: nothing can be mounted in /proc or /dev", dest)
+	}
+	return dest, nil
+}
+
+// mountpointPossible refuses a destination bwrap could not make: one that
+// does not exist below a read-only bind (/usr, an /etc file, /alloc/logs, a
+// read-only volume), where bwrap cannot create the mount point and would
+// fail only once the task runs.
+func mountpointPossible(mounts []bwrap.Mount, b namedBind) error {
+	for i := len(mounts) - 1; i >= 0; i-- {
+		m := mounts[i]
+		if !under(b.Dest, m.Dest) {
+			continue
+		}
+		switch m.Kind {
+		case bwrap.ROBind:
+		case bwrap.Tmpfs, bwrap.Dir, bwrap.Bind, bwrap.DevBind:
+			return nil
+		case bwrap.Symlink:
+			return fmt.Errorf("%s: %s lies in %s, a link in the sandbox: use the path it points to", b.what, b.Dest, m.Dest)
+		default:
+			return fmt.Errorf("%s: %s lies in %s, where nothing can be mounted", b.what, b.Dest, m.Dest)
+		}
+		if b.Dest == m.Dest {
+			return nil // bound over the read-only bind as a whole
+		}
+		rel, _ := filepath.Rel(m.Dest, b.Dest)
+		if _, err := os.Stat(filepath.Join(m.Source, rel)); err != nil {
+			return fmt.Errorf("%s: %s lies in %s, which is read-only in the sandbox, and does not exist there: choose a destination elsewhere", b.what, b.Dest, m.Dest)
+		}
+		return nil
+	}
+	return nil
+}
+
+func depth(p string) int { return strings.Count(p, "/") }
+
+// hasDotDot reports a ".." component.
+func hasDotDot(p string) bool {
+	return slices.Contains(strings.Split(p, "/"), "..")
+}
+
+// selinuxEnabled reports whether the node runs SELinux: without it a
+// volume's selinux_label means nothing, for any driver.
+func selinuxEnabled() bool {
+	_, err := os.Stat("/sys/fs/selinux/enforce")
+	return err == nil
+}
