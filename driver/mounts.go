@@ -14,14 +14,32 @@ import (
 	"github.com/bwrap-r/bwrap-r/bwrap"
 )
 
+// TaskMount is one entry of the task config's mounts: a host path under the
+// plugin's mount_roots, read-only unless the job says otherwise and the path
+// lies under mount_roots_writable.
+type TaskMount struct {
+	Source      string `codec:"source"`
+	Destination string `codec:"destination"`
+	// ReadOnly is true when unset.
+	ReadOnly *bool `codec:"readonly"`
+}
+
+func (m TaskMount) readOnly() bool { return m.ReadOnly == nil || *m.ReadOnly }
+
 // applyMounts adds what the task mounts to the spec: Nomad's mounts
 // (host volumes, dynamic host volumes, CSI volumes, a device plugin's
-// mounts). Every one is made or the start fails naming it: none is dropped.
+// mounts) and the task config's mounts. Every one is made or the start
+// fails naming it: none is dropped.
 func applyMounts(spec *bwrap.Spec, cfg *drivers.TaskConfig, tc *TaskConfig, conf Config) error {
 	binds, err := volumeBinds(cfg.Mounts)
 	if err != nil {
 		return err
 	}
+	more, err := configBinds(tc.Mounts, conf)
+	if err != nil {
+		return err
+	}
+	binds = append(binds, more...)
 	// Parents before children (a volume at /data, another at /data/in),
 	// whatever the job's order; bwrap applies mounts in order.
 	slices.SortStableFunc(binds, func(a, b namedBind) int { return depth(a.Dest) - depth(b.Dest) })
@@ -86,6 +104,67 @@ func volumeBinds(mounts []*drivers.MountConfig) ([]namedBind, error) {
 		out = append(out, b)
 	}
 	return out, nil
+}
+
+// configBinds checks the task config's mounts against the plugin's roots: a
+// source must lie under one after links are resolved ("..", and a link out
+// of the roots, refused), and is bound by descriptor beneath that root, so a
+// link swapped in after the check is refused too.
+func configBinds(mounts []TaskMount, conf Config) ([]namedBind, error) {
+	var out []namedBind
+	for _, m := range mounts {
+		what := fmt.Sprintf("config mounts %s (source %s)", m.Destination, m.Source)
+		dest, err := mountDest(m.Destination)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		roots, setting := conf.MountRoots, "mount_roots"
+		if !m.readOnly() {
+			roots, setting = conf.MountRootsWritable, "mount_roots_writable"
+		}
+		real, root, err := underRoot(m.Source, roots, setting)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		kind := bwrap.ROBind
+		if !m.readOnly() {
+			kind = bwrap.Bind
+		}
+		b := namedBind{bwrap.Mount{Kind: kind, Source: real, Dest: dest, Beneath: root}, what}
+		if err := checkSource(b); err != nil {
+			return nil, err
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+// underRoot resolves path's links and returns it with the (resolved) root
+// among roots it lies in.
+func underRoot(path string, roots []string, setting string) (real, root string, err error) {
+	if !filepath.IsAbs(path) || hasDotDot(path) {
+		return "", "", errors.New("the source must be an absolute path without \"..\"")
+	}
+	if len(roots) == 0 {
+		if setting == "mount_roots_writable" {
+			return "", "", errors.New("readonly = false, and the plugin allows no writable mounts (mount_roots_writable)")
+		}
+		return "", "", errors.New("the plugin allows no mounts (mount_roots)")
+	}
+	real, err = filepath.EvalSymlinks(path)
+	if err != nil {
+		return "", "", err
+	}
+	for _, r := range roots {
+		rr, err := filepath.EvalSymlinks(r)
+		if err != nil {
+			continue
+		}
+		if under(real, rr) {
+			return real, rr, nil
+		}
+	}
+	return "", "", fmt.Errorf("%s lies outside the plugin's %s (%s)", real, setting, strings.Join(roots, ", "))
 }
 
 // checkSource opens a bind's source as the launcher will, so that a source
@@ -163,4 +242,16 @@ func hasDotDot(p string) bool {
 func selinuxEnabled() bool {
 	_, err := os.Stat("/sys/fs/selinux/enforce")
 	return err == nil
+}
+
+// normalizeMountRoots checks the plugin's mount roots: absolute, not /.
+func (c *Config) normalizeMountRoots() error {
+	for setting, roots := range map[string][]string{"mount_roots": c.MountRoots, "mount_roots_writable": c.MountRootsWritable} {
+		for _, r := range roots {
+			if !filepath.IsAbs(r) || filepath.Clean(r) == "/" || hasDotDot(r) {
+				return fmt.Errorf("%s: %q must be an absolute path below /, without \"..\"", setting, r)
+			}
+		}
+	}
+	return nil
 }

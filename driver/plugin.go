@@ -47,6 +47,10 @@ var configSpec = hclspec.NewObject(map[string]*hclspec.Spec{
 	"default_r": hclspec.NewAttr("default_r", "string", false),
 	// r_library_roots: host dirs jobs may use as package libraries (r_libs).
 	"r_library_roots": hclspec.NewAttr("r_library_roots", "list(string)", false),
+	// mount_roots: host dirs whose paths a task config's mounts may bind
+	// read-only; mount_roots_writable: those it may bind read-write.
+	"mount_roots":          hclspec.NewAttr("mount_roots", "list(string)", false),
+	"mount_roots_writable": hclspec.NewAttr("mount_roots_writable", "list(string)", false),
 	// r_cache_dir: a node-wide package cache, one directory per R x.y and
 	// platform, read-only in R tasks, writable in those that ask.
 	"r_cache_dir": hclspec.NewAttr("r_cache_dir", "string", false),
@@ -123,6 +127,16 @@ var taskConfigSpec = hclspec.NewObject(map[string]*hclspec.Spec{
 	// work_dir: the command's working directory in the sandbox (default
 	// /local); a relative one is relative to the task dir, as the command.
 	"work_dir": hclspec.NewAttr("work_dir", "string", false),
+	// mounts: host paths under the plugin's mount_roots, bound at
+	// destination, read-only unless readonly = false (mount_roots_writable).
+	"mounts": hclspec.NewBlockList("mounts", hclspec.NewObject(map[string]*hclspec.Spec{
+		"source":      hclspec.NewAttr("source", "string", true),
+		"destination": hclspec.NewAttr("destination", "string", true),
+		"readonly": hclspec.NewDefault(
+			hclspec.NewAttr("readonly", "bool", false),
+			hclspec.NewLiteral("true"),
+		),
+	})),
 })
 
 var capabilities = &drivers.Capabilities{
@@ -158,6 +172,11 @@ type Config struct {
 	RVersionMatch string   `codec:"r_version_match"`
 	RLibraryRoots []string `codec:"r_library_roots"`
 	RCacheDir     string   `codec:"r_cache_dir"`
+
+	// MountRoots and MountRootsWritable are the host dirs a task config's
+	// mounts may come from, read-only and read-write.
+	MountRoots         []string `codec:"mount_roots"`
+	MountRootsWritable []string `codec:"mount_roots_writable"`
 
 	TaskUIDRange      string        `codec:"task_uid_range"`
 	PreflightInterval string        `codec:"preflight_interval"`
@@ -196,4 +215,6 @@ type TaskConfig struct {
 	// EgressDeny adds owner-match deny rules for this task's UID, in a
 	// table of the task's own.
 	EgressDeny []string `codec:"egress_deny"`
+	// Mounts are host paths under the plugin's mount roots.
+	Mounts []TaskMount `codec:"mounts"`
 }
