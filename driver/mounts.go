@@ -28,8 +28,8 @@ func (m TaskMount) readOnly() bool { return m.ReadOnly == nil || *m.ReadOnly }
 
 // applyMounts adds what the task mounts to the spec: Nomad's mounts
 // (host volumes, dynamic host volumes, CSI volumes, a device plugin's
-// mounts) and the task config's mounts. Every one is made or the start
-// fails naming it: none is dropped.
+// mounts), the task config's mounts, and the device plugins' devices. Every
+// one is made or the start fails naming it: none is dropped.
 func applyMounts(spec *bwrap.Spec, cfg *drivers.TaskConfig, tc *TaskConfig, conf Config) error {
 	binds, err := volumeBinds(cfg.Mounts)
 	if err != nil {
@@ -54,7 +54,7 @@ func applyMounts(spec *bwrap.Spec, cfg *drivers.TaskConfig, tc *TaskConfig, conf
 		}
 		spec.Mounts = append(spec.Mounts, b.Mount)
 	}
-	return nil
+	return applyDevices(spec, cfg)
 }
 
 // namedBind is a bind and what the job calls it, for errors.
