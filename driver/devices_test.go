@@ -121,11 +121,12 @@ func TestHarnessDeviceRefusals(t *testing.T) {
 }
 
 // TestHarnessDeviceExecHeld: a command exec'd into the task is held to the
-// device's permissions too (it joins the task's devices cgroup).
+// device's permissions too (it joins the task's devices cgroup), and Nomad's
+// exec conformance tests (terminals included) pass in such a task.
 func TestHarnessDeviceExecHeld(t *testing.T) {
 	node := testDeviceNode(t)
 	h, _ := newHarness(t, Config{})
-	task := limitedTask(t, h, "dev-exec", 64, sh("sleep 600"))
+	task := limitedTask(t, h, "dev-exec", 128, sh("sleep 600"))
 	task.Devices = []*drivers.DeviceConfig{{TaskPath: "/dev/mydev", HostPath: node, Permissions: "r"}}
 	start(t, h, task)
 	if err := h.WaitUntilStarted(task.ID, 10*time.Second); err != nil {
@@ -139,4 +140,5 @@ func TestHarnessDeviceExecHeld(t *testing.T) {
 	if !strings.Contains(out, "READ-OK") || !strings.Contains(out, "WRITE-REFUSED") {
 		t.Fatalf("exec into a task with a read-only device: %q %q", out, res.Stderr)
 	}
+	testutils.ExecTaskStreamingConformanceTests(t, h, task.ID)
 }
