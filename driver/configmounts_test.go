@@ -85,8 +85,8 @@ func TestHarnessConfigMountWritable(t *testing.T) {
 }
 
 // TestHarnessConfigMountRefusals: a source outside the roots, a link out of
-// a root, ".." and a plugin without roots are refused at start, naming the
-// mount.
+// a root, "..", a source behind a directory the task's UID cannot search and
+// a plugin without roots are refused at start, naming the mount.
 func TestHarnessConfigMountRefusals(t *testing.T) {
 	root := mountRoot(t)
 	outside := t.TempDir()
@@ -94,6 +94,14 @@ func TestHarnessConfigMountRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := os.Symlink("ref", filepath.Join(root, "inside-link")); err != nil {
+		t.Fatal(err)
+	}
+	// Another team's dir, closed to other UIDs, holding world-readable files:
+	// by path the task could not reach them, so a bind must not either.
+	if err := os.MkdirAll(filepath.Join(root, "team-a", "reports"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(root, "team-a"), 0o700); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []struct {
@@ -106,6 +114,7 @@ func TestHarnessConfigMountRefusals(t *testing.T) {
 		{"dotdot", filepath.Join(root, "ref") + "/../../" + filepath.Base(outside), []string{root}, `".."`},
 		{"relative", "srv-data/ref", []string{root}, "absolute"},
 		{"no-roots", filepath.Join(root, "ref"), nil, "mount_roots"},
+		{"through-a-closed-dir", filepath.Join(root, "team-a", "reports"), []string{root}, "closed to the task's uid"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			h, _ := newHarness(t, Config{MountRoots: c.roots})

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/nomad/nomad/structs"
 	"github.com/hashicorp/nomad/plugins/drivers"
+	"golang.org/x/sys/unix"
 
 	"github.com/bwrap-r/bwrap-r/bwrap"
 )
@@ -35,7 +36,7 @@ func applyMounts(spec *bwrap.Spec, cfg *drivers.TaskConfig, tc *TaskConfig, conf
 	if err != nil {
 		return err
 	}
-	more, err := configBinds(tc.Mounts, conf)
+	more, err := configBinds(tc.Mounts, conf, spec.UID, spec.GID)
 	if err != nil {
 		return err
 	}
@@ -109,8 +110,10 @@ func volumeBinds(mounts []*drivers.MountConfig) ([]namedBind, error) {
 // configBinds checks the task config's mounts against the plugin's roots: a
 // source must lie under one after links are resolved ("..", and a link out
 // of the roots, refused), and is bound by descriptor beneath that root, so a
-// link swapped in after the check is refused too.
-func configBinds(mounts []TaskMount, conf Config) ([]namedBind, error) {
+// link swapped in after the check is refused too. The task's UID must be
+// able to reach the source from its root, as it would have to for a bind by
+// path: a descriptor must not open a way through a directory closed to it.
+func configBinds(mounts []TaskMount, conf Config, uid, gid uint32) ([]namedBind, error) {
 	var out []namedBind
 	for _, m := range mounts {
 		what := fmt.Sprintf("config mounts %s (source %s)", m.Destination, m.Source)
@@ -124,6 +127,9 @@ func configBinds(mounts []TaskMount, conf Config) ([]namedBind, error) {
 		}
 		real, root, err := underRoot(m.Source, roots, setting)
 		if err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		if err := reachable(root, real, uid, gid); err != nil {
 			return nil, fmt.Errorf("%s: %w", what, err)
 		}
 		kind := bwrap.ROBind
@@ -165,6 +171,37 @@ func underRoot(path string, roots []string, setting string) (real, root string, 
 		}
 	}
 	return "", "", fmt.Errorf("%s lies outside the plugin's %s (%s)", real, setting, strings.Join(roots, ", "))
+}
+
+// reachable checks that uid (with gid, its only group in the sandbox) may
+// search every directory from root down to path's parent.
+func reachable(root, path string, uid, gid uint32) error {
+	rel, err := filepath.Rel(root, path)
+	if err != nil || rel == "." {
+		return err
+	}
+	dir := root
+	for _, part := range append([]string{""}, strings.Split(filepath.Dir(rel), "/")...) {
+		if part == "." {
+			break
+		}
+		dir = filepath.Join(dir, part)
+		var st unix.Stat_t
+		if err := unix.Stat(dir, &st); err != nil {
+			return err
+		}
+		bit := uint32(0o001)
+		switch {
+		case st.Uid == uid:
+			bit = 0o100
+		case st.Gid == gid:
+			bit = 0o010
+		}
+		if st.Mode&bit == 0 {
+			return fmt.Errorf("%s is closed to the task's uid %d (mode %04o, owner %d:%d): it could not reach %s", dir, uid, st.Mode&0o7777, st.Uid, st.Gid, path)
+		}
+	}
+	return nil
 }
 
 // checkSource opens a bind's source as the launcher will, so that a source
