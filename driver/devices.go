@@ -97,6 +97,10 @@ func applyDevices(spec *bwrap.Spec, cfg *drivers.TaskConfig) error {
 	}
 	enforced := deviceCgroupAvailable(cfg)
 	for _, d := range devs {
+		// bwrap binds a device by path, as the task's UID.
+		if err := reachable("/", d.host, spec.UID, spec.GID); err != nil {
+			return fmt.Errorf("%s: %w", d.what(), err)
+		}
 		if !enforced && !(strings.Contains(d.perms, "r") && strings.Contains(d.perms, "w")) {
 			return fmt.Errorf("%s: permissions %q need a devices cgroup to refuse what they leave out, and this task has none (%s)", d.what(), d.perms, noDeviceCgroupReason(cfg))
 		}

@@ -87,6 +87,16 @@ func TestHarnessDeviceRefusals(t *testing.T) {
 	if err := os.WriteFile(file, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// A node in a directory the task's UID cannot search: bwrap binds
+	// devices by path, as the task.
+	closed := "/dev/bwrap-r-test-closed-" + strconv.Itoa(os.Getpid())
+	if err := os.Mkdir(closed, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(closed) })
+	if err := unix.Mknod(closed+"/node", unix.S_IFCHR|0o666, int(unix.Mkdev(10, 200))); err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		name, host, perms string
 		cgroups           bool
@@ -95,6 +105,7 @@ func TestHarnessDeviceRefusals(t *testing.T) {
 		{"not-a-device", file, "rw", true, "not a device node"},
 		{"missing", "/dev/bwrap-r-no-such-device", "rw", true, "no such file"},
 		{"bad-permissions", node, "rx", true, "permissions"},
+		{"closed-dir", closed + "/node", "rw", true, "closed to the task's uid"},
 		// Read-only needs the devices cgroup: without one it is refused.
 		{"read-only-without-cgroup", node, "r", false, "devices cgroup"},
 	} {
