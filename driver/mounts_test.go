@@ -167,3 +167,46 @@ func TestHarnessVolumePrivate(t *testing.T) {
 		t.Fatalf("the volume's mount propagates: %s", line)
 	}
 }
+
+// TestHarnessVolumesNested: a volume inside another is bound after it
+// whatever the job's order, and two mounts at one destination are refused.
+func TestHarnessVolumesNested(t *testing.T) {
+	h, _ := newHarness(t, Config{})
+	var outer, inner string
+	task := newTaskWith(t, h, "vol-nested", sh("cat /data/in/marker && echo x > /data/top"), func(task *drivers.TaskConfig) {
+		uid := taskUIDOf(t, task)
+		outer, inner = hostVolume(t, uid), hostVolume(t, uid)
+		if err := os.WriteFile(filepath.Join(inner, "marker"), []byte("inner-volume\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		task.Mounts = []*drivers.MountConfig{
+			{TaskPath: "/data/in", HostPath: inner, Readonly: true},
+			{TaskPath: "/data", HostPath: outer},
+		}
+	})
+	start(t, h, task)
+	if res := waitExit(t, h, task.ID, 20*time.Second); res.ExitCode != 0 {
+		t.Fatalf("task failed: %+v %s", res, logs(t, task, "stderr"))
+	}
+	if out := logs(t, task, "stdout"); out != "inner-volume\n" {
+		t.Fatalf("the inner volume is not at /data/in: %q", out)
+	}
+	if _, err := os.Stat(filepath.Join(outer, "top")); err != nil {
+		t.Fatalf("the outer volume did not get the file: %v", err)
+	}
+
+	h2, _ := newHarness(t, Config{})
+	dup := newTaskWith(t, h2, "vol-dup", sh("true"), func(task *drivers.TaskConfig) {
+		uid := taskUIDOf(t, task)
+		task.Mounts = []*drivers.MountConfig{
+			{TaskPath: "/data", HostPath: hostVolume(t, uid)},
+			{TaskPath: "/data/", HostPath: hostVolume(t, uid)},
+		}
+	})
+	if _, _, err := h2.StartTask(dup); err == nil || !strings.Contains(err.Error(), "also the destination") {
+		if err == nil {
+			_ = h2.Impl().DestroyTask(dup.ID, true)
+		}
+		t.Fatalf("two mounts at /data: got %v, want a refusal", err)
+	}
+}
