@@ -19,7 +19,7 @@ type Set struct {
 	V2      bool
 	Unified string
 	// Controllers maps a v1 controller (memory, cpu, cpuacct, cpuset,
-	// freezer, pids) to the task's directory in it.
+	// freezer, pids, devices) to the task's directory in it.
 	Controllers map[string]string
 	// Owned are directories bwrap-r made (not Nomad): removed on Teardown.
 	Owned []string
@@ -35,7 +35,7 @@ func (s *Set) Dirs() []string {
 	}
 	var dirs []string
 	seen := map[string]bool{}
-	for _, c := range []string{"freezer", "cpu", "cpuacct", "memory", "cpuset", "pids"} {
+	for _, c := range []string{"freezer", "cpu", "cpuacct", "memory", "cpuset", "pids", "devices"} {
 		if d, ok := s.Controllers[c]; ok && !seen[d] {
 			seen[d] = true
 			dirs = append(dirs, d)
@@ -84,6 +84,9 @@ type Limits struct {
 	Cpuset string
 	// PidsMax caps processes and threads.
 	PidsMax int64
+	// Devices, when set, are the only device nodes the task may open or
+	// make: v1 devices.allow rules ("c 1:3 rw"), everything else denied.
+	Devices []string
 }
 
 // Apply writes the limits. Every limit is attempted; the errors are joined.
@@ -131,6 +134,16 @@ func (s *Set) Apply(l Limits) error {
 	}
 	if l.PidsMax > 0 {
 		w("pids", "pids.max", strconv.FormatInt(l.PidsMax, 10))
+	}
+	if len(l.Devices) > 0 {
+		if s.V2 {
+			errs = append(errs, errors.New("device rules: cgroups v2 has no devices controller"))
+		} else {
+			w("devices", "devices.deny", "a")
+			for _, r := range l.Devices {
+				w("devices", "devices.allow", r)
+			}
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -13,9 +13,10 @@ import (
 
 // taskCgroups finds the cgroup(s) Nomad's client made for the task (nil when
 // it made none, as in tests that run the driver without a client). On v1 the
-// client makes freezer, cpu, memory and cpuset; bwrap-r adds pids, and
-// cpuacct where it is a hierarchy of its own (it is usually mounted with cpu,
-// and the task's cpu directory then accounts CPU already).
+// client makes freezer, cpu, memory and cpuset; bwrap-r adds pids, devices
+// for a task with devices, and cpuacct where it is a hierarchy of its own (it
+// is usually mounted with cpu, and the task's cpu directory then accounts CPU
+// already).
 func taskCgroups(cfg *drivers.TaskConfig) *cgroup.Set {
 	if cfg.Resources == nil || cfg.Resources.LinuxResources == nil || cfg.Resources.LinuxResources.CpusetCgroupPath == "" {
 		return nil
@@ -31,6 +32,10 @@ func taskCgroups(cfg *drivers.TaskConfig) *cgroup.Set {
 		s.Controllers[c] = filepath.Join(root, c, cgroupslib.NomadCgroupParent, scope)
 	}
 	s.Owned = []string{s.Controllers["pids"]}
+	if len(cfg.Devices) > 0 && deviceCgroupAvailable(cfg) {
+		s.Controllers["devices"] = filepath.Join(root, "devices", cgroupslib.NomadCgroupParent, scope)
+		s.Owned = append(s.Owned, s.Controllers["devices"])
+	}
 	acctRoot := filepath.Join(root, "cpuacct")
 	switch {
 	case sameHierarchy(acctRoot, filepath.Join(root, "cpu")):
@@ -59,6 +64,9 @@ func sameHierarchy(a, b string) bool {
 // meaning of memory and memory_max (oversubscription; -1 is no hard limit).
 func taskLimits(cfg *drivers.TaskConfig, pidsMax int64) cgroup.Limits {
 	l := cgroup.Limits{PidsMax: pidsMax}
+	if deviceCgroupAvailable(cfg) {
+		l.Devices = deviceCgroupRules(cfg.Devices)
+	}
 	if cfg.Resources == nil {
 		return l
 	}

@@ -75,6 +75,9 @@ func (c *Config) normalize() error {
 	if c.RCacheDir != "" && (!filepath.IsAbs(c.RCacheDir) || filepath.Clean(c.RCacheDir) == "/") {
 		return fmt.Errorf("r_cache_dir %q must be an absolute path below /", c.RCacheDir)
 	}
+	if err := c.normalizeMountRoots(); err != nil {
+		return err
+	}
 	if c.DefaultR != "" && !filepath.IsAbs(c.DefaultR) {
 		return fmt.Errorf("default_r %q must be an absolute path", c.DefaultR)
 	}

@@ -47,6 +47,10 @@ var configSpec = hclspec.NewObject(map[string]*hclspec.Spec{
 	"default_r": hclspec.NewAttr("default_r", "string", false),
 	// r_library_roots: host dirs jobs may use as package libraries (r_libs).
 	"r_library_roots": hclspec.NewAttr("r_library_roots", "list(string)", false),
+	// mount_roots: host dirs whose paths a task config's mounts may bind
+	// read-only; mount_roots_writable: those it may bind read-write.
+	"mount_roots":          hclspec.NewAttr("mount_roots", "list(string)", false),
+	"mount_roots_writable": hclspec.NewAttr("mount_roots_writable", "list(string)", false),
 	// r_cache_dir: a node-wide package cache, one directory per R x.y and
 	// platform, read-only in R tasks, writable in those that ask.
 	"r_cache_dir": hclspec.NewAttr("r_cache_dir", "string", false),
@@ -129,6 +133,16 @@ var taskConfigSpec = hclspec.NewObject(map[string]*hclspec.Spec{
 	// work_dir: the command's working directory in the sandbox (default
 	// /local); a relative one is relative to the task dir, as the command.
 	"work_dir": hclspec.NewAttr("work_dir", "string", false),
+	// mounts: host paths under the plugin's mount_roots, bound at
+	// destination, read-only unless readonly = false (mount_roots_writable).
+	"mounts": hclspec.NewBlockList("mounts", hclspec.NewObject(map[string]*hclspec.Spec{
+		"source":      hclspec.NewAttr("source", "string", true),
+		"destination": hclspec.NewAttr("destination", "string", true),
+		"readonly": hclspec.NewDefault(
+			hclspec.NewAttr("readonly", "bool", false),
+			hclspec.NewLiteral("true"),
+		),
+	})),
 })
 
 var capabilities = &drivers.Capabilities{
@@ -138,8 +152,10 @@ var capabilities = &drivers.Capabilities{
 	// builds the task's root itself.
 	FSIsolation: fsisolation.Image,
 	// group: Nomad's bridge and none modes (the allocation's namespace).
-	NetIsolationModes:    []drivers.NetIsolationMode{drivers.NetIsolationModeHost, drivers.NetIsolationModeGroup},
-	MountConfigs:         drivers.MountConfigSupportNone,
+	NetIsolationModes: []drivers.NetIsolationMode{drivers.NetIsolationModeHost, drivers.NetIsolationModeGroup},
+	// all: every volume_mount (host, dynamic host and CSI volumes) is bound,
+	// or the task fails to start naming it.
+	MountConfigs:         drivers.MountConfigSupportAll,
 	DynamicWorkloadUsers: true,
 }
 
@@ -162,6 +178,11 @@ type Config struct {
 	RVersionMatch string   `codec:"r_version_match"`
 	RLibraryRoots []string `codec:"r_library_roots"`
 	RCacheDir     string   `codec:"r_cache_dir"`
+
+	// MountRoots and MountRootsWritable are the host dirs a task config's
+	// mounts may come from, read-only and read-write.
+	MountRoots         []string `codec:"mount_roots"`
+	MountRootsWritable []string `codec:"mount_roots_writable"`
 
 	TaskUIDRange      string        `codec:"task_uid_range"`
 	PreflightInterval string        `codec:"preflight_interval"`
@@ -202,4 +223,6 @@ type TaskConfig struct {
 	// EgressDeny adds owner-match deny rules for this task's UID, in a
 	// table of the task's own.
 	EgressDeny []string `codec:"egress_deny"`
+	// Mounts are host paths under the plugin's mount roots.
+	Mounts []TaskMount `codec:"mounts"`
 }

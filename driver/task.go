@@ -96,6 +96,10 @@ func (d *Driver) buildSpec(cfg *drivers.TaskConfig, tc *TaskConfig, conf Config,
 	if rChoice, err = d.applyR(spec, cfg, tc, conf, uid, gid); err != nil {
 		return nil, "", err
 	}
+	// Last: a volume at /alloc/data/x must be bound over /alloc's bind.
+	if err := applyMounts(spec, cfg, tc, conf); err != nil {
+		return nil, "", err
+	}
 	if err := lookCommand(spec, env["PATH"], cfg.AllocDir); err != nil {
 		return nil, "", err
 	}
