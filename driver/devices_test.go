@@ -1,6 +1,7 @@
 package driver
 
 import (
+	"github.com/hashicorp/nomad/client/lib/cgroupslib"
 	"os"
 	"path/filepath"
 	"slices"
@@ -62,6 +63,9 @@ func TestHarnessDevices(t *testing.T) {
 		{"w", "READ-REFUSED", "WRITE-OK"},
 	} {
 		t.Run(c.perms, func(t *testing.T) {
+			if c.perms != "rw" && cgroupslib.GetMode() == cgroupslib.CG2 {
+				t.Skip("cgroups v2 has no devices controller: a device short of rw is refused at start there (TestHarnessDeviceRefusals)")
+			}
 			h, _ := newHarness(t, Config{})
 			out := deviceTask(t, h, node, c.perms)
 			lines := strings.Split(out, "\n")
