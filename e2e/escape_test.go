@@ -1062,22 +1062,7 @@ func escExecTTY(a *agent, allocID string) string {
 		return "could not start under a pty: " + err.Error()
 	}
 	defer f.Close()
-	var out bytes.Buffer
-	copied := make(chan struct{})
-	go func() { io.Copy(&out, f); close(copied) }()
-	waited := make(chan error, 1)
-	go func() { waited <- cmd.Wait() }()
-	select {
-	case err = <-waited:
-	case <-time.After(time.Minute):
-		cmd.Process.Kill()
-		err = <-waited
-	}
-	f.Close()
-	select {
-	case <-copied:
-	case <-time.After(2 * time.Second):
-	}
+	out, err := drainPty(cmd, f)
 	return fmt.Sprintf("%q (exit: %v)", strings.TrimSpace(out.String()), err)
 }
 
@@ -1153,4 +1138,27 @@ func appendSummary(t *testing.T, line string) {
 	if err != nil {
 		t.Errorf("summary: %v", err)
 	}
+}
+
+// drainPty collects what a command started under the pty f prints until it
+// exits (killed after a minute), and how it ended.
+func drainPty(cmd *exec.Cmd, f *os.File) (bytes.Buffer, error) {
+	var out bytes.Buffer
+	copied := make(chan struct{})
+	go func() { io.Copy(&out, f); close(copied) }()
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	var err error
+	select {
+	case err = <-waited:
+	case <-time.After(time.Minute):
+		cmd.Process.Kill()
+		err = <-waited
+	}
+	f.Close()
+	select {
+	case <-copied:
+	case <-time.After(2 * time.Second):
+	}
+	return out, err
 }

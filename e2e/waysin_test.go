@@ -787,22 +787,7 @@ func (w *ways) execTTY(allocID string, command ...string) (string, error) {
 		return "`nomad alloc exec -t` could not start under a pty: " + err.Error(), err
 	}
 	defer f.Close()
-	var out bytes.Buffer
-	copied := make(chan struct{})
-	go func() { io.Copy(&out, f); close(copied) }()
-	waited := make(chan error, 1)
-	go func() { waited <- cmd.Wait() }()
-	select {
-	case err = <-waited:
-	case <-time.After(time.Minute):
-		cmd.Process.Kill()
-		err = <-waited
-	}
-	f.Close()
-	select {
-	case <-copied:
-	case <-time.After(2 * time.Second):
-	}
+	_, err = drainPty(cmd, f)
 	return fmt.Sprintf("`nomad alloc exec -i -t %s` under a pty: %v", strings.Join(command, " "), wayExitText(err)), err
 }
 
