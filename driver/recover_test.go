@@ -33,7 +33,7 @@ func TestHarnessRecoverFiveTasks(t *testing.T) {
 		// run until stopped and exit with their code from a TERM handler.
 		script := `while [ ! -e /local/go ]; do sleep 0.05; done; exit ` + strconv.Itoa(code)
 		if i >= 3 {
-			script = `trap "exit ` + strconv.Itoa(code) + `" TERM; while :; do sleep 0.05; done`
+			script = `trap "exit ` + strconv.Itoa(code) + `" TERM; : >/local/ready; while :; do sleep 0.05; done`
 		}
 		task := newTask(t, h1, "five"+strconv.Itoa(i), sh(script))
 		handle, _, err := h1.StartTask(task)
@@ -72,6 +72,16 @@ func TestHarnessRecoverFiveTasks(t *testing.T) {
 		t.Cleanup(func() { _ = h2.Impl().DestroyTask(j.task.ID, true) })
 	}
 	for _, j := range jobs[3:] {
+		// The TERM handler must be in place before the stop, however slow
+		// the machine is to start five shells.
+		ready := filepath.Join(j.task.TaskDir().LocalDir, "ready")
+		deadline := time.Now().Add(20 * time.Second)
+		for _, err := os.Stat(ready); err != nil; _, err = os.Stat(ready) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never installed its TERM handler", j.task.Name)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
 		if err := h2.StopTask(j.task.ID, 5*time.Second, "SIGTERM"); err != nil {
 			t.Fatal(err)
 		}
