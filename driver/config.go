@@ -59,6 +59,12 @@ func (c *Config) normalize() error {
 	if c.PidsLimit < 0 {
 		return fmt.Errorf("pids_limit must not be negative, got %d", c.PidsLimit)
 	}
+	if c.Logs == nil {
+		c.Logs = &LogsConfig{}
+	}
+	if err := c.Logs.normalize(); err != nil {
+		return err
+	}
 	var err error
 	if c.deniedUIDs, err = parseIDRanges(c.DeniedHostUIDs); err != nil {
 		return fmt.Errorf("denied_host_uids: %w", err)

@@ -65,6 +65,9 @@ type Driver struct {
 	// guardMu orders the link guards of task dirs (linkguard.go) with the
 	// check for other tasks of an allocation.
 	guardMu sync.Mutex
+	// logs is the plugin's side of the node's log collector (nil until
+	// SetConfig names the state dir; guarded by mu).
+	logs *collector
 }
 
 // New returns a driver; Nomad configures it through SetConfig.
@@ -76,7 +79,7 @@ func New(logger hclog.Logger) *Driver {
 	if err != nil {
 		panic(fmt.Sprintf("bwrap-r: seccomp filter: %v", err))
 	}
-	return &Driver{
+	d := &Driver{
 		eventer:   eventer.NewEventer(ctx, logger),
 		logger:    logger,
 		ctx:       ctx,
@@ -86,8 +89,19 @@ func New(logger hclog.Logger) *Driver {
 		rulesName: egressRulesName,
 		shim:      []string{"/proc/self/exe", bwrap.ShimCommand},
 		rLinkDir:  "/usr/local/bin",
-		config:    Config{StateDir: "/run/bwrap-r", TmpSizeMB: 256, PidsLimit: 2048, RRoot: "/opt/R", RVersionMatch: "minor"},
+		config: Config{StateDir: "/run/bwrap-r", TmpSizeMB: 256, PidsLimit: 2048, RRoot: "/opt/R", RVersionMatch: "minor",
+			Logs: &LogsConfig{Collector: collectorBwrapR, MaxFiles: 10, MaxFileSizeMB: 10}},
 	}
+	d.logs = newCollector(d.config.StateDir, d.shim[0], logger)
+	return d
+}
+
+// collector is the plugin's side of the log collector for the current
+// config.
+func (d *Driver) collector() *collector {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return d.logs
 }
 
 // Shutdown removes the managed egress rules when the config says so; main
@@ -101,6 +115,7 @@ func (d *Driver) Shutdown() {
 			d.logger.Warn("removing egress rules", "error", err)
 		}
 	}
+	d.collector().shutdown()
 	d.cancel()
 }
 
@@ -140,6 +155,10 @@ func (d *Driver) SetConfig(cfg *base.Config) error {
 	d.mu.Lock()
 	d.mhzPerCore = mhz
 	d.config, d.bwrapPath, d.bwrapErr = c, bwrapPath, bwrapErr
+	if d.logs.socket != filepath.Join(c.StateDir, "logd.sock") {
+		d.logs.shutdown()
+		d.logs = newCollector(c.StateDir, d.shim[0], d.logger)
+	}
 	d.mu.Unlock()
 	return nil
 }
@@ -169,7 +188,16 @@ func findBwrap(configured string) (string, error) {
 
 func (d *Driver) TaskConfigSchema() (*hclspec.Spec, error) { return taskConfigSpec, nil }
 
-func (d *Driver) Capabilities() (*drivers.Capabilities, error) { return capabilities, nil }
+func (d *Driver) Capabilities() (*drivers.Capabilities, error) {
+	d.mu.RLock()
+	ours := d.config.Logs.Collector == collectorBwrapR
+	d.mu.RUnlock()
+	caps := *capabilities
+	// Nomad starts no logmon for the tasks: the node's one collector
+	// writes their logs.
+	caps.DisableLogCollection = ours
+	return &caps, nil
+}
 
 func (d *Driver) Fingerprint(ctx context.Context) (<-chan *drivers.Fingerprint, error) {
 	ch := make(chan *drivers.Fingerprint)
@@ -260,6 +288,10 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 	if conf.PidsLimit > 0 && tc.PidsLimit > conf.PidsLimit {
 		return nil, nil, fmt.Errorf("config: pids_limit %d is above the plugin's pids_limit %d: a job may lower it, not raise it", tc.PidsLimit, conf.PidsLimit)
 	}
+	logLimits, err := conf.Logs.limitsFor(tc.Logs)
+	if err != nil {
+		return nil, nil, err
+	}
 
 	uid, gid, err := resolveUser(cfg.User, conf)
 	if err != nil {
@@ -332,16 +364,23 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 	// A leftover from an earlier start with the same ID is ours, and stale.
 	_ = os.Remove(statusPath)
 
-	stdout, err := openLogFIFO(cfg.AllocDir, cfg.StdoutPath)
+	collected := conf.collectsLogs(cfg)
+	stdout, stderr, err := d.taskOutput(cfg, collected, logLimits)
 	if err != nil {
-		return nil, nil, fmt.Errorf("stdout: %w", err)
+		return nil, nil, err
 	}
 	defer stdout.Close()
-	stderr, err := openLogFIFO(cfg.AllocDir, cfg.StderrPath)
-	if err != nil {
-		return nil, nil, fmt.Errorf("stderr: %w", err)
-	}
 	defer stderr.Close()
+	if collected {
+		// A start that fails leaves the collector nothing of the task's.
+		defer func() {
+			if !started {
+				stdout.Close()
+				stderr.Close()
+				d.collector().finish(cfg.ID, 5*time.Second)
+			}
+		}()
+	}
 	devnull, err := os.Open(os.DevNull)
 	if err != nil {
 		return nil, nil, err
@@ -380,6 +419,8 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 		Env:        spec.Env,
 		Dir:        spec.Dir,
 		TaskRules:  taskRules,
+		Logs:       collected,
+		LogLimits:  logLimits,
 	}
 	if taskRules {
 		state.TaskRulesName = rulesName
@@ -452,6 +493,9 @@ func (d *Driver) RecoverTask(handle *drivers.TaskHandle) error {
 		return fmt.Errorf("task state of %s holds no sandbox to recover", handle.Config.ID)
 	}
 	d.learnAllocRoot(handle.Config.AllocDir)
+	if state.Logs {
+		d.recoverLogs(handle.Config, state.LogLimits)
+	}
 	sb := bwrap.Reattach(state.Monitor, state.Init, state.StatusPath)
 	d.tasks.Set(handle.Config.ID, d.newTaskHandle(state, sb))
 	d.logger.Info("task recovered", "task", handle.Config.Name, "pid", state.Init.Pid)
@@ -512,6 +556,10 @@ func (d *Driver) DestroyTask(taskID string, force bool) error {
 		}
 	}
 	<-h.done
+	if h.state.Logs {
+		// What the task wrote last reaches its files before it is gone.
+		d.collector().finish(taskID, 10*time.Second)
+	}
 	_ = os.Remove(h.state.StatusPath)
 	// Whatever the config says now: a cover from an earlier start (or an
 	// earlier plugin) would keep the client from removing the alloc dir.

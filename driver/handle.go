@@ -11,6 +11,7 @@ import (
 
 	"github.com/bwrap-r/bwrap-r/bwrap"
 	"github.com/bwrap-r/bwrap-r/cgroup"
+	"github.com/bwrap-r/bwrap-r/logcollect"
 )
 
 // TaskState is what Nomad keeps in the task handle for recovery.
@@ -36,6 +37,10 @@ type TaskState struct {
 	// TaskRulesName is their nft table / iptables chain, named by the task
 	// ID; "" in handles from before, whose table was named by UID.
 	TaskRulesName string
+	// Logs says the node's collector writes the task's output, with these
+	// limits.
+	Logs      bool
+	LogLimits logcollect.Limits
 }
 
 type taskHandle struct {

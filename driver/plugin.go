@@ -104,6 +104,14 @@ var configSpec = hclspec.NewObject(map[string]*hclspec.Spec{
 		hclspec.NewLiteral(`"auto"`),
 	),
 	// tmp_size: size limit of each task's private /tmp, in MiB.
+	// logs: who collects tasks' stdout and stderr ("bwrap-r": one collector
+	// for the node; "logmon": Nomad's logmon per task), and the rotation
+	// limits, the defaults and ceilings of a task's own logs block.
+	"logs": hclspec.NewBlock("logs", false, hclspec.NewObject(map[string]*hclspec.Spec{
+		"collector":     hclspec.NewAttr("collector", "string", false),
+		"max_files":     hclspec.NewAttr("max_files", "number", false),
+		"max_file_size": hclspec.NewAttr("max_file_size", "number", false),
+	})),
 	"tmp_size_mb": hclspec.NewDefault(
 		hclspec.NewAttr("tmp_size_mb", "number", false),
 		hclspec.NewLiteral("256"),
@@ -135,6 +143,12 @@ var taskConfigSpec = hclspec.NewObject(map[string]*hclspec.Spec{
 	"work_dir": hclspec.NewAttr("work_dir", "string", false),
 	// mounts: host paths under the plugin's mount_roots, bound at
 	// destination, read-only unless readonly = false (mount_roots_writable).
+	// logs: the task's rotation limits (Nomad hands drivers no job logs
+	// block), at most the plugin's.
+	"logs": hclspec.NewBlock("logs", false, hclspec.NewObject(map[string]*hclspec.Spec{
+		"max_files":     hclspec.NewAttr("max_files", "number", false),
+		"max_file_size": hclspec.NewAttr("max_file_size", "number", false),
+	})),
 	"mounts": hclspec.NewBlockList("mounts", hclspec.NewObject(map[string]*hclspec.Spec{
 		"source":      hclspec.NewAttr("source", "string", true),
 		"destination": hclspec.NewAttr("destination", "string", true),
@@ -165,6 +179,9 @@ type Config struct {
 	StateDir  string `codec:"state_dir"`
 	TmpSizeMB int64  `codec:"tmp_size_mb"`
 	PidsLimit int64  `codec:"pids_limit"`
+	// Logs says who collects the tasks' output and its rotation limits
+	// (normalize fills in the defaults).
+	Logs *LogsConfig `codec:"logs"`
 
 	DeniedHostUIDs string `codec:"denied_host_uids"`
 	DeniedHostGIDs string `codec:"denied_host_gids"`
@@ -215,6 +232,9 @@ type TaskConfig struct {
 	Network string `codec:"network"`
 	// WorkDir is the command's working directory ("" is /local).
 	WorkDir string `codec:"work_dir"`
+
+	// Logs lowers the plugin's rotation limits for this task.
+	Logs *TaskLogs `codec:"logs"`
 
 	RLibs        []string `codec:"r_libs"`
 	RLibWritable string   `codec:"r_lib_writable"`

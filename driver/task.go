@@ -302,7 +302,9 @@ func prepareTaskDirs(cfg *drivers.TaskConfig, uid, gid uint32) error {
 // not redirect the plugin's (root's) open to a host file, so no symlink is
 // followed below the allocation dir, and only a FIFO is accepted.
 func openLogFIFO(allocDir, path string) (*os.File, error) {
-	if path == "" {
+	// "": no log FIFOs (Nomad's tests); /dev/null: the job's logs are
+	// disabled, which is how Nomad's client says so.
+	if path == "" || path == os.DevNull {
 		return os.OpenFile(os.DevNull, os.O_WRONLY, 0)
 	}
 	dirfd := unix.AT_FDCWD

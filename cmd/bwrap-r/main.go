@@ -9,7 +9,6 @@ import (
 	"os"
 
 	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/nomad/plugins"
 
 	_ "github.com/bwrap-r/bwrap-r/bwrap" // the launchers (shim.c, enter.c) run before main
 	"github.com/bwrap-r/bwrap-r/driver"
@@ -37,14 +36,11 @@ func main() {
 			os.Exit(2)
 		}
 	}
-	var d *driver.Driver
-	plugins.Serve(func(log hclog.Logger) interface{} {
-		d = driver.New(log)
-		return d
-	})
-	if d != nil {
-		d.Shutdown()
-	}
+	// As Nomad's plugins.Serve, through driver.Serve.
+	logger := hclog.New(&hclog.LoggerOptions{Level: hclog.Trace, JSONFormat: true})
+	d := driver.New(logger)
+	driver.Serve(d, logger)
+	d.Shutdown()
 }
 
 // runPreflight prints the whole report; the exit status is 1 when a check is

@@ -1,0 +1,438 @@
+package logcollect
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+}
+
+// collectorIn starts an in-process collector with its socket in dir.
+func collectorIn(t *testing.T, dir string) (*Collector, *Client) {
+	t.Helper()
+	c, err := Listen(filepath.Join(dir, "sock"), filepath.Join(dir, "lock"), log.New(os.Stderr, "logd: ", 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go c.Serve()
+	t.Cleanup(c.Close)
+	cl, err := Dial(filepath.Join(dir, "sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	return c, cl
+}
+
+type taskPipes struct {
+	logs    string
+	dir     *os.File
+	readers []*os.File
+	writers []*os.File
+}
+
+func newTaskPipes(t *testing.T, n int) *taskPipes {
+	t.Helper()
+	tp := &taskPipes{logs: t.TempDir()}
+	d, err := os.Open(tp.logs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp.dir = d
+	t.Cleanup(func() { d.Close() })
+	for i := 0; i < n; i++ {
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { r.Close(); w.Close() })
+		tp.readers = append(tp.readers, r)
+		tp.writers = append(tp.writers, w)
+	}
+	return tp
+}
+
+// waitGone waits until the collector holds no task called id.
+func waitGone(t *testing.T, cl *Client, id string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		ids, err := cl.List()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Contains(ids, id) {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("the collector still holds %s", id)
+}
+
+// logFiles returns base's files in dir, oldest first.
+func logFiles(t *testing.T, dir, base string) []string {
+	t.Helper()
+	r := &rotator{base: base}
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	r.dir = fd
+	idxs, err := r.indexes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, i := range idxs {
+		out = append(out, filepath.Join(dir, base+"."+strconv.Itoa(i)))
+	}
+	return out
+}
+
+func readAll(t *testing.T, files []string) []byte {
+	t.Helper()
+	var all []byte
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, b...)
+	}
+	return all
+}
+
+// Rotation keeps logmon's limits: no file beyond its size, no more than
+// max_files, no line cut in two, and what is kept is exactly the tail of what
+// was written.
+func TestRotationKeepsLimitsAndLines(t *testing.T) {
+	_, cl := collectorIn(t, t.TempDir())
+	tp := newTaskPipes(t, 1)
+	lim := Limits{MaxFiles: 3, FileSize: 64 * 1024}
+	if err := cl.Add("t1", tp.dir, []string{"web.stdout"}, tp.readers, lim); err != nil {
+		t.Fatal(err)
+	}
+	var written bytes.Buffer
+	w := bufio.NewWriterSize(tp.writers[0], 3000)
+	for i := 0; written.Len() < 1<<20; i++ {
+		line := fmt.Sprintf("line %d %s\n", i, strings.Repeat("x", i%700))
+		written.WriteString(line)
+		w.WriteString(line)
+	}
+	w.Flush()
+	tp.writers[0].Close()
+	waitGone(t, cl, "t1")
+
+	files := logFiles(t, tp.logs, "web.stdout")
+	if len(files) != lim.MaxFiles {
+		t.Fatalf("%d files kept, want %d: %v", len(files), lim.MaxFiles, files)
+	}
+	for _, f := range files {
+		b, _ := os.ReadFile(f)
+		if int64(len(b)) > lim.FileSize {
+			t.Errorf("%s holds %d bytes, over %d", f, len(b), lim.FileSize)
+		}
+		if len(b) == 0 || b[len(b)-1] != '\n' {
+			t.Errorf("%s does not end at a line's end", f)
+		}
+		if int64(len(b)) < lim.FileSize-lineScanLimit && f != files[len(files)-1] {
+			t.Errorf("%s was left at %d bytes, well short of %d", f, len(b), lim.FileSize)
+		}
+	}
+	kept := readAll(t, files)
+	if !bytes.HasSuffix(written.Bytes(), kept) {
+		t.Fatalf("the %d bytes kept are not the tail of what was written", len(kept))
+	}
+	if !bytes.HasPrefix(kept, []byte("line ")) {
+		t.Fatalf("the oldest file kept starts mid-line: %q", kept[:20])
+	}
+}
+
+// A line longer than a whole file fills files rather than waiting for a
+// newline that never comes; nothing is lost.
+func TestLineLongerThanAFile(t *testing.T) {
+	_, cl := collectorIn(t, t.TempDir())
+	tp := newTaskPipes(t, 1)
+	lim := Limits{MaxFiles: 10, FileSize: 1 << 20}
+	if err := cl.Add("t1", tp.dir, []string{"a.stderr"}, tp.readers, lim); err != nil {
+		t.Fatal(err)
+	}
+	data := bytes.Repeat([]byte("0123456789"), 300000) // 3 MB, no newline
+	go func() {
+		_, _ = tp.writers[0].Write(data)
+		tp.writers[0].Close()
+	}()
+	waitGone(t, cl, "t1")
+	files := logFiles(t, tp.logs, "a.stderr")
+	if got := readAll(t, files); !bytes.Equal(got, data) {
+		t.Fatalf("kept %d bytes of %d", len(got), len(data))
+	}
+	for _, f := range files[:len(files)-1] {
+		// Short of full only where the pipe ran dry near the file's end.
+		if fi, _ := os.Stat(f); fi.Size() < lim.FileSize-lineScanLimit {
+			t.Errorf("%s: %d bytes, want it within %d of full (%d)", f, fi.Size(), lineScanLimit, lim.FileSize)
+		}
+	}
+}
+
+// A collector started again goes on in the newest file, as logmon does.
+func TestCollectorAppendsToTheNewestFile(t *testing.T) {
+	_, cl := collectorIn(t, t.TempDir())
+	tp := newTaskPipes(t, 1)
+	for i, s := range []string{"old0\n", "old1\n"} {
+		if err := os.WriteFile(filepath.Join(tp.logs, "x.stdout."+strconv.Itoa(i)), []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := cl.Add("t1", tp.dir, []string{"x.stdout"}, tp.readers, Limits{MaxFiles: 5, FileSize: 1 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	tp.writers[0].WriteString("new\n")
+	tp.writers[0].Close()
+	waitGone(t, cl, "t1")
+	b, _ := os.ReadFile(filepath.Join(tp.logs, "x.stdout.1"))
+	if string(b) != "old1\nnew\n" {
+		t.Fatalf("x.stdout.1 = %q", b)
+	}
+}
+
+// The collector is root: a link or a hard link in place of a log file is
+// refused, never written through, and the data waits in the pipe.
+func TestCollectorRefusesPlantedLinks(t *testing.T) {
+	needRoot(t)
+	for _, kind := range []string{"symlink", "hardlink", "fifo"} {
+		t.Run(kind, func(t *testing.T) {
+			_, cl := collectorIn(t, t.TempDir())
+			tp := newTaskPipes(t, 1)
+			victim := filepath.Join(t.TempDir(), "victim")
+			if err := os.WriteFile(victim, []byte("precious\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			planted := filepath.Join(tp.logs, "web.stdout.0")
+			var err error
+			switch kind {
+			case "symlink":
+				err = os.Symlink(victim, planted)
+			case "hardlink":
+				err = os.Link(victim, planted)
+			case "fifo":
+				err = unix.Mkfifo(planted, 0o644)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cl.Add("t1", tp.dir, []string{"web.stdout"}, tp.readers, Limits{MaxFiles: 2, FileSize: 1 << 20}); err != nil {
+				t.Fatal(err)
+			}
+			tp.writers[0].WriteString("attacker data\n")
+			time.Sleep(300 * time.Millisecond)
+			if b, _ := os.ReadFile(victim); string(b) != "precious\n" {
+				t.Fatalf("written through a planted %s: %q", kind, b)
+			}
+			// Nothing was taken from the pipe either.
+			if err := cl.Forget("t1"); err != nil {
+				t.Fatal(err)
+			}
+			tp.writers[0].Close()
+			got, _ := io.ReadAll(tp.readers[0])
+			if string(got) != "attacker data\n" {
+				t.Fatalf("the pipe holds %q after a refused write", got)
+			}
+		})
+	}
+}
+
+// Add refuses descriptors that are not what they claim.
+func TestAddRefusals(t *testing.T) {
+	_, cl := collectorIn(t, t.TempDir())
+	tp := newTaskPipes(t, 1)
+	lim := Limits{MaxFiles: 1, FileSize: 1 << 20}
+	cases := []struct {
+		name  string
+		dir   *os.File
+		names []string
+		pipes []*os.File
+		lim   Limits
+	}{
+		{"write end", tp.dir, []string{"a.stdout"}, tp.writers, lim},
+		{"dir not a dir", tp.readers[0], []string{"a.stdout"}, tp.readers, lim},
+		{"slash in name", tp.dir, []string{"../a.stdout"}, tp.readers, lim},
+		{"dot dot", tp.dir, []string{".."}, tp.readers, lim},
+		{"no limits", tp.dir, []string{"a.stdout"}, tp.readers, Limits{}},
+	}
+	for _, c := range cases {
+		if err := cl.Add("bad", c.dir, c.names, c.pipes, c.lim); err == nil {
+			t.Errorf("%s: accepted", c.name)
+		}
+	}
+	if ids, _ := cl.List(); len(ids) != 0 {
+		t.Fatalf("refused adds left tasks: %v", ids)
+	}
+}
+
+// Only the collector's own UID may connect, and a client refuses a listener
+// of another UID.
+func TestSocketOnlyForItsUID(t *testing.T) {
+	needRoot(t)
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	collectorIn(t, dir)
+	fi, err := os.Stat(filepath.Join(dir, "sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		t.Fatalf("socket mode %v", fi.Mode())
+	}
+	cmd := exec.Command("/bin/sh", "-c", "exec python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET); s.connect(sys.argv[1])' "+filepath.Join(dir, "sock"))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	if out, err := cmd.CombinedOutput(); err == nil {
+		t.Fatalf("uid 65534 connected to the collector: %s", out)
+	}
+}
+
+// spawnCollector starts this test binary as a collector process.
+func spawnCollector(t *testing.T, dir string) (*Client, int) {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := Spawn(exe, filepath.Join(dir, "sock"), filepath.Join(dir, "lock"), filepath.Join(dir, "log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	pid := peerPid(t, cl)
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
+	return cl, pid
+}
+
+func peerPid(t *testing.T, cl *Client) int {
+	pid, err := cl.PeerPid()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pid
+}
+
+// A collector killed with -9 while a task writes loses nothing and writes
+// nothing twice: the next one goes on from the pipes the client kept.
+func TestCollectorKilledLosesNothing(t *testing.T) {
+	dir := t.TempDir()
+	cl, pid := spawnCollector(t, dir)
+	tp := newTaskPipes(t, 2)
+	names := []string{"c.stdout", "c.stderr"}
+	lim := Limits{MaxFiles: 1000, FileSize: 1 << 20}
+	if err := cl.Add("t1", tp.dir, names, tp.readers, lim); err != nil {
+		t.Fatal(err)
+	}
+	const lines = 400000
+	done := make(chan error, 2)
+	for _, w := range tp.writers {
+		go func(w *os.File) {
+			bw := bufio.NewWriterSize(w, 512)
+			for i := 0; i < lines; i++ {
+				fmt.Fprintf(bw, "%d\n", i)
+			}
+			err := bw.Flush()
+			w.Close()
+			done <- err
+		}(w)
+	}
+	for kill := 0; kill < 3; kill++ {
+		time.Sleep(150 * time.Millisecond)
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		cl.Close()
+		for syscall.Kill(pid, 0) == nil {
+			time.Sleep(5 * time.Millisecond)
+		}
+		// The pipes stay open (we hold their read ends): the writers block,
+		// they do not fail.
+		cl, pid = spawnCollector(t, dir)
+		if err := cl.Add("t1", tp.dir, names, tp.readers, lim); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range tp.writers {
+		if err := <-done; err != nil {
+			t.Fatalf("a writer failed: %v", err)
+		}
+	}
+	waitGone(t, cl, "t1")
+	for _, n := range names {
+		got := readAll(t, logFiles(t, tp.logs, n))
+		fields := strings.Split(strings.TrimSuffix(string(got), "\n"), "\n")
+		if len(fields) != lines {
+			t.Fatalf("%s: %d lines, want %d", n, len(fields), lines)
+		}
+		for i, f := range fields {
+			if f != strconv.Itoa(i) {
+				t.Fatalf("%s: line %d is %q", n, i, f)
+			}
+		}
+	}
+}
+
+// A stream that never writes a newline does not grow the collector.
+func TestCollectorMemoryFlat(t *testing.T) {
+	dir := t.TempDir()
+	cl, pid := spawnCollector(t, dir)
+	tp := newTaskPipes(t, 1)
+	if err := cl.Add("t1", tp.dir, []string{"m.stdout"}, tp.readers, Limits{MaxFiles: 2, FileSize: 1 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	chunk := bytes.Repeat([]byte("y"), 1<<16)
+	for i := 0; i < 800; i++ { // 50 MiB
+		if _, err := tp.writers[0].Write(chunk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tp.writers[0].Close()
+	waitGone(t, cl, "t1")
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hwm int
+	for _, l := range strings.Split(string(status), "\n") {
+		if strings.HasPrefix(l, "VmHWM:") {
+			hwm, _ = strconv.Atoi(strings.Fields(l)[1])
+		}
+	}
+	if hwm == 0 || hwm > 64*1024 {
+		t.Fatalf("collector peak RSS %d kB after 50 MiB without a newline", hwm)
+	}
+	total := 0
+	for _, f := range logFiles(t, tp.logs, "m.stdout") {
+		fi, _ := os.Stat(f)
+		total += int(fi.Size())
+	}
+	if total < 1<<20 || total > 2<<20 {
+		t.Fatalf("kept %d bytes, want the last two files' worth", total)
+	}
+}
