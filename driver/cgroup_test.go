@@ -238,13 +238,11 @@ func TestHarnessStatsCPUPercentOfAnExitedChild(t *testing.T) {
 func TestHarnessFailedStartLeavesNoCgroup(t *testing.T) {
 	h, _ := newHarness(t, Config{})
 	task := limitedTask(t, h, "nofifo", 64, sh("true"))
-	// Not a FIFO: the log open fails after the cgroups were made.
-	task.StdoutPath = filepath.Join(task.TaskDir().LocalDir, "not-a-fifo")
-	if err := os.WriteFile(task.StdoutPath, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	// The logs dir is a link: opening it for the task's output fails, after
+	// the cgroups were made.
+	plantLogsLink(t, task)
 	if _, _, err := h.StartTask(task); err == nil {
-		t.Fatal("started with a regular file as its stdout")
+		t.Fatal("started with a link for its logs dir")
 	}
 	cg := taskCgroups(task)
 	if cg.V2 {

@@ -285,3 +285,32 @@ func TestCapabilitiesInterceptorCarriesLogCollection(t *testing.T) {
 		}
 	}
 }
+
+// plantLogsLink puts a link where the allocation's logs dir was, as a task of
+// another driver in the allocation could.
+func plantLogsLink(t *testing.T, task *drivers.TaskConfig) {
+	t.Helper()
+	dir := task.TaskDir().LogDir
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(t.TempDir(), dir); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A logs dir replaced by a link is refused, never followed: the collector
+// writes as root.
+func TestHarnessLogsDirLinkRefused(t *testing.T) {
+	h, _ := newHarness(t, Config{})
+	task := newTask(t, h, "linked", sh("echo x"))
+	plantLogsLink(t, task)
+	_, _, err := h.StartTask(task)
+	if err == nil || !strings.Contains(err.Error(), "logs dir") {
+		t.Fatalf("a link for the logs dir: %v", err)
+	}
+	target, _ := os.Readlink(task.TaskDir().LogDir)
+	if entries, _ := os.ReadDir(target); len(entries) != 0 {
+		t.Fatalf("written through the link: %v", entries)
+	}
+}

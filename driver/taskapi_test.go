@@ -198,19 +198,14 @@ func TestHarnessTaskAPIVisible(t *testing.T) {
 // A failed start takes its cover off again.
 func TestHarnessTaskAPIFailedStartUncovers(t *testing.T) {
 	h, _ := newHarness(t, Config{TaskAPI: taskAPIDeny})
-	// The sandbox cannot start: its stdout FIFO is not a FIFO.
+	// The sandbox cannot start: its logs dir is a link.
 	task := newTask(t, h, "fails", sh("true"))
-	if err := os.Remove(task.StdoutPath); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(task.StdoutPath, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	plantLogsLink(t, task)
 	if _, err := listenTaskAPI(t, task.TaskDir().SecretsDir); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := h.StartTask(task); err == nil {
-		t.Fatal("the task started with a regular file for its stdout FIFO")
+		t.Fatal("the task started with a link for its logs dir")
 	}
 	if n := mountsAt(t, filepath.Join(task.TaskDir().SecretsDir, taskAPISocket)); n != 0 {
 		t.Fatalf("a failed start left %d mount(s) on the Task API socket", n)

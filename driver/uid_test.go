@@ -178,7 +178,7 @@ ln -s /etc/shadow /alloc/logs/other.stdout.0 2>/dev/null && echo LINKED
 touch /alloc/logs/new 2>/dev/null && echo WROTE
 mv /alloc/logs /alloc/moved 2>/dev/null && echo MOVED
 echo x > /alloc/data/shared && echo SHARED-OK
-ls -a /alloc/logs | grep -q '^.logs.stdout.fifo$' && echo LIST-OK`))
+for i in 1 2 3 4 5 6 7 8 9 10; do ls -a /alloc/logs | grep -q '^logs.stdout.0$' && echo LIST-OK && break; sleep 0.2; done`))
 	start(t, h, task)
 	waitExit(t, h, task.ID, 20*time.Second)
 	out := logs(t, task, "stdout")
