@@ -9,7 +9,7 @@ TEST_TMP := $(CURDIR)/.cache/tmp
 # What the e2e tests need: the agents they start.
 E2E_ENV  := BWRAP_R_E2E=1 NOMAD_BIN=$(CURDIR)/$(NOMAD) CONSUL_BIN=$(CURDIR)/$(CONSUL)
 
-.PHONY: all deps build nomad consul test test-v2 unit e2e demo demo-stop bench lint clean
+.PHONY: all deps build nomad consul test test-v2 unit e2e demo demo-stop bench bench-node lint clean
 
 all: build
 
@@ -64,6 +64,15 @@ e2e: nomad consul build
 bench: build
 	@mkdir -p $(TEST_TMP) && chmod 0711 $(TEST_TMP)
 	TMPDIR=$(TEST_TMP) BWRAP_R_BENCH=full $(GO) test -tags bench -count=1 -timeout 60m -v ./bench/
+	# What a node pays per running task, through one real agent: bwrap-r with
+	# 40, 500 and 1000 tasks, raw_exec and exec beside it (exec builds a chroot
+	# a task: 40 take minutes).
+	$(MAKE) --no-print-directory bench-node
+
+bench-node: nomad consul build
+	@mkdir -p $(TEST_TMP) && chmod 0711 $(TEST_TMP)
+	$(E2E_ENV) BWRAP_R_NODE_BENCH=1 BWRAP_R_NODE_BENCH_OUT=$(CURDIR)/.cache/bench-node.md \
+		$(GO) test -count=1 -v -timeout 60m -run TestNodeCostPerTask ./e2e/
 
 demo: deps nomad build
 	scripts/demo.sh
