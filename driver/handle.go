@@ -71,6 +71,10 @@ func (h *taskHandle) run(d *Driver) {
 		res.OOMKilled = true
 		d.emitEvent(h.state.TaskConfig, fmt.Sprintf("OOM killed: the task exceeded its memory limit (%d process(es) killed)", n), nil)
 	}
+	if h.state.Logs {
+		// When Nomad hears of the exit, `alloc logs` shows the last line.
+		d.collector().drained(h.state.TaskConfig.ID, 5*time.Second)
+	}
 	h.mu.Lock()
 	h.result, h.completedAt = res, time.Now()
 	h.mu.Unlock()

@@ -254,6 +254,28 @@ func (c *collector) recover(id string, logsDir *os.File, lim logcollect.Limits) 
 	return true, nil
 }
 
+// drained waits, at most within, until the collector has moved all of an
+// ended task's output into its files (it then lets the task go).
+func (c *collector) drained(id string, within time.Duration) {
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		c.mu.Lock()
+		_, ours := c.tasks[id]
+		cl, err := c.connected()
+		var ids []string
+		if err == nil {
+			if ids, err = cl.List(); err != nil {
+				c.dropClient()
+			}
+		}
+		c.mu.Unlock()
+		if !ours || err == nil && !slices.Contains(ids, id) {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // finish lets the collector drain a task that has ended (every writer of its
 // pipes is gone, so the collector reaches their end), then forgets it. The
 // plugin keeps its read ends until then: a collector that dies meanwhile is
@@ -349,6 +371,10 @@ func (d *Driver) taskLogPipes(cfg *drivers.TaskConfig, lim logcollect.Limits) (s
 			closeFiles(writers)
 			return nil, nil, err
 		}
+		// Room for a fast writer: fewer wake-ups of the collector per MB, and
+		// a task that outruns it (or a collector starting again) waits less.
+		// Pages are taken only as data waits in the pipe.
+		_, _ = unix.FcntlInt(w.Fd(), unix.F_SETPIPE_SZ, logPipeSize)
 		t.pipes = append(t.pipes, r)
 		writers = append(writers, w)
 	}
@@ -359,6 +385,9 @@ func (d *Driver) taskLogPipes(cfg *drivers.TaskConfig, lim logcollect.Limits) (s
 	}
 	return writers[0], writers[1], nil
 }
+
+// logPipeSize is the capacity of a task's stdout and stderr pipes.
+const logPipeSize = 1 << 20
 
 func closeFiles(fs []*os.File) {
 	for _, f := range fs {

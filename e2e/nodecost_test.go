@@ -234,3 +234,228 @@ func loadAvg() string {
 	}
 	return strings.Join(f[:3], " ")
 }
+
+// floodJob writes about 50 MB/s of lines to stdout for 30 s: 50 copies of a
+// 1 MiB chunk of lines, then a second's pause.
+func floodJob(id, driver, logs string) string {
+	return fmt.Sprintf(`job %q {
+  type = "batch"
+  group "g" {
+    ephemeral_disk {
+      size = 2100
+    }
+`+runOnce+`    task "t" {
+      driver = %q
+      config {
+        command = "/bin/sh"
+        args    = ["-c", "yes 'a line of log output, as an app writes it' | head -c 1048576 > ${NOMAD_TASK_DIR}/chunk; for s in $(seq 30); do for j in $(seq 50); do cat ${NOMAD_TASK_DIR}/chunk; done; sleep 1; done"]
+%s      }
+      logs {
+        max_files     = 200
+        max_file_size = 10
+      }
+      resources {
+        cpu    = 100
+        memory = 64
+      }
+    }
+  }
+}
+`, id, driver, logs)
+}
+
+// procCPUTime is a process's user+system time in clock ticks (1/100 s).
+func procCPUTime(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+	u, _ := strconv.Atoi(f[11])
+	s, _ := strconv.Atoi(f[12])
+	return u + s
+}
+
+func logBytes(dir, task, stream string) int64 {
+	var n int64
+	files, _ := filepath.Glob(filepath.Join(dir, task+"."+stream+".*"))
+	for _, f := range files {
+		if fi, err := os.Stat(f); err == nil && !strings.HasSuffix(f, ".fifo") {
+			n += fi.Size()
+		}
+	}
+	return n
+}
+
+// TestLogThroughput: 1500 MiB at 50 MB/s from one task, through the node's
+// collector and through raw_exec's logmon; every byte arrives, and the CPU
+// each spends per MB. Then 100 tasks writing counters at once lose nothing.
+func TestLogThroughput(t *testing.T) {
+	if os.Getenv("BWRAP_R_NODE_BENCH") == "" {
+		t.Skip("a benchmark: make bench runs it (BWRAP_R_NODE_BENCH=1)")
+	}
+	setup(t)
+	stateDir, err := os.MkdirTemp("/tmp", "e2e-flood-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(stateDir) })
+	a := newAgentOpts(t, agentOpts{plugin: fmt.Sprintf("    state_dir = %q\n    logs {\n      max_files = 200\n    }", stateDir), extra: `plugin "raw_exec" {
+  config {
+    enabled = true
+  }
+}
+`})
+	if err := a.waitDriver(true, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	const want = 1500 << 20
+	var b strings.Builder
+	b.WriteString("| collector | MiB written | MiB in the files | CPU | CPU per MB |\n|---|---|---|---|---|\n")
+	for _, c := range []struct{ name, driver, logs string }{
+		{"bwrap-r's collector", "bwrap-r", "        logs {\n          max_files     = 200\n          max_file_size = 10\n        }\n"},
+		{"Nomad's logmon (raw_exec)", "raw_exec", ""},
+	} {
+		job := "flood-" + strings.ReplaceAll(c.driver, "_", "-")
+		a.runJob(t, writeJob(t, job, floodJob(job, c.driver, c.logs)), job)
+		al := a.waitRunning(t, job, "t", time.Minute)
+		var pid int
+		if !eventually(30*time.Second, 100*time.Millisecond, func() bool {
+			if c.driver == "bwrap-r" {
+				pid = collectorProcess(stateDir)
+			} else if ps := processesWith("logmon"); len(ps) == 1 {
+				pid, _ = strconv.Atoi(strings.Fields(ps[0])[0])
+				t.Logf("logmon: %s", ps[0])
+			}
+			return pid != 0
+		}) {
+			t.Fatalf("%s: no collector process found", c.name)
+		}
+		// The collector's CPU time, sampled while the task runs (logmon
+		// exits with its task).
+		cpu0 := procCPUTime(pid)
+		cpu := 0
+		sampling := make(chan struct{})
+		sampled := make(chan struct{})
+		go func() {
+			defer close(sampled)
+			for {
+				if now := procCPUTime(pid); now-cpu0 > cpu {
+					cpu = now - cpu0
+				}
+				select {
+				case <-sampling:
+					return
+				case <-time.After(100 * time.Millisecond):
+				}
+			}
+		}()
+		done := a.waitAlloc(t, job, 5*time.Minute, "complete", terminal)
+		close(sampling)
+		<-sampled
+		if done.ClientStatus != "complete" {
+			t.Fatalf("%s: %s", c.name, done)
+		}
+		logDir := allocLogsDir(a, al.ID)
+		var got int64
+		eventually(30*time.Second, 200*time.Millisecond, func() bool {
+			got = logBytes(logDir, "t", "stdout")
+			return got >= want
+		})
+		t.Logf("%s: logs in %q", c.name, logDir)
+		if c.driver == "bwrap-r" && got != want {
+			t.Errorf("%s: %d bytes in the files, %d written", c.name, got, want)
+		}
+		fmt.Fprintf(&b, "| %s | %d | %d | %.2f s | %.2f ms |\n", c.name, want>>20, got>>20, float64(cpu)/100, float64(cpu)*10/float64(want>>20))
+		a.mustNomad(t, "job", "stop", "-purge", job)
+	}
+
+	// 100 tasks at once, each 20000 counter lines; they stay running, as
+	// the client collects finished allocations beyond its gc_max_allocs.
+	const job, tasks, lines = "counters", 100, 20000
+	a.runJob(t, writeJob(t, job, fmt.Sprintf(`job %q {
+  group "g" {
+    count = %d
+`+runOnce+`    task "t" {
+      driver = "bwrap-r"
+      config {
+        command = "/bin/sh"
+        args    = ["-c", "seq 0 %d; exec sleep 3600"]
+      }
+      resources {
+        cpu    = 1
+        memory = 16
+      }
+    }
+  }
+}
+`, job, tasks, lines-1)), job)
+	if !eventually(10*time.Minute, time.Second, func() bool { return a.runningCount(job) >= tasks }) {
+		t.Fatalf("%d counter tasks did not all start", tasks)
+	}
+	var allocs []struct{ ID string }
+	if err := a.get("/v1/job/"+job+"/allocations", &allocs); err != nil {
+		t.Fatal(err)
+	}
+	counted := seqOutput(lines)
+	complete := 0
+	eventually(2*time.Minute, time.Second, func() bool {
+		complete = 0
+		for _, al := range allocs {
+			if b, err := os.ReadFile(filepath.Join(allocLogsDir(a, al.ID), "t.stdout.0")); err == nil && string(b) == counted {
+				complete++
+			}
+		}
+		return complete == len(allocs)
+	})
+	fmt.Fprintf(&b, "\n%d tasks writing %d lines each at once: %d with every line, in order.\n", len(allocs), lines, complete)
+	if complete != len(allocs) {
+		t.Errorf("%d of %d counter tasks' logs are complete", complete, len(allocs))
+	}
+	a.mustNomad(t, "job", "stop", "-purge", job)
+	fmt.Println(b.String())
+	if out := os.Getenv("BWRAP_R_NODE_BENCH_OUT"); out != "" {
+		f, err := os.OpenFile(out, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+		if err == nil {
+			f.WriteString("\n" + b.String())
+			f.Close()
+		}
+	}
+}
+
+func seqOutput(n int) string {
+	var b strings.Builder
+	for i := 0; i < n; i++ {
+		b.WriteString(strconv.Itoa(i))
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// allocLogsDir finds an allocation's alloc/logs below the agent's dir (a dev
+// agent keeps its alloc dir in a temp dir of its own there).
+func allocLogsDir(a *agent, allocID string) string {
+	found := ""
+	filepath.WalkDir(a.dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || found != "" {
+			return filepath.SkipDir
+		}
+		if d.IsDir() && d.Name() == allocID {
+			found = filepath.Join(p, "alloc", "logs")
+			return filepath.SkipAll
+		}
+		return nil
+	})
+	return found
+}
+
+func allocLogFiles(a *agent, allocID string) []string {
+	dir := allocLogsDir(a, allocID)
+	entries, _ := os.ReadDir(dir)
+	var out []string
+	for _, e := range entries {
+		fi, _ := e.Info()
+		out = append(out, fmt.Sprintf("%s:%d", e.Name(), fi.Size()))
+	}
+	return out
+}
