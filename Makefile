@@ -71,7 +71,7 @@ bench: build
 
 bench-node: nomad consul build
 	@mkdir -p $(TEST_TMP) && chmod 0711 $(TEST_TMP)
-	$(E2E_ENV) BWRAP_R_NODE_BENCH=1 BWRAP_R_NODE_BENCH_OUT=$(CURDIR)/.cache/bench-node.md \
+	$(E2E_ENV) BWRAP_R_NODE_BENCH=1 BWRAP_R_NODE_BENCH_OUT=$(CURDIR)/BENCHMARKS-node.md \
 		$(GO) test -count=1 -v -timeout 60m -run "TestNodeCostPerTask|TestLogThroughput" ./e2e/
 
 demo: deps nomad build

@@ -213,6 +213,7 @@ func TestNodeCostPerTask(t *testing.T) {
 		}
 	}
 	var b strings.Builder
+	b.WriteString("# What a node pays per task, through a real agent\n\nWritten by `make bench-node` (part of `make bench`): e2e's TestNodeCostPerTask and TestLogThroughput.\n\n")
 	fmt.Fprintf(&b, "Through one real agent (dev mode), `sleep` tasks (memory 16, cpu 1); load %s at the start, %s at the end.\n\n", load0, loadAvg())
 	b.WriteString("| driver | tasks | until all running | host processes a task adds (PSS) | with the agent's growth | MemAvailable drop a task |\n|---|---|---|---|---|---|\n")
 	for _, r := range rows {
