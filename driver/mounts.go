@@ -166,7 +166,7 @@ func underRoot(path string, roots []string, setting string) (real, root string, 
 		if err != nil {
 			continue
 		}
-		if under(real, rr) {
+		if bwrap.Within(real, rr) {
 			return real, rr, nil
 		}
 	}
@@ -230,7 +230,7 @@ func mountDest(p string) (string, error) {
 	switch {
 	case dest == "/":
 		return "", errors.New("the destination must not be the sandbox's /")
-	case under(dest, "/proc"), under(dest, "/dev"):
+	case bwrap.Within(dest, "/proc"), bwrap.Within(dest, "/dev"):
 		return "", fmt.Errorf("destination %s: nothing can be mounted in /proc or /dev", dest)
 	}
 	return dest, nil
@@ -243,7 +243,7 @@ func mountDest(p string) (string, error) {
 func mountpointPossible(mounts []bwrap.Mount, b namedBind) error {
 	for i := len(mounts) - 1; i >= 0; i-- {
 		m := mounts[i]
-		if !under(b.Dest, m.Dest) {
+		if !bwrap.Within(b.Dest, m.Dest) {
 			continue
 		}
 		switch m.Kind {

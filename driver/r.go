@@ -46,7 +46,7 @@ func (d *Driver) applyR(spec *bwrap.Spec, cfg *drivers.TaskConfig, tc *TaskConfi
 	if in.Root != "" {
 		// An install under r_root is bound by descriptor, opened beneath it.
 		m := bwrap.Mount{Kind: bwrap.ROBind, Source: in.Root, Dest: in.Root, MustBeDir: true}
-		if under(in.Root, conf.RRoot) {
+		if bwrap.Within(in.Root, conf.RRoot) {
 			m.Beneath = conf.RRoot
 		}
 		spec.Mounts = append(spec.Mounts, m)
@@ -182,10 +182,4 @@ func rAttributes(cat *rversion.Catalog) (map[string]*pstructs.Attribute, string)
 		return attrs, fmt.Sprintf("no R found (nothing under %s, no R on PATH)", cat.Root)
 	}
 	return attrs, ""
-}
-
-// under reports whether path is root or lies below it, by their clean names.
-func under(path, root string) bool {
-	rel, err := filepath.Rel(filepath.Clean(root), filepath.Clean(path))
-	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }
