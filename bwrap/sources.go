@@ -80,7 +80,7 @@ func OpenSource(m Mount) (*os.File, error) {
 	if m.Beneath == "" {
 		fd, err = unix.Open(m.Source, unix.O_PATH|unix.O_CLOEXEC, 0)
 	} else {
-		fd, err = openBeneath(m.Beneath, m.Source)
+		fd, err = OpenBeneath(m.Beneath, m.Source, 0)
 	}
 	switch {
 	case errors.Is(err, unix.ENOENT):
@@ -114,12 +114,25 @@ func OpenSource(m Mount) (*os.File, error) {
 	return f, nil
 }
 
-// openBeneath opens path, which must lie in root, resolving every component
-// below root without following links (root itself is trusted: it may be a
-// link the operator made).
-func openBeneath(root, path string) (int, error) {
+// Within reports whether path is root or lies below it, by their clean
+// names (no link is resolved).
+func Within(path, root string) bool {
 	rel, err := filepath.Rel(filepath.Clean(root), filepath.Clean(path))
-	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
+}
+
+// OpenBeneath opens path, which must lie in root (or be root), as an
+// O_PATH descriptor, resolving every component below root without following
+// a link: a link on the way fails with ELOOP, a path that leaves root with
+// EXDEV. root itself is opened as named: it is the operator's or the
+// client's, and may be a link they made. flags are added to O_PATH (with
+// O_NOFOLLOW a link at path itself comes back as the link).
+func OpenBeneath(root, path string, flags int) (int, error) {
+	if !Within(path, root) {
+		return -1, unix.EXDEV
+	}
+	rel, err := filepath.Rel(filepath.Clean(root), filepath.Clean(path))
+	if err != nil {
 		return -1, unix.EXDEV
 	}
 	rootFD, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
@@ -127,9 +140,14 @@ func openBeneath(root, path string) (int, error) {
 		return -1, fmt.Errorf("its root %s: %w", root, err)
 	}
 	defer unix.Close(rootFD)
+	return OpenAt(rootFD, rel, flags)
+}
+
+// OpenAt is OpenBeneath from an open directory and a path relative to it.
+func OpenAt(dirFD int, rel string, flags int) (int, error) {
 	for {
-		fd, err := unix.Openat2(rootFD, rel, &unix.OpenHow{
-			Flags:   unix.O_PATH | unix.O_CLOEXEC,
+		fd, err := unix.Openat2(dirFD, rel, &unix.OpenHow{
+			Flags:   uint64(unix.O_PATH | unix.O_CLOEXEC | flags),
 			Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
 		})
 		// EAGAIN: a rename elsewhere raced the lookup; try again.

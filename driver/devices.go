@@ -58,7 +58,7 @@ func taskDevices(devs []*drivers.DeviceConfig) ([]taskDevice, error) {
 		if !filepath.IsAbs(d.host) {
 			return nil, fmt.Errorf("%s: the host path must be absolute", d.what())
 		}
-		if hasDotDot(d.dest) || filepath.Join("/", d.dest) == "/" || under(filepath.Join("/", d.dest), "/proc") {
+		if hasDotDot(d.dest) || filepath.Join("/", d.dest) == "/" || bwrap.Within(filepath.Join("/", d.dest), "/proc") {
 			return nil, fmt.Errorf("%s: want a destination below / (not in /proc), without \"..\"", d.what())
 		}
 		d.dest = filepath.Join("/", d.dest)
@@ -105,7 +105,7 @@ func applyDevices(spec *bwrap.Spec, cfg *drivers.TaskConfig) error {
 			return fmt.Errorf("%s: permissions %q need a devices cgroup to refuse what they leave out, and this task has none (%s)", d.what(), d.perms, noDeviceCgroupReason(cfg))
 		}
 		m := bwrap.Mount{Kind: bwrap.DevBind, Source: d.host, Dest: d.dest}
-		if !under(d.dest, "/dev") {
+		if !bwrap.Within(d.dest, "/dev") {
 			if err := mountpointPossible(spec.Mounts, namedBind{m, d.what()}); err != nil {
 				return err
 			}

@@ -124,6 +124,9 @@ func configBinds(mounts []TaskMount, conf Config, uid, gid uint32) ([]namedBind,
 		roots, setting := conf.MountRoots, "mount_roots"
 		if !m.readOnly() {
 			roots, setting = conf.MountRootsWritable, "mount_roots_writable"
+			if len(roots) == 0 {
+				return nil, fmt.Errorf("%s: readonly = false, and the plugin allows no writable mounts (mount_roots_writable)", what)
+			}
 		}
 		real, root, err := underRoot(m.Source, roots, setting)
 		if err != nil {
@@ -146,16 +149,16 @@ func configBinds(mounts []TaskMount, conf Config, uid, gid uint32) ([]namedBind,
 }
 
 // underRoot resolves path's links and returns it with the (resolved) root
-// among roots it lies in.
+// among roots it lies in: the one check of a host path a job names against
+// the operator's roots (mount_roots, r_library_roots). path must be
+// absolute without "..", and a root that leads to / is refused, as / itself
+// is when the config is read: it would allow every host path.
 func underRoot(path string, roots []string, setting string) (real, root string, err error) {
 	if !filepath.IsAbs(path) || hasDotDot(path) {
-		return "", "", errors.New("the source must be an absolute path without \"..\"")
+		return "", "", errors.New("must be an absolute path without \"..\"")
 	}
 	if len(roots) == 0 {
-		if setting == "mount_roots_writable" {
-			return "", "", errors.New("readonly = false, and the plugin allows no writable mounts (mount_roots_writable)")
-		}
-		return "", "", errors.New("the plugin allows no mounts (mount_roots)")
+		return "", "", fmt.Errorf("the plugin's %s is empty: it allows no such path", setting)
 	}
 	real, err = filepath.EvalSymlinks(path)
 	if err != nil {
@@ -166,7 +169,10 @@ func underRoot(path string, roots []string, setting string) (real, root string, 
 		if err != nil {
 			continue
 		}
-		if under(real, rr) {
+		if rr == "/" {
+			return "", "", fmt.Errorf("the plugin's %s entry %s leads to /, which would allow every host path: refusing it", setting, r)
+		}
+		if bwrap.Within(real, rr) {
 			return real, rr, nil
 		}
 	}
@@ -230,7 +236,7 @@ func mountDest(p string) (string, error) {
 	switch {
 	case dest == "/":
 		return "", errors.New("the destination must not be the sandbox's /")
-	case under(dest, "/proc"), under(dest, "/dev"):
+	case bwrap.Within(dest, "/proc"), bwrap.Within(dest, "/dev"):
 		return "", fmt.Errorf("destination %s: nothing can be mounted in /proc or /dev", dest)
 	}
 	return dest, nil
@@ -243,7 +249,7 @@ func mountDest(p string) (string, error) {
 func mountpointPossible(mounts []bwrap.Mount, b namedBind) error {
 	for i := len(mounts) - 1; i >= 0; i-- {
 		m := mounts[i]
-		if !under(b.Dest, m.Dest) {
+		if !bwrap.Within(b.Dest, m.Dest) {
 			continue
 		}
 		switch m.Kind {
@@ -281,12 +287,17 @@ func selinuxEnabled() bool {
 	return err == nil
 }
 
-// normalizeMountRoots checks the plugin's mount roots: absolute, not /.
+// normalizeMountRoots checks the plugin's roots of host paths a job may
+// name (mount_roots, mount_roots_writable, r_library_roots): absolute, not
+// /, no "..".
 func (c *Config) normalizeMountRoots() error {
-	for setting, roots := range map[string][]string{"mount_roots": c.MountRoots, "mount_roots_writable": c.MountRootsWritable} {
-		for _, r := range roots {
+	for _, s := range []struct {
+		setting string
+		roots   []string
+	}{{"mount_roots", c.MountRoots}, {"mount_roots_writable", c.MountRootsWritable}, {"r_library_roots", c.RLibraryRoots}} {
+		for _, r := range s.roots {
 			if !filepath.IsAbs(r) || filepath.Clean(r) == "/" || hasDotDot(r) {
-				return fmt.Errorf("%s: %q must be an absolute path below /, without \"..\"", setting, r)
+				return fmt.Errorf("%s: %q must be an absolute path below /, without \"..\"", s.setting, r)
 			}
 		}
 	}

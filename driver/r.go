@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/nomad/plugins/drivers"
 	pstructs "github.com/hashicorp/nomad/plugins/shared/structs"
+	"golang.org/x/sys/unix"
 
 	"github.com/bwrap-r/bwrap-r/bwrap"
 	"github.com/bwrap-r/bwrap-r/rlib"
@@ -46,7 +47,7 @@ func (d *Driver) applyR(spec *bwrap.Spec, cfg *drivers.TaskConfig, tc *TaskConfi
 	if in.Root != "" {
 		// An install under r_root is bound by descriptor, opened beneath it.
 		m := bwrap.Mount{Kind: bwrap.ROBind, Source: in.Root, Dest: in.Root, MustBeDir: true}
-		if under(in.Root, conf.RRoot) {
+		if bwrap.Within(in.Root, conf.RRoot) {
 			m.Beneath = conf.RRoot
 		}
 		spec.Mounts = append(spec.Mounts, m)
@@ -141,20 +142,127 @@ func applyRLibs(spec *bwrap.Spec, cfg *drivers.TaskConfig, tc *TaskConfig, conf 
 		shown = append(shown, w+" (writable)")
 	}
 	for _, l := range tc.RLibs {
-		inside := rlib.Expand(l, minor)
-		host, root, err := rlib.Allowed(inside, conf.RLibraryRoots)
+		m, err := rLibBind(rlib.Expand(l, minor), conf, uid, gid)
 		if err != nil {
 			return "", err
 		}
-		spec.Mounts = append(spec.Mounts, bwrap.Mount{Kind: bwrap.ROBind, Source: host, Dest: filepath.Clean(inside), Beneath: root, MustBeDir: true})
-		paths = append(paths, filepath.Clean(inside))
-		shown = append(shown, filepath.Clean(inside))
+		spec.Mounts = append(spec.Mounts, m)
+		paths = append(paths, m.Dest)
+		shown = append(shown, m.Dest)
 	}
 	if len(paths) == 0 {
 		return "", nil
 	}
 	spec.Env["R_LIBS"] = strings.Join(paths, ":")
 	return strings.Join(shown, ", "), nil
+}
+
+// rLibBind checks an r_libs entry ({minor} filled in) as a task config
+// mount is checked: below r_library_roots once links are resolved, ".."
+// refused, reachable by the task's UID from its root, bound by descriptor
+// beneath that root at its own path, which must not lie in /proc or /dev.
+// And since its packages are code that every task using it runs, no task
+// UID may be able to change it (tasksCannotChange).
+func rLibBind(inside string, conf Config, uid, gid uint32) (bwrap.Mount, error) {
+	what := fmt.Sprintf("r_libs %s", inside)
+	real, root, err := underRoot(inside, conf.RLibraryRoots, "r_library_roots")
+	if err != nil {
+		return bwrap.Mount{}, fmt.Errorf("%s: %w", what, err)
+	}
+	dest, err := mountDest(inside)
+	if err != nil {
+		return bwrap.Mount{}, fmt.Errorf("%s: %w", what, err)
+	}
+	if err := reachable(root, real, uid, gid); err != nil {
+		return bwrap.Mount{}, fmt.Errorf("%s: %w", what, err)
+	}
+	if err := conf.tasksCannotChange(root, real, gid); err != nil {
+		return bwrap.Mount{}, fmt.Errorf("%s: %w", what, err)
+	}
+	m := bwrap.Mount{Kind: bwrap.ROBind, Source: real, Dest: dest, Beneath: root, MustBeDir: true}
+	return m, checkSource(namedBind{m, what})
+}
+
+// tasksCannotChange checks each directory from root down to dir (which lies
+// in it) for a way a task could change what is there: owned by a UID a task
+// may run as (an owner can chmod it, whatever its mode); writable by a group
+// a task may have, or by every UID; an ACL that may grant writes. A sticky
+// parent is safe from group and other writes (they can add names to it, not
+// rename or remove the root's directory on the path); dir itself is not,
+// since an added name is an added package. Every task UID counts, the task's
+// own included: dynamic UIDs pass from job to job, and any job may ask for
+// an allowed user.
+func (c Config) tasksCannotChange(root, dir string, gid uint32) error {
+	rel, err := filepath.Rel(root, dir)
+	if err != nil {
+		return err
+	}
+	path := root
+	parts := []string{}
+	if rel != "." {
+		parts = strings.Split(rel, "/")
+	}
+	for i := 0; i <= len(parts); i++ {
+		if i > 0 {
+			path = filepath.Join(path, parts[i-1])
+		}
+		var st unix.Stat_t
+		if err := unix.Lstat(path, &st); err != nil {
+			return err
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			return fmt.Errorf("%s is %s, not a directory", path, fileKind(st.Mode))
+		}
+		// Group and other writes to a sticky parent add names to it; they
+		// cannot rename or remove the directory on the path.
+		shielded := st.Mode&unix.S_ISVTX != 0 && i < len(parts)
+		groupWrite := st.Mode&0o020 != 0 && !shielded
+		var why string
+		switch {
+		case c.mayBeTaskUID(st.Uid):
+			why = fmt.Sprintf("owned by uid %d, which tasks may run as", st.Uid)
+		case st.Mode&0o002 != 0 && !shielded:
+			why = "writable by every uid"
+		case groupWrite && hasACL(path):
+			why = "writable through its ACL (its group bits are the ACL's mask)"
+		case groupWrite && (st.Gid == gid || c.mayBeTaskGID(st.Gid)):
+			why = fmt.Sprintf("writable by gid %d, which tasks may have", st.Gid)
+		default:
+			continue
+		}
+		return fmt.Errorf("%s is %s (mode %04o, owner %d:%d): a task could change the packages that every task using the library runs; make it the operator's, writable by no task", path, why, st.Mode&0o7777, st.Uid, st.Gid)
+	}
+	return nil
+}
+
+// mayBeTaskUID reports whether uid is one a task may run as
+// (task_uid_range, allowed_uids, allowed_users).
+func (c Config) mayBeTaskUID(uid uint32) bool {
+	for _, r := range c.identityUIDs() {
+		if uid >= r.Min && uid <= r.Max {
+			return true
+		}
+	}
+	return false
+}
+
+// mayBeTaskGID reports whether gid may be a task's group, as far as the
+// plugin's config tells: an allowed user's, or a number a task UID may have
+// (a dynamic workload user's GID is its UID, and host users mostly have a
+// group of their own number).
+func (c Config) mayBeTaskGID(gid uint32) bool {
+	for _, u := range c.allowedUsers {
+		if u.gid == gid {
+			return true
+		}
+	}
+	return c.mayBeTaskUID(gid)
+}
+
+// hasACL reports whether path has an access ACL beyond its mode bits.
+func hasACL(path string) bool {
+	n, err := unix.Lgetxattr(path, "system.posix_acl_access", nil)
+	return err == nil && n > 0
 }
 
 // rAttributes are the fingerprint's R attributes: every version, the highest
@@ -182,10 +290,4 @@ func rAttributes(cat *rversion.Catalog) (map[string]*pstructs.Attribute, string)
 		return attrs, fmt.Sprintf("no R found (nothing under %s, no R on PATH)", cat.Root)
 	}
 	return attrs, ""
-}
-
-// under reports whether path is root or lies below it, by their clean names.
-func under(path, root string) bool {
-	rel, err := filepath.Rel(filepath.Clean(root), filepath.Clean(path))
-	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }

@@ -236,7 +236,7 @@ func lookCommand(spec *bwrap.Spec, path, allocDir string) error {
 		if !ok {
 			continue
 		}
-		if allocDir != "" && under(host, allocDir) {
+		if allocDir != "" && bwrap.Within(host, allocDir) {
 			if taskCommandThere(allocDir, host) {
 				return nil
 			}
@@ -256,19 +256,7 @@ func lookCommand(spec *bwrap.Spec, path, allocDir string) error {
 // executable file or a link (the task's: the sandbox resolves it), looking
 // without following any link.
 func taskCommandThere(allocDir, host string) bool {
-	rel, err := filepath.Rel(allocDir, host)
-	if err != nil {
-		return false
-	}
-	root, err := unix.Open(allocDir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return false
-	}
-	defer unix.Close(root)
-	fd, err := unix.Openat2(root, rel, &unix.OpenHow{
-		Flags:   unix.O_PATH | unix.O_NOFOLLOW | unix.O_CLOEXEC,
-		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS,
-	})
+	fd, err := bwrap.OpenBeneath(allocDir, host, unix.O_NOFOLLOW)
 	if errors.Is(err, unix.ELOOP) {
 		return true
 	}

@@ -5,9 +5,10 @@ import (
 	"fmt"
 	"path/filepath"
 	"strconv"
-	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/bwrap-r/bwrap-r/bwrap"
 )
 
 // Root's steps in a task's dirs go by descriptor: the dirs are the task's
@@ -20,33 +21,28 @@ import (
 // caller to refuse). root is the client's alloc dir, whose own path no task
 // controls.
 func openBeneath(root, path string) (int, error) {
-	rel, err := filepath.Rel(root, path)
-	if err != nil || rel == "." || rel == ".." || strings.HasPrefix(rel, "../") || filepath.IsAbs(rel) {
+	if filepath.Clean(path) == filepath.Clean(root) || !bwrap.Within(path, root) {
 		return -1, fmt.Errorf("%s does not lie below %s", path, root)
 	}
-	rootfd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return -1, fmt.Errorf("%s: %w", root, err)
-	}
-	defer unix.Close(rootfd)
-	return openAt(rootfd, rel)
+	fd, err := bwrap.OpenBeneath(root, path, unix.O_NOFOLLOW)
+	return fd, explainBeneath(err)
 }
 
 // openAt is openBeneath from a directory descriptor.
 func openAt(dirfd int, rel string) (int, error) {
-	fd, err := unix.Openat2(dirfd, rel, &unix.OpenHow{
-		Flags:   unix.O_PATH | unix.O_NOFOLLOW | unix.O_CLOEXEC,
-		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS,
-	})
+	fd, err := bwrap.OpenAt(dirfd, rel, unix.O_NOFOLLOW)
+	return fd, explainBeneath(err)
+}
+
+// explainBeneath says what a refusal of openBeneath means.
+func explainBeneath(err error) error {
 	switch {
-	case err == nil:
-		return fd, nil
 	case errors.Is(err, unix.ELOOP):
-		return -1, errors.New("a symbolic link lies in its path (bwrap-r follows none there)")
+		return errors.New("a symbolic link lies in its path (bwrap-r follows none there)")
 	case errors.Is(err, unix.EXDEV):
-		return -1, errors.New("its path leaves the allocation dir")
+		return errors.New("its path leaves the allocation dir")
 	}
-	return -1, err
+	return err
 }
 
 // openDirBeneath is openBeneath for a directory: anything else, a link to

@@ -143,6 +143,10 @@ type agent struct {
 	nodeID string
 	cmd    *exec.Cmd
 	exited chan struct{}
+
+	// dataDir is its data_dir (server agents): below dir unless
+	// agentOpts.dataDir named another.
+	dataDir string
 }
 
 // agentOpts configure an agent.
@@ -162,6 +166,9 @@ type agentOpts struct {
 	// umask, when set (e.g. "077"), is the agent's umask, as an operator's
 	// shell or unit may give it.
 	umask string
+	// dataDir, when set, is a server agent's data_dir instead of one below
+	// its dir (a mount the test made, say); the test removes it.
+	dataDir string
 }
 
 // sharedAgent is the agent with the default plugin config, started by the
@@ -286,11 +293,15 @@ func startAgent(opts agentOpts) (*agent, error) {
 			os.RemoveAll(dir)
 		}
 	}()
-	server := ""
+	server, dataDir := "", ""
 	clientConf := opts.client
 	if opts.server {
 		// Nomad makes its data_dir itself (0700).
-		server = fmt.Sprintf(serverConfig, filepath.Join(dir, "data"))
+		dataDir = filepath.Join(dir, "data")
+		if opts.dataDir != "" {
+			dataDir = opts.dataDir
+		}
+		server = fmt.Sprintf(serverConfig, dataDir)
 		// Dev mode's choice: tasks' ports on loopback, not on the interface
 		// of the default route.
 		clientConf = "  enabled           = true\n  network_interface = \"lo\"\n" + clientConf
@@ -316,6 +327,7 @@ func startAgent(opts agentOpts) (*agent, error) {
 		server: opts.server,
 		umask:  opts.umask,
 	}
+	a.dataDir = dataDir
 	if err := a.launch(); err != nil {
 		return nil, err
 	}
@@ -517,7 +529,7 @@ func (a *agent) stopAllJobs() []string {
 		}
 	}
 	eventually(20*time.Second, 250*time.Millisecond, func() bool {
-		return len(mountsBelow(a.dir)) == 0
+		return len(mountsBelow(a.dir)) == 0 && (a.dataDir == "" || len(mountsBelow(a.dataDir)) == 0)
 	})
 	return ids
 }

@@ -230,9 +230,9 @@ func TestRestorePackages(t *testing.T) {
 			t.Fatal(err)
 		}
 		cases := []struct{ name, lib, want string }{
-			{"outside", outside, fmt.Sprintf("r_libs %q (%s) is outside the allowed library roots %s", outside, outside, root)},
-			{"dotdot", repo + "/../../etc", fmt.Sprintf("r_libs %q: want an absolute path without ..", repo+"/../../etc")},
-			{"symlink", link, fmt.Sprintf("r_libs %q (%s) is outside the allowed library roots %s", link, outside, root)},
+			{"outside", outside, fmt.Sprintf("r_libs %s: %s lies outside the plugin's r_library_roots (%s)", outside, outside, root)},
+			{"dotdot", repo + "/../../etc", fmt.Sprintf(`r_libs %s: must be an absolute path without ".."`, repo+"/../../etc")},
+			{"symlink", link, fmt.Sprintf("r_libs %s: %s lies outside the plugin's r_library_roots (%s)", link, outside, root)},
 		}
 		for _, c := range cases {
 			t.Run(c.name, func(t *testing.T) {

@@ -1,6 +1,7 @@
-// Package rlib checks the R package libraries a task asks for: host
-// libraries under the operator's allowed roots, and a writable library
-// created inside the task's own directories.
+// Package rlib handles the R package libraries a task asks for: the
+// {minor} placeholder, a writable library created inside the task's own
+// directories, and the package cache. (Host libraries under the operator's
+// roots are checked by the driver, as its other host binds are.)
 package rlib
 
 import (
@@ -30,36 +31,6 @@ func hasDotDot(p string) bool {
 		}
 	}
 	return false
-}
-
-// Allowed checks that path (absolute, no "..") is a directory lying under
-// one of roots after symlinks are resolved, and returns its resolved path and
-// the resolved root it lies in.
-func Allowed(path string, roots []string) (real, root string, err error) {
-	if !filepath.IsAbs(path) || hasDotDot(path) {
-		return "", "", fmt.Errorf("r_libs %q: want an absolute path without ..", path)
-	}
-	if len(roots) == 0 {
-		return "", "", fmt.Errorf("r_libs %q: the plugin allows no library roots (r_library_roots)", path)
-	}
-	real, err = filepath.EvalSymlinks(path)
-	if err != nil {
-		return "", "", fmt.Errorf("r_libs %q: %w", path, err)
-	}
-	fi, err := os.Stat(real)
-	if err != nil || !fi.IsDir() {
-		return "", "", fmt.Errorf("r_libs %q is not a directory", path)
-	}
-	for _, root := range roots {
-		r, err := filepath.EvalSymlinks(root)
-		if err != nil {
-			continue
-		}
-		if rel, err := filepath.Rel(r, real); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
-			return real, r, nil
-		}
-	}
-	return "", "", fmt.Errorf("r_libs %q (%s) is outside the allowed library roots %s", path, real, strings.Join(roots, ", "))
 }
 
 // CheckWritable validates a writable library's path as the sandbox sees it:

@@ -3,40 +3,9 @@ package rlib
 import (
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 )
-
-func TestAllowed(t *testing.T) {
-	root := t.TempDir()
-	outside := t.TempDir()
-	os.MkdirAll(filepath.Join(root, "4.4", "common"), 0o755)
-	os.Symlink(outside, filepath.Join(root, "escape"))
-	os.Symlink(filepath.Join(root, "4.4"), filepath.Join(root, "current"))
-	roots := []string{root}
-
-	if got, _, err := Allowed(filepath.Join(root, "4.4", "common"), roots); err != nil || got != filepath.Join(root, "4.4", "common") {
-		t.Fatalf("inside: %q %v", got, err)
-	}
-	if _, _, err := Allowed(filepath.Join(root, "current", "common"), roots); err != nil {
-		t.Fatalf("a link within the root: %v", err)
-	}
-	for _, bad := range []string{
-		outside,
-		filepath.Join(root, "4.4", "..", "..", filepath.Base(outside)),
-		filepath.Join(root, "escape"),
-		"relative/lib",
-		filepath.Join(root, "missing"),
-	} {
-		if _, _, err := Allowed(bad, roots); err == nil {
-			t.Errorf("%q allowed", bad)
-		}
-	}
-	if _, _, err := Allowed(filepath.Join(root, "4.4"), nil); err == nil || !strings.Contains(err.Error(), "r_library_roots") {
-		t.Errorf("no roots: %v", err)
-	}
-}
 
 func TestExpand(t *testing.T) {
 	if got := Expand("/srv/r-libs/{minor}/common", "4.4"); got != "/srv/r-libs/4.4/common" {
