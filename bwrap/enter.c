@@ -14,7 +14,9 @@
 // filter. In this order it:
 //
 //   1. makes itself non-dumpable (the task cannot ptrace it or write its
-//      memory) and closes every other inherited descriptor;
+//      memory), closes every other inherited descriptor and gives up any
+//      controlling terminal it was started with (the agent's, when an
+//      operator runs it in a terminal: /dev/tty in the sandbox would reach it);
 //   2. opens the target by pidfd and checks it is the task's process: the
 //      start time and UID the driver recorded, in namespaces not the host's;
 //   3. joins the task's cgroups, drops its supplementary groups, and joins
@@ -213,6 +215,23 @@ static void enter_check_target(int procfd, unsigned long long start, long uid) {
 		if (theirs.st_dev == ours.st_dev && theirs.st_ino == ours.st_ino)
 			shim_fail("enter: the target shares the host's %s: not a sandbox", own[i]);
 	}
+}
+
+// enter_leave_terminal gives up the controlling terminal the launcher may
+// have been started with, so that neither it nor the command has one: the
+// sandbox's /dev/tty opens the caller's controlling terminal, whichever
+// namespace it is in.
+static void enter_leave_terminal(void) {
+	int fd = open("/dev/tty", O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return; // none (ENXIO), or one that is hung up
+	// For a session's leader TIOCNOTTY would hang up the terminal's
+	// foreground jobs, which are not the launcher's to end.
+	if (getsid(0) == getpid())
+		shim_fail("enter: started as the leader of a terminal's session: start it in a session of its own");
+	if (ioctl(fd, TIOCNOTTY) != 0)
+		shim_fail("enter: giving up the controlling terminal: %s", strerror(errno));
+	close(fd);
 }
 
 // enter_open_dir opens the directory path below dirfd without following any
@@ -486,6 +505,7 @@ static void enter_main(int argc, char **argv) {
 	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
 		shim_fail("enter: PR_SET_DUMPABLE: %s", strerror(errno));
 	shim_stdio();
+	enter_leave_terminal();
 	for (; i < argc; i++) {
 		const char *flag = argv[i];
 		if (strcmp(flag, "--") == 0) {

@@ -556,6 +556,73 @@ func TestReceiveTerminalRefusesAllButAPtyMaster(t *testing.T) {
 	}
 }
 
+// A launcher started inside a session with a controlling terminal (the
+// plugin of an agent an operator runs in a terminal) gives it up: the
+// command cannot open /dev/tty to reach it.
+func TestEnterLeavesTheCallersTerminal(t *testing.T) {
+	b, uid, gid := sleepingBox(t)
+	ptmx, tty, err := pty.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ptmx.Close()
+	var seen bytes.Buffer
+	read := make(chan struct{})
+	go func() { _, _ = seen.ReadFrom(ptmx); close(read) }()
+	cmd, err := b.EnterCmd(Enter{Launcher: []string{os.Args[0], EnterCommand}, Seccomp: testFilter(t),
+		UID: uid, GID: gid, Env: map[string]string{"PATH": "/usr/bin:/bin"},
+		Command: []string{"sh", "-c", `if (echo reached > /dev/tty) 2>/dev/null; then echo OPENED; else echo refused; fi`}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The launcher is the child of a shell that leads a session with the
+	// terminal as its controlling terminal; only /dev/tty could reach it.
+	wrapper := exec.Command("/bin/sh", append([]string{"-c", `"$@" </dev/null; exit $?`, "sh", cmd.Path}, cmd.Args[1:]...)...)
+	wrapper.Env = []string{}
+	wrapper.ExtraFiles = cmd.ExtraFiles
+	var out bytes.Buffer
+	wrapper.Stdin, wrapper.Stdout, wrapper.Stderr = tty, &out, &out
+	wrapper.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
+	err = wrapper.Start()
+	CloseFiles(cmd)
+	tty.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = wrapper.Wait()
+	_ = ptmx.SetReadDeadline(time.Now().Add(time.Second))
+	<-read
+	if strings.TrimSpace(out.String()) != "refused" || strings.Contains(seen.String(), "reached") {
+		t.Errorf("the command opened the caller's terminal: %q; the terminal showed %q", out.String(), seen.String())
+	}
+
+	// Leading the terminal's session itself, it refuses to run (giving the
+	// terminal up would hang up its foreground jobs).
+	ptmx2, tty2, err := pty.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ptmx2.Close()
+	cmd, err = b.EnterCmd(Enter{Launcher: []string{os.Args[0], EnterCommand}, Seccomp: testFilter(t),
+		UID: uid, GID: gid, Env: map[string]string{"PATH": "/usr/bin:/bin"}, Command: []string{"true"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out2 bytes.Buffer
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = tty2, &out2, &out2
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
+	err = cmd.Start()
+	CloseFiles(cmd)
+	tty2.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	if cmd.ProcessState.ExitCode() != 126 || !strings.Contains(out2.String(), "leader of a terminal's session") {
+		t.Errorf("a launcher leading a terminal's session: %v %q, want refused", cmd.ProcessState, out2.String())
+	}
+}
+
 // rawEnter runs the launcher with hand-made flags, as a confused or hostile
 // caller might.
 func rawEnter(t *testing.T, args ...string) (string, int) {

@@ -35,14 +35,15 @@ func (d *Driver) enter(h *taskHandle, cmd []string) bwrap.Enter {
 }
 
 // enterCmd builds the process that runs cmd inside the task's sandbox,
-// through the enter launcher, in a process group of its own: the launcher
-// forwards no signal, so the group ends the command with it.
+// through the enter launcher, in a session of its own: nothing of it keeps
+// the plugin's controlling terminal (an agent run in an operator's terminal
+// has one), and its process group ends the command with it.
 func (d *Driver) enterCmd(h *taskHandle, cmd []string) (*exec.Cmd, error) {
 	c, err := h.sandbox.EnterCmd(d.enter(h, cmd))
 	if err != nil {
 		return nil, err
 	}
-	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	return c, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"regexp"
@@ -425,4 +426,81 @@ func (c *cliTerm) wait(t *testing.T) (int, string) {
 	case <-time.After(2 * time.Second):
 	}
 	return c.cmd.ProcessState.ExitCode(), c.output()
+}
+
+// An agent run in an operator's terminal has it as its controlling terminal,
+// and so has the plugin it starts. Nothing in a sandbox may reach it: not
+// the task, not a command of `nomad alloc exec` with or without -t (which
+// could read what the operator types and write to the screen).
+func TestExecLeavesTheAgentsTerminal(t *testing.T) {
+	ptmx, tty, err := pty.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ptmx.Close()
+	var mu sync.Mutex
+	var seen bytes.Buffer
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := ptmx.Read(buf)
+			mu.Lock()
+			seen.Write(buf[:n])
+			mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	a := newAgentOpts(t, agentOpts{tty: tty})
+	tty.Close()
+	if err := a.waitDriver(true, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	const job = "exec-agent-tty"
+	probe := `if (echo "reached-by-$0" > /dev/tty) 2>/dev/null; then echo OPENED; else echo refused; fi`
+	a.runJob(t, writeJob(t, job, fmt.Sprintf(`job %q {
+  type = "service"
+  group "g" {
+`+runOnce+`    task "t" {
+      driver = "bwrap-r"
+      config {
+        command = "/bin/sh"
+        args    = ["-c", %q]
+      }
+      resources {
+        cpu    = 100
+        memory = 64
+      }
+    }
+  }
+}
+`, job, `sh -c '`+probe+`' task; exec sleep 300`)), job)
+	al := a.waitRunning(t, job, "t", time.Minute)
+	var logs string
+	eventually(30*time.Second, 250*time.Millisecond, func() bool {
+		logs, _ = a.nomad("alloc", "logs", al.ID, "t")
+		return strings.TrimSpace(logs) != ""
+	})
+	if strings.TrimSpace(logs) != "refused" {
+		t.Errorf("the task's own /dev/tty: %q, want refused", logs)
+	}
+	stdout, stderr, code := a.nomadIO(t, "", "alloc", "exec", "-i=false", "-t=false", "-task", "t", al.ID, "/bin/sh", "-c", probe, "exec")
+	if strings.TrimSpace(stdout) != "refused" {
+		t.Errorf("nomad alloc exec (no -t): /dev/tty %q (exit %d, %q), want refused", stdout, code, stderr)
+	}
+	// With -t, /dev/tty is the session's own terminal: what is written
+	// there shows in the CLI's.
+	c := a.execUnderPty(t, 24, 80, "alloc", "exec", "-i", "-t", "-task", "t", al.ID, "/bin/sh", "-c",
+		`echo "reached-by-exec-t" > /dev/tty; echo "tty=$(tty)"`)
+	_, out := c.wait(t)
+	if !regexp.MustCompile(`reached-by-exec-t\r\ntty=/dev/pts/[0-9]+\r\n`).MatchString(out) {
+		t.Errorf("nomad alloc exec -t: /dev/tty is not the session's own terminal: %q", out)
+	}
+	time.Sleep(500 * time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Contains(seen.String(), "reached-by-") {
+		t.Errorf("a command in the sandbox wrote to the agent's terminal: %q", seen.String())
+	}
 }
