@@ -7,13 +7,16 @@
 //          -- COMMAND ARG...
 //
 // Started as root with an empty environment, the command's stdio, the task's
-// environment on descriptor 3 and the seccomp filter on descriptor 4. Nothing
-// the task controls reaches a root step: the environment is applied only by
-// the final execve, after the process is the task's UID, has no capabilities,
-// no_new_privs and the filter. In this order it:
+// environment on descriptor 3 and the seccomp filter on descriptor 4 (with
+// -tty, a unix socket on descriptor 5). Nothing the task controls reaches a
+// root step: the environment is applied only by the final execve, after the
+// process is the task's UID, has no capabilities, no_new_privs and the
+// filter. In this order it:
 //
 //   1. makes itself non-dumpable (the task cannot ptrace it or write its
-//      memory) and closes every other inherited descriptor;
+//      memory), closes every other inherited descriptor and gives up any
+//      controlling terminal it was started with (the agent's, when an
+//      operator runs it in a terminal: /dev/tty in the sandbox would reach it);
 //   2. opens the target by pidfd and checks it is the task's process: the
 //      start time and UID the driver recorded, in namespaces not the host's;
 //   3. joins the task's cgroups, drops its supplementary groups, and joins
@@ -25,6 +28,15 @@
 //      capability, changes to the working directory as that UID, loads the
 //      filter and execs the command with the task's environment.
 //
+// With -tty the command gets a terminal of the sandbox's own: before the
+// drop the child unshares a mount namespace (a copy of the task's) and mounts
+// a fresh devpts instance on its /dev/pts; as the task's UID it opens a pty
+// through that mount (no path of the task's), takes the slave by
+// TIOCGPTPEER, sends the master to the driver over descriptor 5 (SCM_RIGHTS),
+// and makes the slave its controlling terminal, in a session of its own, and
+// its stdio. The driver relays the exec stream to the master; `tty` inside
+// names /dev/pts/N, and nothing of a host terminal is in the sandbox.
+//
 // A failure of the launcher exits 126 with "bwrap-r: ..." on stderr; a command
 // that is not found exits 127, as a shell's would.
 
@@ -34,6 +46,8 @@
 #include <grp.h>
 #include <linux/capability.h>
 #include <linux/filter.h>
+#include <linux/mount.h>
+#include <linux/openat2.h>
 #include <linux/seccomp.h>
 #include <sched.h>
 #include <signal.h>
@@ -43,7 +57,9 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/fsuid.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -60,12 +76,39 @@
 #ifndef CLONE_NEWCGROUP
 #define CLONE_NEWCGROUP 0x02000000
 #endif
+// The mount API's calls have one number on every architecture.
+#ifndef SYS_move_mount
+#define SYS_move_mount 429
+#endif
+#ifndef SYS_fsopen
+#define SYS_fsopen 430
+#endif
+#ifndef SYS_fsconfig
+#define SYS_fsconfig 431
+#endif
+#ifndef SYS_fsmount
+#define SYS_fsmount 432
+#endif
+#ifndef SYS_openat2
+#define SYS_openat2 437
+#endif
+#ifndef SYS_mount_setattr
+#define SYS_mount_setattr 442
+#endif
+#ifndef AT_RECURSIVE
+#define AT_RECURSIVE 0x8000
+#endif
 
 #define ENTER_MAX_CGROUPS 16
 // Limits on what the driver hands over: a task's environment is bounded by
 // what execve takes anyway.
 #define ENTER_MAX_ENV (8 << 20)
 #define ENTER_MAX_FILTER (BPF_MAXINSNS * sizeof(struct sock_filter))
+// The ptys an exec session's devpts instance holds: its terminal and what
+// runs in it (tmux, script). The node's pool (kernel.pty.max) is shared by
+// every task, and a task of the same UID can reach the instance while the
+// session runs.
+#define ENTER_PTS_MAX "16"
 
 // enter_read_all reads descriptor fd to its end, at most max bytes.
 static char *enter_read_all(int fd, size_t max, size_t *len, const char *what) {
@@ -174,6 +217,161 @@ static void enter_check_target(int procfd, unsigned long long start, long uid) {
 	}
 }
 
+// enter_leave_terminal gives up the controlling terminal the launcher may
+// have been started with, so that neither it nor the command has one: the
+// sandbox's /dev/tty opens the caller's controlling terminal, whichever
+// namespace it is in.
+static void enter_leave_terminal(void) {
+	int fd = open("/dev/tty", O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return; // none (ENXIO), or one that is hung up
+	// For a session's leader TIOCNOTTY would hang up the terminal's
+	// foreground jobs, which are not the launcher's to end.
+	if (getsid(0) == getpid())
+		shim_fail("enter: started as the leader of a terminal's session: start it in a session of its own");
+	if (ioctl(fd, TIOCNOTTY) != 0)
+		shim_fail("enter: giving up the controlling terminal: %s", strerror(errno));
+	close(fd);
+}
+
+// enter_open_dir opens the directory path below dirfd without following any
+// link.
+static int enter_open_dir(int dirfd, const char *path) {
+	struct open_how how = {
+		.flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
+		.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+	};
+	return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+}
+
+// enter_pts_dir opens the mount point of the terminal's devpts instance:
+// /dev/pts, made by bwrap at the sandbox's start. A sandbox started by an
+// older bwrap-r has none: the mount point (and /dev/ptmx) is made then, as
+// the task's UID (a tmpfs of the task's user namespace takes only owners
+// mapped there), with this namespace's /dev writable for the moment.
+static int enter_pts_dir(long uid, long gid) {
+	int dev = enter_open_dir(AT_FDCWD, "/dev");
+	if (dev < 0)
+		shim_fail("enter: the sandbox's /dev: %s", strerror(errno));
+	int pts = enter_open_dir(dev, "pts");
+	if (pts < 0 && errno == ENOENT) {
+		struct mount_attr rw = {.attr_clr = MOUNT_ATTR_RDONLY}, ro = {.attr_set = MOUNT_ATTR_RDONLY};
+		if (syscall(SYS_mount_setattr, dev, "", AT_EMPTY_PATH, &rw, sizeof rw) != 0)
+			shim_fail("enter: making a mount point on /dev: %s", strerror(errno));
+		setfsgid((gid_t)gid);
+		setfsuid((uid_t)uid);
+		if (setfsuid((uid_t)-1) != (int)uid)
+			shim_fail("enter: setfsuid %ld: failed", uid);
+		int made = mkdirat(dev, "pts", 0755), err = errno;
+		if (made == 0 && symlinkat("pts/ptmx", dev, "ptmx") != 0 && errno != EEXIST)
+			made = -1, err = errno;
+		setfsuid(0);
+		setfsgid(0);
+		if (syscall(SYS_mount_setattr, dev, "", AT_EMPTY_PATH, &ro, sizeof ro) != 0)
+			shim_fail("enter: /dev read-only again: %s", strerror(errno));
+		if (made != 0 && err != EEXIST)
+			shim_fail("enter: making /dev/pts: %s", strerror(err));
+		pts = enter_open_dir(dev, "pts");
+	}
+	if (pts < 0)
+		shim_fail("enter: the sandbox's /dev/pts: %s", strerror(errno));
+	close(dev);
+	return pts;
+}
+
+// enter_devpts, as root of the task's user namespace, gives the child a
+// mount namespace of its own, a copy of the task's, with a fresh devpts
+// instance on /dev/pts. The command's terminal is then a device of the
+// sandbox (tty names it, and it exists there), while the task's own
+// processes see an empty /dev/pts. Returns the instance's root.
+static int enter_devpts(long uid, long gid) {
+	if (unshare(CLONE_NEWNS) != 0)
+		shim_fail("enter: a mount namespace for the terminal: %s", strerror(errno));
+	// Nothing mounted here propagates back into the task's namespace.
+	struct mount_attr slave = {.propagation = MS_SLAVE};
+	if (syscall(SYS_mount_setattr, AT_FDCWD, "/", AT_RECURSIVE, &slave, sizeof slave) != 0)
+		shim_fail("enter: making the terminal's mounts slaves: %s", strerror(errno));
+	int fs = (int)syscall(SYS_fsopen, "devpts", FSOPEN_CLOEXEC);
+	if (fs < 0)
+		shim_fail("enter: devpts: %s", strerror(errno));
+	static const char *const opts[][2] = {{"ptmxmode", "0666"}, {"mode", "0620"}, {"max", ENTER_PTS_MAX}};
+	for (size_t i = 0; i < sizeof opts / sizeof *opts; i++) {
+		if (syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, opts[i][0], opts[i][1], 0) != 0)
+			shim_fail("enter: devpts %s=%s: %s", opts[i][0], opts[i][1], strerror(errno));
+	}
+	if (syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) != 0)
+		shim_fail("enter: creating a devpts instance: %s", strerror(errno));
+	int mnt = (int)syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC);
+	if (mnt < 0)
+		shim_fail("enter: mounting devpts: %s", strerror(errno));
+	close(fs);
+	int pts = enter_pts_dir(uid, gid);
+	if (syscall(SYS_move_mount, mnt, "", pts, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) != 0)
+		shim_fail("enter: mounting devpts on /dev/pts: %s", strerror(errno));
+	close(pts);
+	return mnt;
+}
+
+// enter_send_master sends the terminal's master to the driver, the one
+// process that keeps it.
+static void enter_send_master(int master) {
+	char byte = 'T';
+	struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+	union {
+		struct cmsghdr hdr;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} control;
+	memset(&control, 0, sizeof control);
+	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf, .msg_controllen = sizeof control.buf};
+	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &master, sizeof master);
+	ssize_t n;
+	do
+		n = sendmsg(ENTER_CONSOLE_FD, &msg, MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	if (n != 1)
+		shim_fail("enter: sending the terminal: %s", n < 0 ? strerror(errno) : "short write");
+	close(ENTER_CONSOLE_FD);
+}
+
+// enter_terminal, as the task's UID, opens a pty of the session's devpts
+// instance (so its slave belongs to the task), sends the master to the
+// driver, and makes the slave the command's controlling terminal, in a
+// session of its own (job control works inside), and its stdio.
+static void enter_terminal(int ptsfd) {
+	int master = openat(ptsfd, "ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (master < 0)
+		shim_fail("enter: opening a terminal: %s", strerror(errno));
+	close(ptsfd);
+	int unlock = 0;
+	unsigned int index;
+	struct stat st;
+	if (ioctl(master, TIOCSPTLCK, &unlock) != 0 || ioctl(master, TIOCGPTN, &index) != 0)
+		shim_fail("enter: the terminal's master: %s", strerror(errno));
+	if (fstat(master, &st) != 0 || !S_ISCHR(st.st_mode))
+		shim_fail("enter: the terminal's master is not a character device");
+	// The slave by the master, not by a path in the sandbox.
+	int slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY);
+	if (slave < 0)
+		shim_fail("enter: the terminal's slave: %s", strerror(errno));
+	// From here a failure shows on the operator's terminal.
+	if (dup2(slave, STDERR_FILENO) < 0)
+		shim_fail("enter: the terminal as stderr: %s", strerror(errno));
+	enter_send_master(master);
+	close(master);
+	if (setsid() < 0)
+		shim_fail("enter: setsid: %s", strerror(errno));
+	if (ioctl(slave, TIOCSCTTY, 0) != 0)
+		shim_fail("enter: the terminal: %s", strerror(errno));
+	if (dup2(slave, STDIN_FILENO) < 0 || dup2(slave, STDOUT_FILENO) < 0)
+		shim_fail("enter: the terminal as stdio: %s", strerror(errno));
+	if (slave > STDERR_FILENO)
+		close(slave);
+}
+
 // enter_load_filter reads the compiled filter and installs it; no_new_privs
 // is already set.
 static void enter_load_filter(struct sock_filter *filter, size_t len) {
@@ -230,6 +428,7 @@ static void enter_child(int pidfd, int rootfd, long uid, long gid, const char *c
 		shim_fail("enter: the task's root: %s", strerror(errno));
 	close(rootfd);
 	close(pidfd);
+	int ptsfd = tty ? enter_devpts(uid, gid) : -1;
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
 		shim_fail("enter: no_new_privs: %s", strerror(errno));
 	for (int cap = 0; cap <= 63; cap++) {
@@ -261,14 +460,8 @@ static void enter_child(int pidfd, int rootfd, long uid, long gid, const char *c
 	// As the task's UID, inside: the path is the sandbox's to resolve.
 	if (chdir(cwd) != 0 && chdir("/") != 0)
 		shim_fail("enter: chdir %s: %s", cwd, strerror(errno));
-	if (tty) {
-		// A session of the sandbox's own, with the terminal the driver made
-		// as its controlling terminal: job control works inside.
-		if (setsid() < 0)
-			shim_fail("enter: setsid: %s", strerror(errno));
-		if (ioctl(STDIN_FILENO, TIOCSCTTY, 0) != 0)
-			shim_fail("enter: the terminal: %s", strerror(errno));
-	}
+	if (tty)
+		enter_terminal(ptsfd);
 	// As for the task (shim.c): not the agent's umask.
 	umask(022);
 	enter_load_filter(filter, filter_len);
@@ -312,6 +505,7 @@ static void enter_main(int argc, char **argv) {
 	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
 		shim_fail("enter: PR_SET_DUMPABLE: %s", strerror(errno));
 	shim_stdio();
+	enter_leave_terminal();
 	for (; i < argc; i++) {
 		const char *flag = argv[i];
 		if (strcmp(flag, "--") == 0) {
@@ -361,8 +555,16 @@ static void enter_main(int argc, char **argv) {
 	struct sock_filter *filter = (struct sock_filter *)enter_read_all(ENTER_SECCOMP_FD, ENTER_MAX_FILTER, &filter_len, "seccomp filter");
 	if (filter_len == 0 || filter_len % sizeof *filter != 0)
 		shim_fail("enter: the seccomp filter is %zu bytes, not whole instructions", filter_len);
-	// Only stdio stays open from here on.
-	if (syscall(SYS_close_range, 3, ~0U, 0) != 0)
+	// Only stdio (and with -tty the console socket) stays open from here on.
+	if (tty) {
+		struct stat st;
+		if (fstat(ENTER_CONSOLE_FD, &st) != 0 || !S_ISSOCK(st.st_mode))
+			shim_fail("enter: -tty needs the console socket on descriptor %d", ENTER_CONSOLE_FD);
+		if (fcntl(ENTER_CONSOLE_FD, F_SETFD, FD_CLOEXEC) != 0 ||
+		    syscall(SYS_close_range, 3, ENTER_CONSOLE_FD - 1, 0) != 0 ||
+		    syscall(SYS_close_range, ENTER_CONSOLE_FD + 1, ~0U, 0) != 0)
+			shim_fail("enter: close_range: %s", strerror(errno));
+	} else if (syscall(SYS_close_range, 3, ~0U, 0) != 0)
 		shim_fail("enter: close_range: %s", strerror(errno));
 
 	int pidfd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
@@ -396,6 +598,10 @@ static void enter_main(int argc, char **argv) {
 		enter_child(pidfd, rootfd, uid, gid, cwd, tty, filter, filter_len, &argv[i], envp);
 	close(pidfd);
 	close(rootfd);
+	// Only the child sends on it: the driver sees the socket's end once the
+	// child has sent or died.
+	if (tty)
+		close(ENTER_CONSOLE_FD);
 	enter_wait(child);
 }
 

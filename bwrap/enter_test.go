@@ -2,16 +2,21 @@ package bwrap
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/creack/pty"
+	"golang.org/x/sys/unix"
 
 	"github.com/bwrap-r/bwrap-r/syscallfilter"
 )
@@ -189,45 +194,432 @@ func TestEnterExitStatus(t *testing.T) {
 	}
 }
 
-// With a terminal the command leads a session of its own inside the sandbox,
-// with the terminal as its controlling terminal, so shells get job control.
+// termSession is a command on a terminal the launcher made in the sandbox,
+// and what the terminal showed.
+type termSession struct {
+	cmd    *exec.Cmd
+	ptmx   *os.File
+	mu     sync.Mutex
+	out    bytes.Buffer
+	read   chan struct{}
+	waited bool
+}
+
+func enterTerminal(t *testing.T, b *testBox, uid, gid uint32, command ...string) *termSession {
+	t.Helper()
+	cmd, ptmx, err := b.EnterTerminal(context.Background(), Enter{Launcher: []string{os.Args[0], EnterCommand}, Seccomp: testFilter(t),
+		UID: uid, GID: gid, Env: map[string]string{"PATH": "/usr/bin:/bin", "TERM": "dumb"}, Command: command})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &termSession{cmd: cmd, ptmx: ptmx, read: make(chan struct{})}
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := ptmx.Read(buf)
+			s.mu.Lock()
+			s.out.Write(buf[:n])
+			s.mu.Unlock()
+			if err != nil {
+				close(s.read)
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		if !s.waited {
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			_ = cmd.Wait()
+		}
+		ptmx.Close()
+	})
+	return s
+}
+
+func (s *termSession) output() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.out.String()
+}
+
+func (s *termSession) write(t *testing.T, text string) {
+	t.Helper()
+	if _, err := s.ptmx.Write([]byte(text)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitFor waits until the terminal has shown text; retype, when set, is
+// typed again every second meanwhile (a job control character flushes what
+// was typed ahead).
+func (s *termSession) waitFor(t *testing.T, text, retype string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	next := time.Now()
+	for time.Now().Before(deadline) {
+		if strings.Contains(s.output(), text) {
+			return
+		}
+		if retype != "" && !time.Now().Before(next) {
+			s.write(t, retype)
+			next = time.Now().Add(time.Second)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %q; the terminal showed %q", text, s.output())
+}
+
+// wait waits for the launcher and what the terminal still shows.
+func (s *termSession) wait(t *testing.T) *os.ProcessState {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { _ = s.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+		t.Errorf("the command did not end; the terminal showed %q", s.output())
+	}
+	s.waited = true
+	_ = s.ptmx.SetReadDeadline(time.Now().Add(time.Second))
+	<-s.read
+	return s.cmd.ProcessState
+}
+
+// The command's terminal is a device of the sandbox: tty names it, it exists
+// there as the task's, and the command leads a session of its own with it as
+// the controlling terminal, so shells get job control. The window size the
+// driver sets on the master is the command's.
 func TestEnterTerminal(t *testing.T) {
+	b, uid, gid := sleepingBox(t)
+	s := enterTerminal(t, b, uid, gid, "sh", "-c", `read x; t=$(tty); echo "tty=$t"; test -c "$t" && echo "node=$(stat -c '%u %a' "$t")"; echo "fd0=$(readlink /proc/self/fd/0)"; echo "size=$(stty size)"; echo ready; read x; echo "size=$(stty size)"; cat /proc/$$/stat; exit 7`)
+	if err := pty.Setsize(s.ptmx, &pty.Winsize{Rows: 20, Cols: 60}); err != nil {
+		t.Fatal(err)
+	}
+	s.write(t, "go\n")
+	s.waitFor(t, "ready\r\n", "")
+	if err := pty.Setsize(s.ptmx, &pty.Winsize{Rows: 41, Cols: 123}); err != nil {
+		t.Fatal(err)
+	}
+	s.write(t, "\n")
+	ps := s.wait(t)
+	out := s.output()
+	if ps.ExitCode() != 7 {
+		t.Errorf("exit %v, want 7: %q", ps, out)
+	}
+	m := regexp.MustCompile(`\r\ntty=(/dev/pts/[0-9]+)\r\n`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("tty names no /dev/pts/N: %q", out)
+	}
+	for _, want := range []string{
+		"\r\nnode=" + strconv.Itoa(int(uid)) + " 620\r\n",
+		"\r\nfd0=" + m[1] + "\r\n",
+		"\r\nsize=20 60\r\n",
+		"\r\nsize=41 123\r\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the terminal lacks %q: %q", want, out)
+		}
+	}
+	i := strings.LastIndexByte(out, ')')
+	j := strings.LastIndex(out[:max(i, 0)], "\n")
+	if i < 0 || j < 0 {
+		t.Fatalf("no stat line: %q", out)
+	}
+	pid := strings.Fields(out[j+1:])[0]
+	f := strings.Fields(out[i+1:])
+	// f[0] is field 3 (state): pgrp f[2], session f[3], tty_nr f[4], tpgid f[5].
+	if f[2] != pid || f[3] != pid || f[4] == "0" || f[5] != pid {
+		t.Errorf("pid %s: pgrp %s session %s tty %s foreground %s; want a session and foreground group of its own on the terminal", pid, f[2], f[3], f[4], f[5])
+	}
+}
+
+// Job control in an interactive shell on the terminal: background jobs,
+// jobs, kill %1, ^C, ^Z and fg.
+func TestEnterTerminalJobControl(t *testing.T) {
+	b, uid, gid := sleepingBox(t)
+	for _, shell := range []string{"/bin/sh", "/bin/bash"} {
+		t.Run(shell, func(t *testing.T) {
+			s := enterTerminal(t, b, uid, gid, shell, "-i")
+			step := func(line, want string) {
+				t.Helper()
+				s.write(t, line)
+				s.waitFor(t, want, "")
+			}
+			step("sleep 100 & jobs; echo M1\n", "\r\nM1\r\n")
+			step("kill %1; sleep 0.3; jobs; echo M2\n", "\r\nM2\r\n")
+			// ^C ends the foreground job, not the shell.
+			step("echo M3; sleep 60\n", "\r\nM3\r\n")
+			time.Sleep(300 * time.Millisecond)
+			s.write(t, "\x03")
+			s.waitFor(t, "\r\nM4\r\n", "echo M4\n")
+			// ^Z stops it; fg gives it the terminal again, and ^C ends it.
+			step("echo M5; sleep 70\n", "\r\nM5\r\n")
+			time.Sleep(300 * time.Millisecond)
+			s.write(t, "\x1a")
+			s.waitFor(t, "\r\nM6\r\n", "jobs; echo M6\n")
+			step("fg\n", "sleep 70")
+			time.Sleep(300 * time.Millisecond)
+			s.write(t, "\x03")
+			s.waitFor(t, "\r\nM7\r\n", "jobs; echo M7\n")
+			s.write(t, "exit 3\n")
+			ps := s.wait(t)
+			out := s.output()
+			if ps.ExitCode() != 3 {
+				t.Errorf("exit %v, want 3", ps)
+			}
+			for _, bad := range []string{"Cannot set tty process group", "can't access tty", "no job control"} {
+				if strings.Contains(out, bad) {
+					t.Errorf("the shell says %q", bad)
+				}
+			}
+			lower := strings.ToLower(out)
+			for _, want := range []string{"running", "terminated", "stopped"} {
+				if !strings.Contains(lower, want) {
+					t.Errorf("no job %s in the terminal", want)
+				}
+			}
+			t.Logf("%s", out)
+		})
+	}
+}
+
+// While an exec session has its terminal, the task's own processes see an
+// empty /dev/pts and cannot change /dev: the instance is the session's.
+func TestEnterTerminalIsNotTheTasks(t *testing.T) {
+	b, uid, gid := sleepingBox(t)
+	s := enterTerminal(t, b, uid, gid, "sh", "-c", "tty; echo ready; read x")
+	s.waitFor(t, "ready", "")
+	out, ps := enter(t, b, Enter{UID: uid, GID: gid, Env: map[string]string{"PATH": "/usr/bin:/bin"},
+		Command: []string{"sh", "-c", `echo "pts=[$(ls -A /dev/pts)] devpts=$(grep -c devpts /proc/self/mountinfo)"
+ln -sf /local /dev/ptmx 2>/dev/null && echo SWAPPED-PTMX
+mkdir /dev/pts/x 2>/dev/null && echo WROTE-PTS
+(exec 3<>/dev/ptmx) 2>/dev/null && echo OPENED-PTMX
+true`}})
+	if ps.ExitCode() != 0 || !strings.Contains(out, "pts=[] devpts=0\n") {
+		t.Errorf("the task's view during the session: exit %d %q, want an empty /dev/pts and no devpts", ps.ExitCode(), out)
+	}
+	for _, bad := range []string{"SWAPPED-PTMX", "WROTE-PTS", "OPENED-PTMX"} {
+		if strings.Contains(out, bad) {
+			t.Errorf("the task: %s", bad)
+		}
+	}
+	s.write(t, "\n")
+	if ps := s.wait(t); ps.ExitCode() != 0 {
+		t.Errorf("the session: %v %q", ps, s.output())
+	}
+}
+
+// dropMounts removes from a spec the mounts with the given destinations and
+// kinds.
+func dropMounts(spec *Spec, drop func(Mount) bool) {
+	spec.Mounts = slices.DeleteFunc(spec.Mounts, drop)
+}
+
+// Were /dev writable by the task, what it plants there is never the
+// terminal: the launcher opens the pty through the devpts instance it
+// mounted, and refuses a /dev/pts that is not a plain directory.
+func TestEnterTerminalIgnoresWhatTheTaskPlants(t *testing.T) {
+	uid, gid := nobody(t)
+	writableDev := func(spec *Spec) {
+		dropMounts(spec, func(m Mount) bool { return m.Kind == RemountRO && m.Dest == "/dev" })
+	}
+	box := func(plant string) *testBox {
+		b := startBoxWith(t, uid, gid, NetworkShared, writableDev, "/bin/sh", "-c", plant+" && echo planted; exec sleep 600")
+		waitFor(t, b, "planted")
+		return b
+	}
+	t.Run("ptmx", func(t *testing.T) {
+		b := box(`mkfifo /local/fifo && rm /dev/ptmx && ln -s /local/fifo /dev/ptmx`)
+		s := enterTerminal(t, b, uid, gid, "sh", "-c", `echo "tty=$(tty) ptmx=$(readlink /dev/ptmx)"`)
+		s.wait(t)
+		if out := s.output(); !regexp.MustCompile(`tty=/dev/pts/[0-9]+ ptmx=/local/fifo\r\n`).MatchString(out) {
+			t.Errorf("with /dev/ptmx planted: %q, want a terminal of the session's own", out)
+		}
+	})
+	for _, c := range []struct{ name, plant, want string }{
+		{"pts link", `mkdir /local/fake && rmdir /dev/pts && ln -s /local/fake /dev/pts`, "/dev/pts"},
+		{"pts file", `rmdir /dev/pts && echo x > /dev/pts`, "/dev/pts"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			b := box(c.plant)
+			cmd, ptmx, err := b.EnterTerminal(context.Background(), Enter{Launcher: []string{os.Args[0], EnterCommand}, Seccomp: testFilter(t),
+				UID: uid, GID: gid, Env: map[string]string{"PATH": "/usr/bin:/bin"}, Command: []string{"true"}})
+			if err == nil {
+				ptmx.Close()
+				_ = cmd.Wait()
+				t.Fatal("exec -t into a sandbox whose /dev/pts the task planted: started, want refused")
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Errorf("refused with %q, want it to name %s", err, c.want)
+			}
+			t.Logf("refused: %v", err)
+		})
+	}
+}
+
+// A sandbox started before /dev/pts was in it (kept running across a plugin
+// upgrade) still gets terminals: the launcher makes the mount point, as the
+// task, and /dev stays read-only for the task.
+func TestEnterTerminalInAnOlderSandbox(t *testing.T) {
+	uid, gid := nobody(t)
+	b := startBoxWith(t, uid, gid, NetworkShared, func(spec *Spec) {
+		dropMounts(spec, func(m Mount) bool { return m.Dest == "/dev/pts" || m.Dest == "/dev/ptmx" })
+	}, "/bin/sh", "-c", "test -e /dev/pts || test -L /dev/ptmx || echo older; exec sleep 600")
+	waitFor(t, b, "older")
+	for i := 0; i < 2; i++ {
+		s := enterTerminal(t, b, uid, gid, "sh", "-c", `echo "tty=$(tty)"`)
+		s.wait(t)
+		if out := s.output(); !regexp.MustCompile(`tty=/dev/pts/[0-9]+\r\n`).MatchString(out) {
+			t.Errorf("session %d: %q, want a /dev/pts terminal", i, out)
+		}
+	}
+	out, _ := enter(t, b, Enter{UID: uid, GID: gid, Env: map[string]string{"PATH": "/usr/bin:/bin"},
+		Command: []string{"sh", "-c", `echo "$(stat -c '%u %a' /dev/pts) [$(ls -A /dev/pts)] $(readlink /dev/ptmx)"; touch /dev/x 2>/dev/null && echo WROTE-DEV; true`}})
+	if want := strconv.Itoa(int(uid)) + " 755 [] pts/ptmx\n"; out != want {
+		t.Errorf("the task's /dev after: %q, want %q", out, want)
+	}
+}
+
+// The driver takes only a pty's master from the launcher: anything else on
+// the console socket is refused.
+func TestReceiveTerminalRefusesAllButAPtyMaster(t *testing.T) {
+	master, slave, err := pty.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer master.Close()
+	defer slave.Close()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	null, err := os.Open("/dev/null")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer null.Close()
+	file, err := os.Open(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
+	for _, c := range []struct {
+		name string
+		send []*os.File
+		want string
+	}{
+		{"master", []*os.File{master}, ""},
+		{"slave", []*os.File{slave}, "not a pty master"},
+		{"pipe", []*os.File{r}, "not a pty master"},
+		{"null", []*os.File{null}, "not a pty master"},
+		{"file", []*os.File{file}, "not a pty master"},
+		{"two", []*os.File{master, null}, "2 descriptors"},
+		{"none", nil, "ended before"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ours := os.NewFile(uintptr(pair[0]), "ours")
+			defer ours.Close()
+			if c.send != nil {
+				var fds []int
+				for _, f := range c.send {
+					fds = append(fds, int(f.Fd()))
+				}
+				if err := unix.Sendmsg(pair[1], []byte{'T'}, unix.UnixRights(fds...), nil, 0); err != nil {
+					t.Fatal(err)
+				}
+			}
+			unix.Close(pair[1])
+			got, err := receiveTerminal(context.Background(), ours)
+			if c.want == "" {
+				if err != nil {
+					t.Fatalf("a pty master refused: %v", err)
+				}
+				got.Close()
+				return
+			}
+			if err == nil {
+				got.Close()
+				t.Fatalf("took a %s", c.name)
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Errorf("refused with %q, want %q", err, c.want)
+			}
+		})
+	}
+}
+
+// A launcher started inside a session with a controlling terminal (the
+// plugin of an agent an operator runs in a terminal) gives it up: the
+// command cannot open /dev/tty to reach it.
+func TestEnterLeavesTheCallersTerminal(t *testing.T) {
 	b, uid, gid := sleepingBox(t)
 	ptmx, tty, err := pty.Open()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ptmx.Close()
+	var seen bytes.Buffer
+	read := make(chan struct{})
+	go func() { _, _ = seen.ReadFrom(ptmx); close(read) }()
 	cmd, err := b.EnterCmd(Enter{Launcher: []string{os.Args[0], EnterCommand}, Seccomp: testFilter(t),
-		UID: uid, GID: gid, Tty: true, Env: map[string]string{"PATH": "/usr/bin:/bin"},
-		Command: []string{"sh", "-c", "cat /proc/$$/stat"}})
+		UID: uid, GID: gid, Env: map[string]string{"PATH": "/usr/bin:/bin"},
+		Command: []string{"sh", "-c", `if (echo reached > /dev/tty) 2>/dev/null; then echo OPENED; else echo refused; fi`}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	err = cmd.Start()
+	// The launcher is the child of a shell that leads a session with the
+	// terminal as its controlling terminal; only /dev/tty could reach it.
+	wrapper := exec.Command("/bin/sh", append([]string{"-c", `"$@" </dev/null; exit $?`, "sh", cmd.Path}, cmd.Args[1:]...)...)
+	wrapper.Env = []string{}
+	wrapper.ExtraFiles = cmd.ExtraFiles
+	var out bytes.Buffer
+	wrapper.Stdin, wrapper.Stdout, wrapper.Stderr = tty, &out, &out
+	wrapper.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
+	err = wrapper.Start()
 	CloseFiles(cmd)
 	tty.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out bytes.Buffer
-	done := make(chan struct{})
-	go func() { _, _ = out.ReadFrom(ptmx); close(done) }()
-	_ = cmd.Wait()
+	_ = wrapper.Wait()
 	_ = ptmx.SetReadDeadline(time.Now().Add(time.Second))
-	<-done
-	s := out.String()
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 || cmd.ProcessState.ExitCode() != 0 {
-		t.Fatalf("exit %d: %q", cmd.ProcessState.ExitCode(), s)
+	<-read
+	if strings.TrimSpace(out.String()) != "refused" || strings.Contains(seen.String(), "reached") {
+		t.Errorf("the command opened the caller's terminal: %q; the terminal showed %q", out.String(), seen.String())
 	}
-	f := strings.Fields(s[i+1:])
-	pid := strings.Fields(s)[0]
-	// f[0] is field 3 (state): pgrp f[2], session f[3], tty_nr f[4], tpgid f[5].
-	if f[2] != pid || f[3] != pid || f[4] == "0" || f[5] != pid {
-		t.Errorf("pid %s: pgrp %s session %s tty %s foreground %s; want a session and foreground group of its own on the terminal", pid, f[2], f[3], f[4], f[5])
+
+	// Leading the terminal's session itself, it refuses to run (giving the
+	// terminal up would hang up its foreground jobs).
+	ptmx2, tty2, err := pty.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ptmx2.Close()
+	cmd, err = b.EnterCmd(Enter{Launcher: []string{os.Args[0], EnterCommand}, Seccomp: testFilter(t),
+		UID: uid, GID: gid, Env: map[string]string{"PATH": "/usr/bin:/bin"}, Command: []string{"true"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out2 bytes.Buffer
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = tty2, &out2, &out2
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true}
+	err = cmd.Start()
+	CloseFiles(cmd)
+	tty2.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	if cmd.ProcessState.ExitCode() != 126 || !strings.Contains(out2.String(), "leader of a terminal's session") {
+		t.Errorf("a launcher leading a terminal's session: %v %q, want refused", cmd.ProcessState, out2.String())
 	}
 }
 
@@ -284,6 +676,7 @@ func TestEnterRefusesAWrongTarget(t *testing.T) {
 		{"no pid", []string{"-uid", id(uid), "-gid", id(gid), "--", "true"}, "want -pid"},
 		{"relative cwd", []string{"-pid", pid, "-start", start, "-uid", id(uid), "-gid", id(gid), "-cwd", "local", "--", "true"}, "not an absolute path"},
 		{"unknown flag", []string{"-pid", pid, "-start", start, "-uid", id(uid), "-gid", id(gid), "-env", "X=1", "--", "true"}, "unknown flag"},
+		{"tty without a console", []string{"-pid", pid, "-start", start, "-uid", id(uid), "-gid", id(gid), "-tty", "--", "true"}, "console socket"},
 	} {
 		out, code := rawEnter(t, c.args...)
 		if c.want == "" {

@@ -65,6 +65,12 @@ func (b *testBox) output(t *testing.T) string {
 // a /local of its own.
 func startBox(t *testing.T, uid, gid uint32, net Network, command string, args ...string) *testBox {
 	t.Helper()
+	return startBoxWith(t, uid, gid, net, nil, command, args...)
+}
+
+// startBoxWith is startBox with edit changing the spec before the start.
+func startBoxWith(t *testing.T, uid, gid uint32, net Network, edit func(*Spec), command string, args ...string) *testBox {
+	t.Helper()
 	bw := needSandbox(t)
 	// bwrap runs as the task's UID and must traverse to the binds' sources.
 	dir, err := os.MkdirTemp("", "bwrap-test-")
@@ -93,6 +99,9 @@ func startBox(t *testing.T, uid, gid uint32, net Network, command string, args .
 		Env:    map[string]string{"PATH": "/usr/bin:/bin", "HOME": "/local", "MARK": "sandbox"},
 		Mounts: append(SystemMounts(16<<20), Mount{Kind: Bind, Source: local, Dest: "/local"}),
 		UID:    uid, GID: gid, Hostname: "boxed", Dir: "/local", Network: net,
+	}
+	if edit != nil {
+		edit(spec)
 	}
 	filter, err := syscallfilter.Program()
 	if err != nil {

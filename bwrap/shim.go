@@ -18,6 +18,8 @@ var (
 	_ [C.ENTER_ENV_FD - enterEnvFD]struct{}
 	_ [enterSeccompFD - C.ENTER_SECCOMP_FD]struct{}
 	_ [C.ENTER_SECCOMP_FD - enterSeccompFD]struct{}
+	_ [enterConsoleFD - C.ENTER_CONSOLE_FD]struct{}
+	_ [C.ENTER_CONSOLE_FD - enterConsoleFD]struct{}
 )
 
 // ShimCommand is the hidden subcommand that runs the launcher shim (shim.c).

@@ -6,9 +6,11 @@
 
 // Descriptors enter.go hands to the enter launcher (enter.c): the task's
 // environment (NUL-separated KEY=VALUE entries) and the compiled seccomp
-// filter (struct sock_filter entries).
+// filter (struct sock_filter entries); with -tty, the unix socket the
+// launcher sends the master of the command's terminal on.
 #define ENTER_ENV_FD 3
 #define ENTER_SECCOMP_FD 4
+#define ENTER_CONSOLE_FD 5
 
 // Shared by shim.c and enter.c.
 extern int shim_report_fd;

@@ -77,6 +77,10 @@ func SystemMounts(tmpSize int64) []Mount {
 		Mount{Kind: Symlink, Source: "/proc/self/fd/1", Dest: "/dev/stdout"},
 		Mount{Kind: Symlink, Source: "/proc/self/fd/2", Dest: "/dev/stderr"},
 		Mount{Kind: Tmpfs, Dest: "/dev/shm", Perms: 0o1777, Size: tmpSize},
+		// The mount point of an exec session's terminal (enter.c): empty
+		// for the task, which gets no ptys of its own.
+		Mount{Kind: Dir, Dest: "/dev/pts", Perms: 0o755},
+		Mount{Kind: Symlink, Source: "pts/ptmx", Dest: "/dev/ptmx"},
 		// /dev is a tmpfs the task would own; /dev/shm stays writable.
 		Mount{Kind: RemountRO, Dest: "/dev"},
 		Mount{Kind: Tmpfs, Dest: "/tmp", Perms: 0o1777, Size: tmpSize},

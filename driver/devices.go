@@ -14,8 +14,9 @@ import (
 )
 
 // defaultDeviceRules are the v1 devices cgroup rules for the nodes every
-// sandbox has (bwrap.SystemMounts): null, zero, full, random, urandom, tty.
-var defaultDeviceRules = []string{"c 1:3 rw", "c 1:5 rw", "c 1:7 rw", "c 1:8 rw", "c 1:9 rw", "c 5:0 rw"}
+// sandbox has (bwrap.SystemMounts): null, zero, full, random, urandom, tty,
+// and the ptmx and pts (136:*) of an exec -t session's devpts instance.
+var defaultDeviceRules = []string{"c 1:3 rw", "c 1:5 rw", "c 1:7 rw", "c 1:8 rw", "c 1:9 rw", "c 5:0 rw", "c 5:2 rw", "c 136:* rw"}
 
 // taskDevice is a device plugin's device as the sandbox gets it.
 type taskDevice struct {

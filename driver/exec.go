@@ -5,7 +5,6 @@ import (
 	"cmp"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -18,13 +17,12 @@ import (
 	"github.com/bwrap-r/bwrap-r/bwrap"
 )
 
-// enterCmd builds the process that runs cmd inside the task's sandbox,
-// through the enter launcher; tty asks for a session of its own there.
-func (d *Driver) enterCmd(h *taskHandle, cmd []string, tty bool) (*exec.Cmd, error) {
+// enter describes cmd run inside the task's sandbox, as the task.
+func (d *Driver) enter(h *taskHandle, cmd []string) bwrap.Enter {
 	if len(cmd) > 0 {
 		cmd = append([]string{inTaskDir(cmd[0])}, cmd[1:]...)
 	}
-	return h.sandbox.EnterCmd(bwrap.Enter{
+	return bwrap.Enter{
 		Launcher: []string{d.shim[0], bwrap.EnterCommand},
 		Cgroups:  h.state.Cgroups.Dirs(),
 		UID:      h.state.UID,
@@ -32,9 +30,21 @@ func (d *Driver) enterCmd(h *taskHandle, cmd []string, tty bool) (*exec.Cmd, err
 		Env:      h.state.Env,
 		Dir:      cmp.Or(h.state.Dir, insideLocal),
 		Seccomp:  d.seccomp,
-		Tty:      tty,
 		Command:  cmd,
-	})
+	}
+}
+
+// enterCmd builds the process that runs cmd inside the task's sandbox,
+// through the enter launcher, in a session of its own: nothing of it keeps
+// the plugin's controlling terminal (an agent run in an operator's terminal
+// has one), and its process group ends the command with it.
+func (d *Driver) enterCmd(h *taskHandle, cmd []string) (*exec.Cmd, error) {
+	c, err := h.sandbox.EnterCmd(d.enter(h, cmd))
+	if err != nil {
+		return nil, err
+	}
+	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	return c, nil
 }
 
 // startEnter starts an enter launcher and closes the parent's copies of the
@@ -57,16 +67,15 @@ func (d *Driver) ExecTask(taskID string, cmd []string, timeout time.Duration) (*
 	if !ok {
 		return nil, drivers.ErrTaskNotFound
 	}
-	c, err := d.enterCmd(h, cmd, false)
+	c, err := d.enterCmd(h, cmd)
 	if err != nil {
 		return nil, err
 	}
 	var stdout, stderr bytes.Buffer
 	c.Stdout, c.Stderr = &stdout, &stderr
 	c.WaitDelay = time.Second
-	// A process group of its own: the launcher forwards no signal, so a
-	// timeout must end the command's whole group, in the sandbox too.
-	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// The launcher forwards no signal: a timeout ends the command's whole
+	// process group, in the sandbox too.
 	if err := startEnter(c); err != nil {
 		return nil, err
 	}
@@ -91,12 +100,12 @@ func (d *Driver) ExecTaskStreaming(ctx context.Context, taskID string, opts *dri
 	if len(opts.Command) == 0 {
 		return nil, errors.New("exec: no command")
 	}
-	c, err := d.enterCmd(h, opts.Command, opts.Tty)
+	if opts.Tty {
+		return d.execTTY(ctx, h, opts)
+	}
+	c, err := d.enterCmd(h, opts.Command)
 	if err != nil {
 		return nil, err
-	}
-	if opts.Tty {
-		return execTTY(ctx, c, opts)
 	}
 	return execPipes(ctx, c, opts)
 }
@@ -109,7 +118,6 @@ func execPipes(ctx context.Context, c *exec.Cmd, opts *drivers.ExecOptions) (*dr
 	}
 	// Output still held by a background child is dropped after this.
 	c.WaitDelay = 2 * time.Second
-	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := startEnter(c); err != nil {
 		return nil, err
 	}
@@ -120,22 +128,16 @@ func execPipes(ctx context.Context, c *exec.Cmd, opts *drivers.ExecOptions) (*dr
 	return waitExec(ctx, c)
 }
 
-func execTTY(ctx context.Context, c *exec.Cmd, opts *drivers.ExecOptions) (*drivers.ExitResult, error) {
-	ptmx, tty, err := pty.Open()
-	if err != nil {
-		return nil, fmt.Errorf("exec: allocating a terminal: %w", err)
-	}
-	defer ptmx.Close()
-	c.Stdin, c.Stdout, c.Stderr = tty, tty, tty
-	// The launcher leaves the plugin's session; the command, in the
-	// sandbox's pid namespace, makes the terminal its controlling terminal
-	// (a terminal held by a host session would give it no job control).
-	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	err = startEnter(c)
-	tty.Close()
+// execTTY runs the command on a terminal the launcher made inside the
+// sandbox and relays the session to its master, which it checked is a pty's
+// master: the plugin holds nothing else of the session's terminal, and the
+// command nothing of any terminal outside.
+func (d *Driver) execTTY(ctx context.Context, h *taskHandle, opts *drivers.ExecOptions) (*drivers.ExitResult, error) {
+	c, ptmx, err := h.sandbox.EnterTerminal(ctx, d.enter(h, opts.Command))
 	if err != nil {
 		return nil, err
 	}
+	defer ptmx.Close()
 	go func() { _, _ = io.Copy(ptmx, opts.Stdin) }()
 	go func() {
 		for {
@@ -144,6 +146,8 @@ func execTTY(ctx context.Context, c *exec.Cmd, opts *drivers.ExecOptions) (*driv
 				if !ok {
 					return
 				}
+				// As Nomad's executor: the master's window size, which the
+				// kernel tells the terminal's foreground job (SIGWINCH).
 				_ = pty.Setsize(ptmx, &pty.Winsize{Rows: uint16(size.Height), Cols: uint16(size.Width)})
 			case <-ctx.Done():
 				return

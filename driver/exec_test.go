@@ -1,12 +1,18 @@
 package driver
 
 import (
+	"bytes"
+	"context"
+	"io"
+	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/nomad/plugins/drivers"
 	"github.com/hashicorp/nomad/plugins/drivers/testutils"
 )
 
@@ -81,5 +87,202 @@ func TestHarnessExecTaskTimeoutEndsTheCommand(t *testing.T) {
 	}
 	if out := string(res.Stdout); out != "ended\n" {
 		t.Errorf("the timed-out command: %q", out)
+	}
+}
+
+// ttyExec is an `alloc exec -t` session through the driver: the exec stream
+// as Nomad's client hands it over (stdin, output, resize events).
+type ttyExec struct {
+	stdin  *io.PipeWriter
+	resize chan drivers.TerminalSize
+	mu     sync.Mutex
+	out    bytes.Buffer
+	done   chan struct{}
+	res    *drivers.ExitResult
+	err    error
+}
+
+func (s *ttyExec) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.out.Write(p)
+}
+
+func (s *ttyExec) Close() error { return nil }
+
+func (s *ttyExec) output() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.out.String()
+}
+
+func startTTYExec(t *testing.T, d *Driver, taskID string, rows, cols int, command ...string) *ttyExec {
+	t.Helper()
+	r, w := io.Pipe()
+	s := &ttyExec{stdin: w, resize: make(chan drivers.TerminalSize, 4), done: make(chan struct{})}
+	s.resize <- drivers.TerminalSize{Height: rows, Width: cols}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	go func() {
+		defer close(s.done)
+		defer cancel()
+		s.res, s.err = d.ExecTaskStreaming(ctx, taskID, &drivers.ExecOptions{
+			Command: command, Tty: true, Stdin: r, Stdout: s, Stderr: s, ResizeCh: s.resize,
+		})
+	}()
+	t.Cleanup(func() { w.Close(); cancel(); <-s.done })
+	return s
+}
+
+func (s *ttyExec) write(t *testing.T, text string) {
+	t.Helper()
+	if _, err := s.stdin.Write([]byte(text)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitFor waits until the session has shown text; retype, when set, is typed
+// again every second meanwhile (^C and ^Z flush what was typed ahead).
+func (s *ttyExec) waitFor(t *testing.T, text, retype string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	next := time.Now()
+	for time.Now().Before(deadline) {
+		if strings.Contains(s.output(), text) {
+			return
+		}
+		select {
+		case <-s.done:
+			t.Fatalf("the session ended (%+v, %v) before it showed %q: %q", s.res, s.err, text, s.output())
+		default:
+		}
+		if retype != "" && !time.Now().Before(next) {
+			s.write(t, retype)
+			next = time.Now().Add(time.Second)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %q; the session showed %q", text, s.output())
+}
+
+func (s *ttyExec) wait(t *testing.T) *drivers.ExitResult {
+	t.Helper()
+	select {
+	case <-s.done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the session did not end: %q", s.output())
+	}
+	if s.err != nil {
+		t.Fatalf("exec: %v; the session showed %q", s.err, s.output())
+	}
+	return s.res
+}
+
+// `alloc exec -t`: the command's terminal is a device of the sandbox (tty
+// names it, it exists there as the task's), a resize from the exec stream
+// reaches it, and its exit code passes through.
+func TestHarnessExecTTYIsTheSandboxs(t *testing.T) {
+	h, d := newHarness(t, Config{})
+	task := startAs(t, h, "tty", "nomad-80044", sh("sleep 600"))
+	if err := h.WaitUntilStarted(task.ID, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	s := startTTYExec(t, d, task.ID, 20, 60, "/bin/sh", "-c",
+		`read x; t=$(tty); echo "tty=$t"; test -c "$t" && echo "node=$(stat -c %u "$t")"; echo "size=$(stty size)"; echo ready; read x; echo "size=$(stty size)"; exit 7`)
+	s.write(t, "go\n")
+	s.waitFor(t, "ready\r\n", "")
+	s.resize <- drivers.TerminalSize{Height: 41, Width: 123}
+	// The resize is applied by the driver's relay: give it the moment.
+	time.Sleep(200 * time.Millisecond)
+	s.write(t, "\n")
+	res := s.wait(t)
+	out := s.output()
+	t.Logf("exit %+v: %q", res, out)
+	if res.ExitCode != 7 {
+		t.Errorf("exit %+v, want 7", res)
+	}
+	if !regexp.MustCompile(`\r\ntty=/dev/pts/[0-9]+\r\nnode=80044\r\n`).MatchString(out) {
+		t.Errorf("tty names no /dev/pts/N of the sandbox owned by the task (80044): %q", out)
+	}
+	for _, want := range []string{"\r\nsize=20 60\r\n", "\r\nsize=41 123\r\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the session lacks %q (the exec stream's window size)", want)
+		}
+	}
+}
+
+// Job control in `alloc exec -t ... /bin/sh`: background jobs, jobs, kill
+// %1, ^C, ^Z and fg, and the shell's own exit code.
+func TestHarnessExecTTYJobControl(t *testing.T) {
+	h, d := newHarness(t, Config{})
+	task := startAs(t, h, "jobs", "nomad-80045", sh("sleep 600"))
+	if err := h.WaitUntilStarted(task.ID, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	s := startTTYExec(t, d, task.ID, 24, 80, "/bin/sh", "-i")
+	step := func(line, want string) {
+		t.Helper()
+		s.write(t, line)
+		s.waitFor(t, want, "")
+	}
+	step("sleep 100 & jobs; echo M1\n", "\r\nM1\r\n")
+	step("kill %1; sleep 0.3; jobs; echo M2\n", "\r\nM2\r\n")
+	step("echo M3; sleep 60\n", "\r\nM3\r\n")
+	time.Sleep(300 * time.Millisecond)
+	s.write(t, "\x03")
+	s.waitFor(t, "\r\nM4\r\n", "echo M4\n")
+	step("echo M5; sleep 70\n", "\r\nM5\r\n")
+	time.Sleep(300 * time.Millisecond)
+	s.write(t, "\x1a")
+	s.waitFor(t, "\r\nM6\r\n", "jobs; echo M6\n")
+	step("fg\n", "sleep 70")
+	time.Sleep(300 * time.Millisecond)
+	s.write(t, "\x03")
+	s.waitFor(t, "\r\nM7\r\n", "jobs; echo M7\n")
+	s.write(t, "exit 3\n")
+	res := s.wait(t)
+	out := s.output()
+	t.Logf("exit %+v:\n%s", res, out)
+	if res.ExitCode != 3 {
+		t.Errorf("exit %+v, want the shell's 3", res)
+	}
+	for _, bad := range []string{"Cannot set tty process group", "can't access tty", "no job control"} {
+		if strings.Contains(out, bad) {
+			t.Errorf("the shell says %q", bad)
+		}
+	}
+	lower := strings.ToLower(out)
+	for _, want := range []string{"running", "terminated", "stopped"} {
+		if !strings.Contains(lower, want) {
+			t.Errorf("no job %s in the session", want)
+		}
+	}
+}
+
+// The task cannot plant its own /dev/ptmx or /dev/pts (its /dev is
+// read-only), and during an exec -t session its processes see no pty: the
+// session's devpts instance is in the session's mount namespace alone.
+func TestHarnessExecTTYTaskCannotPlantATerminal(t *testing.T) {
+	h, d := newHarness(t, Config{})
+	task := startAs(t, h, "plant", "nomad-80046", sh(`ln -sf /dev/null /dev/ptmx 2>/local/ptmx.err; mkdir /dev/pts/x 2>/local/pts.err; rmdir /dev/pts 2>>/local/pts.err; echo tried > /local/tried; exec sleep 600`))
+	if err := h.WaitUntilStarted(task.ID, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	s := startTTYExec(t, d, task.ID, 24, 80, "/bin/sh", "-c", `echo "tty=$(tty)"; echo ready; read x`)
+	s.waitFor(t, "ready\r\n", "")
+	res, err := h.ExecTask(task.ID, []string{"/bin/sh", "-c", `cat /local/tried /local/ptmx.err /local/pts.err; echo "pts=[$(ls -A /dev/pts)] devpts=$(grep -c devpts /proc/1/mountinfo) ptmx=$(readlink /dev/ptmx)"`}, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := string(res.Stdout)
+	t.Logf("the task's view: %q", out)
+	if !strings.HasPrefix(out, "tried\n") || strings.Count(out, "Read-only file system") != 3 {
+		t.Errorf("the task changed its /dev (want three refusals, read-only): %q", out)
+	}
+	if !strings.Contains(out, "pts=[] devpts=0 ptmx=pts/ptmx\n") {
+		t.Errorf("the task's /dev during an exec -t session: %q, want an empty /dev/pts and no devpts", out)
+	}
+	s.write(t, "\n")
+	if res := s.wait(t); res.ExitCode != 0 || !regexp.MustCompile(`tty=/dev/pts/[0-9]+\r\n`).MatchString(s.output()) {
+		t.Errorf("the session: %+v %q", res, s.output())
 	}
 }

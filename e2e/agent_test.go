@@ -140,6 +140,7 @@ type agent struct {
 	log    string
 	server bool
 	umask  string
+	tty    *os.File
 	nodeID string
 	cmd    *exec.Cmd
 	exited chan struct{}
@@ -169,6 +170,9 @@ type agentOpts struct {
 	// dataDir, when set, is a server agent's data_dir instead of one below
 	// its dir (a mount the test made, say); the test removes it.
 	dataDir string
+	// tty, when set (a pty's slave), is the agent's controlling terminal and
+	// stdin, as when an operator runs it in a terminal.
+	tty *os.File
 }
 
 // sharedAgent is the agent with the default plugin config, started by the
@@ -326,6 +330,7 @@ func startAgent(opts agentOpts) (*agent, error) {
 		log:    filepath.Join(dir, "agent.log"),
 		server: opts.server,
 		umask:  opts.umask,
+		tty:    opts.tty,
 	}
 	a.dataDir = dataDir
 	if err := a.launch(); err != nil {
@@ -366,6 +371,12 @@ func (a *agent) launch() error {
 	// Pdeathsig: should the test binary die (panic, timeout), the agent
 	// stops too, and in dev mode takes its tasks with it.
 	a.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGINT}
+	if a.tty != nil {
+		// The leader of a session with the terminal (its group is its pid,
+		// as with Setpgid).
+		a.cmd.Stdin = a.tty
+		a.cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Pdeathsig: syscall.SIGINT}
+	}
 	if err := a.cmd.Start(); err != nil {
 		return err
 	}

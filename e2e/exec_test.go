@@ -4,12 +4,17 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
+	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/creack/pty"
 )
 
 // nomadIO runs the CLI against the agent with the given stdin and returns
@@ -217,6 +222,77 @@ func TestExec(t *testing.T) {
 		}
 	})
 
+	// The command's terminal is one of the sandbox's: tty names a
+	// /dev/pts/N that exists there, as the task's; a resize of the
+	// operator's terminal reaches it; its exit code passes through.
+	t.Run("tty-in-sandbox", func(t *testing.T) {
+		c := a.execUnderPty(t, 20, 60, "alloc", "exec", "-i", "-t", "-task", "t", al.ID, "/bin/sh", "-c",
+			`read x; t=$(tty); echo "tty=$t"; test -c "$t" && echo "node=$(stat -c %u "$t")"; echo "size=$(stty size)"; echo ready; read x; echo "size=$(stty size)"; exit 7`)
+		c.write(t, "go\r")
+		c.waitFor(t, "ready\r\n", "")
+		if err := pty.Setsize(c.f, &pty.Winsize{Rows: 41, Cols: 123}); err != nil {
+			t.Fatal(err)
+		}
+		// The CLI sends the new size on SIGWINCH, before what is typed next.
+		time.Sleep(500 * time.Millisecond)
+		c.write(t, "\r")
+		code, out := c.wait(t)
+		t.Logf("exit %d: %q", code, out)
+		if code != 7 {
+			t.Errorf("nomad alloc exec -t sh -c '... exit 7': exit %d, want 7", code)
+		}
+		if !regexp.MustCompile(`\r\ntty=/dev/pts/[0-9]+\r\nnode=` + strconv.Itoa(uid) + `\r\n`).MatchString(out) {
+			t.Errorf("tty names no /dev/pts/N of the sandbox owned by the task (%d)", uid)
+		}
+		for _, want := range []string{"\r\nsize=20 60\r\n", "\r\nsize=41 123\r\n"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("the command's terminal lacks %q (the operator's window size)", want)
+			}
+		}
+	})
+
+	// Job control in an interactive shell: background jobs, jobs, kill %1,
+	// ^C, ^Z and fg; the shell's exit code is the CLI's.
+	t.Run("tty-job-control", func(t *testing.T) {
+		c := a.execUnderPty(t, 24, 80, "alloc", "exec", "-i", "-t", "-task", "t", al.ID, "/bin/sh", "-i")
+		step := func(line, want string) {
+			t.Helper()
+			c.write(t, line)
+			c.waitFor(t, want, "")
+		}
+		step("sleep 100 & jobs; echo M1\r", "\r\nM1\r\n")
+		step("kill %1; sleep 0.3; jobs; echo M2\r", "\r\nM2\r\n")
+		step("echo M3; sleep 60\r", "\r\nM3\r\n")
+		time.Sleep(300 * time.Millisecond)
+		c.write(t, "\x03")
+		c.waitFor(t, "\r\nM4\r\n", "echo M4\r")
+		step("echo M5; sleep 70\r", "\r\nM5\r\n")
+		time.Sleep(300 * time.Millisecond)
+		c.write(t, "\x1a")
+		c.waitFor(t, "\r\nM6\r\n", "jobs; echo M6\r")
+		step("fg\r", "sleep 70")
+		time.Sleep(300 * time.Millisecond)
+		c.write(t, "\x03")
+		c.waitFor(t, "\r\nM7\r\n", "jobs; echo M7\r")
+		c.write(t, "exit 3\r")
+		code, out := c.wait(t)
+		t.Logf("exit %d:\n%s", code, out)
+		if code != 3 {
+			t.Errorf("nomad alloc exec -t /bin/sh, then exit 3: exit %d, want 3", code)
+		}
+		for _, bad := range []string{"Cannot set tty process group", "can't access tty", "no job control"} {
+			if strings.Contains(out, bad) {
+				t.Errorf("the shell says %q", bad)
+			}
+		}
+		lower := strings.ToLower(out)
+		for _, want := range []string{"running", "terminated", "stopped"} {
+			if !strings.Contains(lower, want) {
+				t.Errorf("no job %s in the session", want)
+			}
+		}
+	})
+
 	t.Run("change-script", func(t *testing.T) {
 		if out, err := a.nomad("var", "put", "-force", "nomad/jobs/"+job, "v=2"); err != nil {
 			t.Fatalf("nomad var put: %v\n%s", err, out)
@@ -256,4 +332,175 @@ func cgroupLines(s string) map[string]string {
 		}
 	}
 	return m
+}
+
+// cliTerm is the CLI run on a terminal of the test's own, and what that
+// terminal showed.
+type cliTerm struct {
+	cmd  *exec.Cmd
+	f    *os.File
+	mu   sync.Mutex
+	out  bytes.Buffer
+	read chan struct{}
+}
+
+func (a *agent) execUnderPty(t *testing.T, rows, cols uint16, args ...string) *cliTerm {
+	t.Helper()
+	cmd := exec.Command(nomadBin, args...)
+	cmd.Env = append(cleanEnv(), "NOMAD_ADDR="+a.addr, "TERM=dumb")
+	f, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: rows, Cols: cols})
+	if err != nil {
+		t.Fatalf("nomad %s under a pty: %v", strings.Join(args, " "), err)
+	}
+	c := &cliTerm{cmd: cmd, f: f, read: make(chan struct{})}
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := f.Read(buf)
+			c.mu.Lock()
+			c.out.Write(buf[:n])
+			c.mu.Unlock()
+			if err != nil {
+				close(c.read)
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+		f.Close()
+	})
+	return c
+}
+
+func (c *cliTerm) output() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.out.String()
+}
+
+func (c *cliTerm) write(t *testing.T, text string) {
+	t.Helper()
+	if _, err := c.f.Write([]byte(text)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitFor waits until the terminal has shown text; retype, when set, is
+// typed again every second meanwhile (^C and ^Z flush what was typed ahead).
+func (c *cliTerm) waitFor(t *testing.T, text, retype string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	next := time.Now()
+	for time.Now().Before(deadline) {
+		if strings.Contains(c.output(), text) {
+			return
+		}
+		if retype != "" && !time.Now().Before(next) {
+			c.write(t, retype)
+			next = time.Now().Add(time.Second)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %q; the terminal showed %q", text, c.output())
+}
+
+// wait waits for the CLI (killed after a minute) and returns its exit code
+// and what its terminal showed.
+func (c *cliTerm) wait(t *testing.T) (int, string) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { c.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		c.cmd.Process.Kill()
+		<-done
+		t.Errorf("the CLI did not end; the terminal showed %q", c.output())
+	}
+	select {
+	case <-c.read:
+	case <-time.After(2 * time.Second):
+	}
+	return c.cmd.ProcessState.ExitCode(), c.output()
+}
+
+// An agent run in an operator's terminal has it as its controlling terminal,
+// and so has the plugin it starts. Nothing in a sandbox may reach it: not
+// the task, not a command of `nomad alloc exec` with or without -t (which
+// could read what the operator types and write to the screen).
+func TestExecLeavesTheAgentsTerminal(t *testing.T) {
+	ptmx, tty, err := pty.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ptmx.Close()
+	var mu sync.Mutex
+	var seen bytes.Buffer
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := ptmx.Read(buf)
+			mu.Lock()
+			seen.Write(buf[:n])
+			mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	a := newAgentOpts(t, agentOpts{tty: tty})
+	tty.Close()
+	if err := a.waitDriver(true, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	const job = "exec-agent-tty"
+	probe := `if (echo "reached-by-$0" > /dev/tty) 2>/dev/null; then echo OPENED; else echo refused; fi`
+	a.runJob(t, writeJob(t, job, fmt.Sprintf(`job %q {
+  type = "service"
+  group "g" {
+`+runOnce+`    task "t" {
+      driver = "bwrap-r"
+      config {
+        command = "/bin/sh"
+        args    = ["-c", %q]
+      }
+      resources {
+        cpu    = 100
+        memory = 64
+      }
+    }
+  }
+}
+`, job, `sh -c '`+probe+`' task; exec sleep 300`)), job)
+	al := a.waitRunning(t, job, "t", time.Minute)
+	var logs string
+	eventually(30*time.Second, 250*time.Millisecond, func() bool {
+		logs, _ = a.nomad("alloc", "logs", al.ID, "t")
+		return strings.TrimSpace(logs) != ""
+	})
+	if strings.TrimSpace(logs) != "refused" {
+		t.Errorf("the task's own /dev/tty: %q, want refused", logs)
+	}
+	stdout, stderr, code := a.nomadIO(t, "", "alloc", "exec", "-i=false", "-t=false", "-task", "t", al.ID, "/bin/sh", "-c", probe, "exec")
+	if strings.TrimSpace(stdout) != "refused" {
+		t.Errorf("nomad alloc exec (no -t): /dev/tty %q (exit %d, %q), want refused", stdout, code, stderr)
+	}
+	// With -t, /dev/tty is the session's own terminal: what is written
+	// there shows in the CLI's.
+	c := a.execUnderPty(t, 24, 80, "alloc", "exec", "-i", "-t", "-task", "t", al.ID, "/bin/sh", "-c",
+		`echo "reached-by-exec-t" > /dev/tty; echo "tty=$(tty)"`)
+	_, out := c.wait(t)
+	if !regexp.MustCompile(`reached-by-exec-t\r\ntty=/dev/pts/[0-9]+\r\n`).MatchString(out) {
+		t.Errorf("nomad alloc exec -t: /dev/tty is not the session's own terminal: %q", out)
+	}
+	time.Sleep(500 * time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Contains(seen.String(), "reached-by-") {
+		t.Errorf("a command in the sandbox wrote to the agent's terminal: %q", seen.String())
+	}
 }
