@@ -233,16 +233,62 @@ void shim_stdio(void) {
 	}
 }
 
+// shim_single_threaded reports whether this process has one thread: the
+// launchers run before the Go runtime starts any, but nothing else need hold.
+static int shim_single_threaded(void) {
+	int fd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	char buf[512];
+	int threads = 0;
+	long n;
+	while ((n = syscall(SYS_getdents64, fd, buf, sizeof buf)) > 0) {
+		for (long off = 0; off < n;) {
+			// struct linux_dirent64: ino (8), off (8), reclen (2), type (1), name.
+			unsigned short reclen;
+			memcpy(&reclen, buf + off + 16, sizeof reclen);
+			const char *name = buf + off + 19;
+			if (name[0] != '.')
+				threads++;
+			off += reclen;
+		}
+	}
+	close(fd);
+	return n == 0 && threads == 1;
+}
+
 // shim_join_cgroups moves this process into each cgroup directory.
+//
+// On cgroups v1 a single-threaded process writes 0 (the calling thread) to
+// the directory's tasks file: the kernel then moves it without the global
+// threadgroup lock, whose write side waits for an RCU grace period whenever
+// no migration ran in the last few tens of milliseconds (5 to 20 ms per start
+// here, for the first controller joined). Writing a pid to cgroup.procs
+// takes that lock. The thread is the whole process, and the exec that
+// follows keeps only it. v2 has no tasks file: cgroup.procs, with the pid
+// (the driver clones the launcher into a v2 cgroup instead where it can).
 void shim_join_cgroups(const char *const *cgroups, int n) {
+	int by_thread = n > 0 && shim_single_threaded();
 	for (int c = 0; c < n; c++) {
 		char path[PATH_MAX], pid[32];
-		if (snprintf(path, sizeof path, "%s/cgroup.procs", cgroups[c]) >= (int)sizeof path)
-			shim_fail("cgroup path too long");
-		int fd = open(path, O_WRONLY | O_CLOEXEC);
-		if (fd < 0)
-			shim_fail("joining cgroup: open %s: %s", path, strerror(errno));
-		int len = snprintf(pid, sizeof pid, "%d", (int)getpid());
+		int fd = -1, len;
+		if (by_thread) {
+			if (snprintf(path, sizeof path, "%s/tasks", cgroups[c]) >= (int)sizeof path)
+				shim_fail("cgroup path too long");
+			fd = open(path, O_WRONLY | O_CLOEXEC);
+			if (fd < 0 && errno != ENOENT)
+				shim_fail("joining cgroup: open %s: %s", path, strerror(errno));
+		}
+		if (fd >= 0)
+			len = snprintf(pid, sizeof pid, "0");
+		else {
+			if (snprintf(path, sizeof path, "%s/cgroup.procs", cgroups[c]) >= (int)sizeof path)
+				shim_fail("cgroup path too long");
+			fd = open(path, O_WRONLY | O_CLOEXEC);
+			if (fd < 0)
+				shim_fail("joining cgroup: open %s: %s", path, strerror(errno));
+			len = snprintf(pid, sizeof pid, "%d", (int)getpid());
+		}
 		if (write(fd, pid, len) != len)
 			shim_fail("joining cgroup: write %s: %s", path, strerror(errno));
 		close(fd);
