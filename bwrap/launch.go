@@ -123,6 +123,13 @@ func Start(l Launch) (*Sandbox, error) {
 			f.Close()
 		}
 	}()
+	var trees []string
+	if l.StageDir != "" {
+		trees, err = treeArgs(spec.Mounts, l.StageDir, staged, stagedKind(spec.Mounts, staged, sources))
+		if err != nil {
+			return nil, err
+		}
+	}
 	opts, command, err := spec.split(staged)
 	if err != nil {
 		return nil, err
@@ -160,9 +167,13 @@ func Start(l Launch) (*Sandbox, error) {
 	if l.PruneMounts != "" {
 		args = append(args, "-prune", l.PruneMounts, "-keep", l.KeepMounts)
 	}
-	if len(sources) > 0 {
-		args = append(args, "-stage", l.StageDir, "-fds", strconv.Itoa(lastFD+len(sources)))
+	if len(sources) > 0 || len(trees) > 0 {
+		args = append(args, "-stage", l.StageDir)
 	}
+	if len(sources) > 0 {
+		args = append(args, "-fds", strconv.Itoa(lastFD+len(sources)))
+	}
+	args = append(args, trees...)
 	args = append(args, "--", l.Bwrap, "--args", strconv.Itoa(argsFD))
 	args = append(args, command...)
 	cmd := exec.Command(l.Shim[0], args...)
@@ -201,6 +212,31 @@ func Start(l Launch) (*Sandbox, error) {
 		s.finish(werr)
 	}()
 	return s, nil
+}
+
+// stagedKind tells what a later mount's source is, for its mount point in a
+// tree: the descriptor root opened when it is bound by descriptor (sources
+// are in the order of their mounts), else its path.
+func stagedKind(mounts []Mount, staged map[int]string, sources []*os.File) sourceKind {
+	byMount := map[int]*os.File{}
+	k := 0
+	for j, m := range mounts {
+		if p, ok := staged[j]; ok && m.byDescriptor() && p != "" && k < len(sources) {
+			byMount[j] = sources[k]
+			k++
+		}
+	}
+	return func(j int) (dir, skip bool) {
+		if p, ok := staged[j]; ok && mounts[j].byDescriptor() {
+			f := byMount[j]
+			if p == "" || f == nil {
+				return false, true
+			}
+			fi, err := f.Stat()
+			return err == nil && fi.IsDir(), false
+		}
+		return pathKind(mounts[j])
+	}
 }
 
 // argsMemfd returns a memory file holding argv, NUL-separated, as

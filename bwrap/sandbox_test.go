@@ -101,7 +101,7 @@ func startBox(t *testing.T, uid, gid uint32, net Network, command string, args .
 	sb, err := Start(Launch{
 		Bwrap: bw, Shim: []string{os.Args[0], ShimCommand}, Spec: spec,
 		Stdout: stdout, Stderr: stdout, StatusPath: filepath.Join(dir, "status"),
-		Seccomp: filter,
+		Seccomp: filter, StageDir: stageDir(t),
 	})
 	if err != nil {
 		t.Fatal(err)
