@@ -53,7 +53,7 @@ func startTracer() (*tracer, error) {
 		}
 		tr.unmount = true
 	}
-	for _, f := range []string{"trace_clock", "buffer_size_kb", "options/event-fork"} {
+	for _, f := range []string{"tracing_on", "trace_clock", "buffer_size_kb", "options/event-fork"} {
 		b, err := os.ReadFile(tracefsFile(f))
 		if err != nil {
 			tr.stop()
@@ -121,8 +121,11 @@ func (tr *tracer) stop() {
 	_ = os.WriteFile(tracefsFile("set_event_pid"), []byte(""), 0)
 	_ = os.WriteFile(tracefsFile("trace"), []byte(""), 0)
 	for f, v := range tr.saved {
-		_ = os.WriteFile(tracefsFile(f), []byte(v), 0)
+		if f != "tracing_on" {
+			_ = os.WriteFile(tracefsFile(f), []byte(v), 0)
+		}
 	}
+	_ = os.WriteFile(tracefsFile("tracing_on"), []byte(tr.saved["tracing_on"]), 0)
 	if tr.unmount {
 		_ = unix.Unmount(tracefs, 0)
 	}
