@@ -30,6 +30,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// The workloads whose latency the report judges.
+const (
+	stepStart = "start to the command (and, between its tasks, the phases of a bwrap-r start)"
+	stepTrue  = "start and wait of /bin/true"
+	stepR     = "R start-up"
+)
+
 // noopCommand makes the test binary exit at once: the bench times it to see
 // what the shim's start (this same binary) costs.
 const noopCommand = "_bench_noop"
@@ -76,8 +83,9 @@ type sizes struct {
 	rawBurstFor time.Duration
 	// r start-ups of each kind.
 	r int
-	// phases repetitions of each bwrap-r start phase.
-	phases int
+	// phases repetitions of each bwrap-r start phase; traced launches
+	// followed by the kernel's tracer.
+	phases, traced int
 	// execTrue runs exec's /bin/true workload.
 	execTrue bool
 	// settle is the pause before memory is read.
@@ -95,9 +103,9 @@ func sizesFor(t *testing.T, mode string) sizes {
 	var s sizes
 	switch mode {
 	case "full":
-		s = sizes{mode: mode, n: 100, exec: 3, mem: 50, burst: 500, rawBurstFor: 10 * time.Minute, r: 20, phases: 30, execTrue: true, settle: 5 * time.Second, quiet: 90 * time.Second, pause: 2 * time.Second, warm: true}
+		s = sizes{mode: mode, n: 100, exec: 3, mem: 50, burst: 500, rawBurstFor: 10 * time.Minute, r: 20, phases: 30, traced: 20, execTrue: true, settle: 5 * time.Second, quiet: 90 * time.Second, pause: 2 * time.Second, warm: true}
 	case "smoke":
-		s = sizes{mode: mode, n: 3, exec: 1, mem: 3, burst: 3, rawBurstFor: 30 * time.Second, r: 3, phases: 3, execTrue: false, settle: 500 * time.Millisecond}
+		s = sizes{mode: mode, n: 3, exec: 1, mem: 3, burst: 3, rawBurstFor: 30 * time.Second, r: 3, phases: 3, traced: 3, execTrue: false, settle: 500 * time.Millisecond}
 	default:
 		t.Fatalf("BWRAP_R_BENCH=%q: want full or smoke", mode)
 	}
@@ -133,18 +141,22 @@ func TestBench(t *testing.T) {
 	e := newEnv(t, rep)
 	defer e.close()
 
+	stopSampling := rep.sampleLoad(time.Second)
 	step := func(name string, f func()) {
-		quiesce(sz.quiet)
+		calm := quiesce(sz.quiet)
 		t0 := time.Now()
-		fmt.Printf("bench: %s ...\n", name)
+		st := stepLoad{name: name, calm: calm, loadStart: loadavg()}
+		fmt.Printf("bench: %s (load %s) ...\n", name, st.loadStart)
 		f()
-		fmt.Printf("bench: %s done in %v\n", name, time.Since(t0).Round(time.Millisecond))
+		st.loadEnd = loadavg()
+		rep.steps = append(rep.steps, st)
+		fmt.Printf("bench: %s done in %v (load %s)\n", name, time.Since(t0).Round(time.Millisecond), st.loadEnd)
 	}
 	// The burst last: it leaves the node busy (namespaces, cgroups and mounts
 	// of 1000 tasks being torn down) for a while.
-	step("start to running (and, between its tasks, the phases of a bwrap-r start)", e.startToRunning)
-	step("start and wait of /bin/true", e.startAndWait)
-	step("R start-up", e.rStartup)
+	step(stepStart, e.startToRunning)
+	step(stepTrue, e.startAndWait)
+	step(stepR, e.rStartup)
 	step("helper memory of idle tasks", e.idleMemory)
 	step("concurrent tasks", e.burst)
 
@@ -157,6 +169,7 @@ func TestBench(t *testing.T) {
 	}
 	rep.elapsed = time.Since(began)
 	rep.loadEnd = loadavg()
+	stopSampling()
 	md := rep.markdown()
 	fmt.Println(md)
 	for _, msg := range rep.errors {

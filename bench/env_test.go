@@ -83,6 +83,9 @@ type env struct {
 	// execKept are exec's sleep tasks from the start workload, kept running
 	// for the memory workload (each exec task costs a chroot build).
 	execKept []*task
+	// traced is one launch as StartTask makes it (bwrap.Start joining the
+	// task's cgroups), for the tracer.
+	traced func() error
 }
 
 func newEnv(t *testing.T, rep *report) *env {

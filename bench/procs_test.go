@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -353,10 +354,11 @@ func mountsUnder(prefix string) []string {
 }
 
 // quiesce waits (at most max) until the node is calm: for a second, no more
-// runnable processes than cores and none blocked on I/O or locks.
-func quiesce(max time.Duration) {
+// runnable processes than cores and none blocked on I/O or locks. It
+// reports whether the node calmed down (true when it does not wait).
+func quiesce(max time.Duration) bool {
 	if max <= 0 {
-		return
+		return true
 	}
 	deadline := time.Now().Add(max)
 	calm := 0
@@ -373,6 +375,20 @@ func quiesce(max time.Duration) {
 		running, blocked := procsState()
 		fmt.Printf("bench: the node did not calm down within %v (%d runnable, %d blocked); going on\n", max, running, blocked)
 	}
+	return calm >= 5
+}
+
+// load1 is the 1-minute load average.
+func load1() float64 {
+	f := strings.Fields(loadavg())
+	if len(f) == 0 {
+		return math.NaN()
+	}
+	v, err := strconv.ParseFloat(f[0], 64)
+	if err != nil {
+		return math.NaN()
+	}
+	return v
 }
 
 // procsState reads procs_running and procs_blocked from /proc/stat.

@@ -129,6 +129,30 @@ func (e *env) startToRunning() {
 			}
 		}
 	}
+	e.traceStart()
+}
+
+// traceGap is the pause before each traced launch: tasks start now and then
+// on a node, not back to back (some kernel costs, such as an RCU grace period
+// a cgroup migration waits for, are paid only after a pause).
+const traceGap = 100 * time.Millisecond
+
+// traceStart follows launches with the kernel's tracer: where each
+// millisecond of one goes, process by process.
+func (e *env) traceStart() {
+	if e.traced == nil || e.sz.traced == 0 {
+		return
+	}
+	phases, err := traceLaunches(e.sz.traced, traceGap, e.traced)
+	if err != nil {
+		e.rep.traceErr = err.Error()
+		return
+	}
+	for _, p := range phases {
+		for k, v := range p {
+			e.rep.add("trace", k, v)
+		}
+	}
 }
 
 // startAndWait: StartTask of /bin/true until WaitTask returns its exit.
@@ -511,11 +535,12 @@ const (
 	phPlugin  = "start of bin/plugins/bwrap-r's Go main (`version`), to exit"
 	phShimB   = "the shim in this bench binary: drop to a task UID, exec /bin/true, to exit"
 	phShimP   = "the shim in bin/plugins/bwrap-r (production): drop to a task UID, exec /bin/true, to exit"
-	phBwrapUp = "bwrap alone, as the task's user: until pid 1 exists (--info-fd)"
-	phBwrapTr = "bwrap alone: /bin/true to exit"
-	phLaunch  = "bwrap.Start (shim + bwrap, no cgroups): until it returns"
+	phBwrapUp = "bwrap alone, as the task's user, one bind per /etc and /dev entry (no launcher): until pid 1 exists (--info-fd)"
+	phBwrapTr = "bwrap alone, one bind per /etc and /dev entry: /bin/true to exit"
+	phLaunch  = "bwrap.Start (shim building /etc and /dev, then bwrap; no cgroups): until it returns"
 	phLaunchT = "bwrap.Start: /bin/true to exit"
 	phLaunchC = "bwrap.Start joining the task's cgroups (as StartTask does): until it returns"
+	phLaunchE = "bwrap.Start joining the task's cgroups: /bin/true to exit"
 	phInitB   = "of the bench binary's start: Go package init (GODEBUG=inittrace=1)"
 	phInitP   = "of bin/plugins/bwrap-r's start: Go package init (GODEBUG=inittrace=1)"
 )
@@ -581,6 +606,7 @@ func (e *env) phaser() func(i int, record bool) {
 	uid, gid := nobody()
 	dir := filepath.Join(e.base, "phases")
 	state := filepath.Join(dir, "state")
+	stage := filepath.Join(state, "stage")
 	for _, p := range []string{"local", "secrets", "alloc"} {
 		if err := os.MkdirAll(filepath.Join(dir, p), 0o700); err != nil {
 			e.rep.errorf("phases: %v", err)
@@ -589,10 +615,13 @@ func (e *env) phaser() func(i int, record bool) {
 		_ = os.Chown(filepath.Join(dir, p), int(uid), int(gid))
 	}
 	_ = os.Chmod(dir, 0o711)
-	if err := os.MkdirAll(state, 0o700); err != nil {
+	// The state dir and its staging dir as the driver makes them: root's,
+	// traversable by task UIDs (bwrap binds the launcher's trees from there).
+	if err := os.MkdirAll(stage, 0o711); err != nil {
 		e.rep.errorf("phases: %v", err)
 		return nil
 	}
+	_ = os.Chmod(state, 0o711)
 	spec := func() *bwrap.Spec {
 		mounts := bwrap.SystemMounts(64 << 20)
 		mounts = append(mounts,
@@ -672,7 +701,7 @@ func (e *env) phaser() func(i int, record bool) {
 		sb, err := bwrap.Start(bwrap.Launch{
 			Bwrap: bwrapPath, Shim: []string{self, bwrap.ShimCommand}, Spec: spec(),
 			Stdin: devnull, Stdout: devnull, Stderr: devnull, StatusPath: status,
-			Cgroups: cgroups,
+			Cgroups: cgroups, StageDir: stage,
 		})
 		if err != nil {
 			return 0, 0, err
@@ -684,6 +713,10 @@ func (e *env) phaser() func(i int, record bool) {
 			return 0, 0, fmt.Errorf("sandbox: %+v", st)
 		}
 		return up, done, nil
+	}
+	e.traced = func() error {
+		_, _, err := launch(true)
+		return err
 	}
 	steps := []string{phSpawn, phBench, phPlugin, phShimB, phShimP, phBwrapUp, phLaunch, phLaunchC, phInitB, phInitP}
 	shimArgs := []string{bwrap.ShimCommand, "-uid", "65534", "-gid", "65534", "--", "/bin/true"}
@@ -713,7 +746,7 @@ func (e *env) phaser() func(i int, record bool) {
 			case phLaunch:
 				a, b, err = launch(false)
 			case phLaunchC:
-				a, _, err = launch(true)
+				a, b, err = launch(true)
 			case phInitB:
 				var top []string
 				a, top, err = initTrace(self, noopCommand)
@@ -739,6 +772,8 @@ func (e *env) phaser() func(i int, record bool) {
 				e.rep.add("phase", phBwrapTr, b)
 			case phLaunch:
 				e.rep.add("phase", phLaunchT, b)
+			case phLaunchC:
+				e.rep.add("phase", phLaunchE, b)
 			}
 		}
 	}

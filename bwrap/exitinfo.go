@@ -3,6 +3,7 @@ package bwrap
 import (
 	"errors"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -49,11 +50,26 @@ func exitWaitStatus(pidfd int) (status syscall.WaitStatus, ok bool) {
 	return syscall.WaitStatus(info.ExitCode), true
 }
 
+// Whether this kernel keeps a reaped process's wait status for pidfd
+// holders, as sandboxes that ended have shown (exitInfoUnknown until one has).
+const (
+	exitInfoUnknown int32 = iota
+	exitInfoKept
+	exitInfoNotKept
+)
+
+var exitInfo atomic.Int32
+
 // watchCommand opens a pidfd on the task's command as soon as bwrap's pid 1
 // has forked it, so that its wait status can be read when it has exited:
 // bwrap's json status says 137 both for `exit 137` and for SIGKILL. A
-// command that exits before it is found keeps bwrap's code alone.
+// command that exits before it is found keeps bwrap's code alone. It looks
+// (in /proc, backing off) only on a kernel not yet seen to lack what the
+// pidfd is for (before Linux 6.15); it never holds up the start.
 func (s *Sandbox) watchCommand() {
+	if exitInfo.Load() == exitInfoNotKept {
+		return
+	}
 	deadline := time.Now().Add(5 * time.Second)
 	for delay := time.Millisecond; time.Now().Before(deadline); delay = min(2*delay, 50*time.Millisecond) {
 		kids, err := s.Init.children()
@@ -102,6 +118,11 @@ func (s *Sandbox) commandExit(st ExitStatus) ExitStatus {
 		return st
 	}
 	ws, ok := exitWaitStatus(s.cmdFD)
+	if ok {
+		exitInfo.Store(exitInfoKept)
+	} else {
+		exitInfo.CompareAndSwap(exitInfoUnknown, exitInfoNotKept)
+	}
 	switch {
 	case !ok:
 	case ws.Exited() && ws.ExitStatus() == st.Code:

@@ -1,6 +1,7 @@
 package bwrap
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"os/user"
@@ -110,7 +111,7 @@ func startBoxWith(t *testing.T, uid, gid uint32, net Network, edit func(*Spec), 
 	sb, err := Start(Launch{
 		Bwrap: bw, Shim: []string{os.Args[0], ShimCommand}, Spec: spec,
 		Stdout: stdout, Stderr: stdout, StatusPath: filepath.Join(dir, "status"),
-		Seccomp: filter,
+		Seccomp: filter, StageDir: stageDir(t),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -383,5 +384,70 @@ func TestTaskUmaskIsNotTheAgents(t *testing.T) {
 	out, _ := enter(t, b, Enter{UID: uid, GID: gid, Env: map[string]string{"PATH": "/usr/bin:/bin"}, Command: []string{"sh", "-c", "umask"}})
 	if out != "0022\n" {
 		t.Errorf("an exec'd command's umask: %q", out)
+	}
+}
+
+// v2CgroupRoot is a cgroup2 hierarchy to test in: /sys/fs/cgroup on a v2
+// host, /sys/fs/cgroup/unified on a hybrid one; "" when there is none.
+func v2CgroupRoot() string {
+	for _, p := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"} {
+		var st unix.Statfs_t
+		if unix.Statfs(p, &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
+			return p
+		}
+	}
+	return ""
+}
+
+// On cgroups v2 the launcher is cloned into the task's cgroup: bwrap's
+// monitor, the sandbox's pid 1 and the command are all in it.
+func TestStartClonesIntoV2Cgroup(t *testing.T) {
+	needSandbox(t)
+	root := v2CgroupRoot()
+	if root == "" {
+		t.Skip("no cgroup2 hierarchy")
+	}
+	cg := filepath.Join(root, fmt.Sprintf("bwrap-r-clone-test-%d", os.Getpid()))
+	if err := os.Mkdir(cg, 0o755); err != nil {
+		t.Skipf("no cgroup to test with: %v", err)
+	}
+	t.Cleanup(func() {
+		for i := 0; i < 100 && os.Remove(cg) != nil; i++ {
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+	uid, gid := nobody(t)
+	bw := needSandbox(t)
+	dir := stageDir(t)
+	out := filepath.Join(dir, "out")
+	f, err := os.Create(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sb, err := Start(Launch{
+		Bwrap: bw, Shim: []string{os.Args[0], ShimCommand},
+		Spec: &Spec{Command: "/bin/sh", Args: []string{"-c", "grep '^0::' /proc/self/cgroup; read x"},
+			Env: map[string]string{"PATH": "/usr/bin:/bin"}, Mounts: SystemMounts(16 << 20), UID: uid, GID: gid},
+		Stdin: mustPipeReader(t, "go\n", 500*time.Millisecond), Stdout: f, Stderr: f,
+		StatusPath: filepath.Join(dir, "status"), Seccomp: testFilter(t), StageDir: stageDir(t),
+		Cgroups: []string{cg},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "0::" + strings.TrimPrefix(cg, root)
+	for _, p := range []Proc{sb.Monitor, sb.Init} {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", p.Pid))
+		if err != nil || !strings.Contains(string(b), want+"\n") {
+			t.Errorf("pid %d is not in %s: %q %v", p.Pid, cg, b, err)
+		}
+	}
+	if !sb.Wait(30 * time.Second) {
+		_ = sb.Kill()
+		t.Fatal("sandbox did not end")
+	}
+	if b, _ := os.ReadFile(out); strings.TrimSpace(string(b)) != want {
+		t.Errorf("the command is in %q, want %q", b, want)
 	}
 }

@@ -37,6 +37,7 @@
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include <linux/openat2.h>
 
 #include "shim.h"
 
@@ -46,12 +47,28 @@
 #ifndef MOVE_MOUNT_F_EMPTY_PATH
 #define MOVE_MOUNT_F_EMPTY_PATH 0x00000004
 #endif
+#ifndef MOVE_MOUNT_T_EMPTY_PATH
+#define MOVE_MOUNT_T_EMPTY_PATH 0x00000040
+#endif
+#ifndef SYS_open_tree
+#define SYS_open_tree 428
+#endif
+#ifndef SYS_openat2
+#define SYS_openat2 437
+#endif
+#ifndef OPEN_TREE_CLONE
+#define OPEN_TREE_CLONE 1
+#endif
+#ifndef AT_RECURSIVE
+#define AT_RECURSIVE 0x8000
+#endif
 
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
 
 #define SHIM_MAX_CGROUPS 16
+#define SHIM_MAX_TREE_OPS 512
 
 // The descriptor a failure is reported on as JSON; the enter launcher has
 // none (its descriptor 3 is the task's environment).
@@ -166,6 +183,184 @@ static void shim_stage(const char *stage, long last_fd) {
 	}
 }
 
+// A tree is a directory the shim assembles on its staging tmpfs, as root,
+// for bwrap to bind into the sandbox as one mount (bwrap-r's /etc and /dev):
+// bwrap parses the whole mount table for every bind it makes, so the files
+// of /etc bound one by one cost a start milliseconds. The tree is private to
+// this launch's mount namespace and built from the host as it is now, so it
+// is never stale and nothing a task does reaches any other.
+enum tree_op_kind { TREE_BEGIN, TREE_DIR, TREE_FILE, TREE_NODE, TREE_LINK, TREE_BIND };
+
+struct tree_op {
+	enum tree_op_kind kind;
+	// TREE_BEGIN: the tree's name below the stage, and whether it may hold
+	// device nodes (bwrap binds it with --dev-bind); otherwise the entry's
+	// path in the tree and its source (a host path; a link's target).
+	const char *path, *source;
+	int devices;
+};
+
+// tree_resolve: nothing a tree is built through may be a link or another
+// mount (a bind of a host directory): every entry lands on the tree's tmpfs.
+static const struct open_how tree_how = {
+	.flags = O_PATH | O_CLOEXEC | O_NOFOLLOW,
+	.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV,
+};
+
+static int tree_openat(int dirfd, const char *name, int dir) {
+	struct open_how how = tree_how;
+	if (dir)
+		how.flags |= O_DIRECTORY;
+	return (int)syscall(SYS_openat2, dirfd, name, &how, sizeof how);
+}
+
+// tree_check_path refuses a path that is not a clean relative one.
+static void tree_check_path(const char *path) {
+	if (path[0] == '\0' || path[0] == '/')
+		shim_fail("shim: tree entry %s: not a relative path", path);
+	for (const char *p = path; *p;) {
+		const char *e = strchrnul(p, '/');
+		size_t n = (size_t)(e - p);
+		if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
+			shim_fail("shim: tree entry %s: not a clean relative path", path);
+		p = *e ? e + 1 : e;
+	}
+}
+
+// tree_parent opens the directory that holds path's last component, making
+// the directories on the way (0755), and points *name at that component.
+static int tree_parent(int root, const char *path, char *buf, size_t len, const char **name) {
+	tree_check_path(path);
+	if (snprintf(buf, len, "%s", path) >= (int)len)
+		shim_fail("shim: tree entry %s: path too long", path);
+	int fd = dup(root);
+	if (fd < 0)
+		shim_fail("shim: tree: %s", strerror(errno));
+	char *comp = buf;
+	for (char *slash; (slash = strchr(comp, '/')) != NULL; comp = slash + 1) {
+		*slash = '\0';
+		if (mkdirat(fd, comp, 0755) != 0 && errno != EEXIST)
+			shim_fail("shim: tree entry %s: making %s: %s", path, buf, strerror(errno));
+		int next = tree_openat(fd, comp, 1);
+		if (next < 0)
+			shim_fail("shim: tree entry %s: opening %s: %s", path, buf, strerror(errno));
+		close(fd);
+		fd = next;
+		*slash = '/';
+	}
+	*name = comp;
+	return fd;
+}
+
+// tree_mkdir makes a directory, or accepts one that is there.
+static void tree_mkdir(int parent, const char *name, const char *path) {
+	if (mkdirat(parent, name, 0755) == 0)
+		return;
+	struct stat st;
+	if (errno != EEXIST || fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode))
+		shim_fail("shim: tree entry %s: not a directory", path);
+}
+
+// tree_mkfile makes an empty file (a mount point), or accepts one that is there.
+static void tree_mkfile(int parent, const char *name, const char *path) {
+	int f = openat(parent, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0444);
+	if (f >= 0) {
+		close(f);
+		return;
+	}
+	struct stat st;
+	if (errno != EEXIST || fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) != 0 || S_ISDIR(st.st_mode) || S_ISLNK(st.st_mode))
+		shim_fail("shim: tree entry %s: not a file", path);
+}
+
+static void tree_entry(int root, const struct tree_op *op, int devices) {
+	char buf[PATH_MAX];
+	const char *name;
+	int parent = tree_parent(root, op->path, buf, sizeof buf, &name);
+	switch (op->kind) {
+	case TREE_DIR:
+		tree_mkdir(parent, name, op->path);
+		break;
+	case TREE_FILE:
+		tree_mkfile(parent, name, op->path);
+		break;
+	case TREE_LINK:
+		if (symlinkat(op->source, parent, name) != 0)
+			shim_fail("shim: tree entry %s: symlink: %s", op->path, strerror(errno));
+		break;
+	case TREE_NODE:
+	case TREE_BIND: {
+		// The host path as it is now, links followed (as bwrap's bind of it
+		// would), with what is mounted below it; a missing one is left out
+		// (bwrap's --ro-bind-try). A device node is bound too, not made: its
+		// own mount keeps device access when bwrap remounts the tree's
+		// directory read-only (and so nodev).
+		int mnt = (int)syscall(SYS_open_tree, AT_FDCWD, op->source, OPEN_TREE_CLONE | O_CLOEXEC | AT_RECURSIVE);
+		if (mnt < 0) {
+			if (errno == ENOENT)
+				break;
+			shim_fail("shim: tree entry %s: %s: %s", op->path, op->source, strerror(errno));
+		}
+		struct stat st;
+		if (fstat(mnt, &st) != 0)
+			shim_fail("shim: tree entry %s: %s: %s", op->path, op->source, strerror(errno));
+		if (op->kind == TREE_NODE && (!devices || (!S_ISCHR(st.st_mode) && !S_ISBLK(st.st_mode))))
+			shim_fail("shim: tree entry %s: %s is not a device node in a tree for devices", op->path, op->source);
+		if (S_ISDIR(st.st_mode))
+			tree_mkdir(parent, name, op->path);
+		else
+			tree_mkfile(parent, name, op->path);
+		int target = tree_openat(parent, name, 0);
+		if (target < 0)
+			shim_fail("shim: tree entry %s: %s", op->path, strerror(errno));
+		if (syscall(SYS_move_mount, mnt, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) != 0)
+			shim_fail("shim: tree entry %s: binding %s: %s", op->path, op->source, strerror(errno));
+		close(target);
+		close(mnt);
+		break;
+	}
+	case TREE_BEGIN:
+		break;
+	}
+	close(parent);
+}
+
+// shim_trees builds each tree at stage/<name>, a directory on the staging
+// tmpfs: its directories and mount points first, then its links, then its
+// binds, so that nothing is ever made through a link or inside a bound host
+// directory.
+static void shim_trees(const char *stage, const struct tree_op *ops, int nops) {
+	mode_t old = umask(0);
+	for (int i = 0; i < nops; i++) {
+		if (ops[i].kind != TREE_BEGIN)
+			continue;
+		const char *name = ops[i].path;
+		if (name[0] == '\0' || strchr(name, '/') != NULL || name[0] == '.')
+			shim_fail("shim: tree %s: want a plain name", name);
+		char dir[PATH_MAX];
+		if (snprintf(dir, sizeof dir, "%s/%s", stage, name) >= (int)sizeof dir)
+			shim_fail("shim: tree %s: path too long", name);
+		if (mkdir(dir, 0755) != 0)
+			shim_fail("shim: tree %s: %s", dir, strerror(errno));
+		int devices = ops[i].devices;
+		int root = open(dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (root < 0)
+			shim_fail("shim: tree %s: %s", dir, strerror(errno));
+		int end = i + 1;
+		while (end < nops && ops[end].kind != TREE_BEGIN)
+			end++;
+		for (int pass = 0; pass < 3; pass++) {
+			for (int j = i + 1; j < end; j++) {
+				int p = ops[j].kind == TREE_LINK ? 1 : ops[j].kind == TREE_BIND || ops[j].kind == TREE_NODE ? 2 : 0;
+				if (p == pass)
+					tree_entry(root, &ops[j], devices);
+			}
+		}
+		close(root);
+	}
+	umask(old);
+}
+
 // shim_prune gives bwrap a mount namespace without the mounts below prune
 // (the client's alloc dir) other than those below keep (the task's own
 // allocation). The host's mount table holds a few mounts per task of the
@@ -233,16 +428,62 @@ void shim_stdio(void) {
 	}
 }
 
+// shim_single_threaded reports whether this process has one thread: the
+// launchers run before the Go runtime starts any, but nothing else need hold.
+static int shim_single_threaded(void) {
+	int fd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	char buf[512];
+	int threads = 0;
+	long n;
+	while ((n = syscall(SYS_getdents64, fd, buf, sizeof buf)) > 0) {
+		for (long off = 0; off < n;) {
+			// struct linux_dirent64: ino (8), off (8), reclen (2), type (1), name.
+			unsigned short reclen;
+			memcpy(&reclen, buf + off + 16, sizeof reclen);
+			const char *name = buf + off + 19;
+			if (name[0] != '.')
+				threads++;
+			off += reclen;
+		}
+	}
+	close(fd);
+	return n == 0 && threads == 1;
+}
+
 // shim_join_cgroups moves this process into each cgroup directory.
+//
+// On cgroups v1 a single-threaded process writes 0 (the calling thread) to
+// the directory's tasks file: the kernel then moves it without the global
+// threadgroup lock, whose write side waits for an RCU grace period whenever
+// no migration ran in the last few tens of milliseconds (5 to 20 ms per start
+// here, for the first controller joined). Writing a pid to cgroup.procs
+// takes that lock. The thread is the whole process, and the exec that
+// follows keeps only it. v2 has no tasks file: cgroup.procs, with the pid
+// (the driver clones the launcher into a v2 cgroup instead where it can).
 void shim_join_cgroups(const char *const *cgroups, int n) {
+	int by_thread = n > 0 && shim_single_threaded();
 	for (int c = 0; c < n; c++) {
 		char path[PATH_MAX], pid[32];
-		if (snprintf(path, sizeof path, "%s/cgroup.procs", cgroups[c]) >= (int)sizeof path)
-			shim_fail("cgroup path too long");
-		int fd = open(path, O_WRONLY | O_CLOEXEC);
-		if (fd < 0)
-			shim_fail("joining cgroup: open %s: %s", path, strerror(errno));
-		int len = snprintf(pid, sizeof pid, "%d", (int)getpid());
+		int fd = -1, len;
+		if (by_thread) {
+			if (snprintf(path, sizeof path, "%s/tasks", cgroups[c]) >= (int)sizeof path)
+				shim_fail("cgroup path too long");
+			fd = open(path, O_WRONLY | O_CLOEXEC);
+			if (fd < 0 && errno != ENOENT)
+				shim_fail("joining cgroup: open %s: %s", path, strerror(errno));
+		}
+		if (fd >= 0)
+			len = snprintf(pid, sizeof pid, "0");
+		else {
+			if (snprintf(path, sizeof path, "%s/cgroup.procs", cgroups[c]) >= (int)sizeof path)
+				shim_fail("cgroup path too long");
+			fd = open(path, O_WRONLY | O_CLOEXEC);
+			if (fd < 0)
+				shim_fail("joining cgroup: open %s: %s", path, strerror(errno));
+			len = snprintf(pid, sizeof pid, "%d", (int)getpid());
+		}
 		if (write(fd, pid, len) != len)
 			shim_fail("joining cgroup: write %s: %s", path, strerror(errno));
 		close(fd);
@@ -254,6 +495,8 @@ static void shim_main(int argc, char **argv) {
 	const char *netns = NULL, *prune = NULL, *keep = NULL, *stage = NULL;
 	const char *cgroups[SHIM_MAX_CGROUPS];
 	int ncgroups = 0;
+	static struct tree_op trees[SHIM_MAX_TREE_OPS];
+	int ntrees = 0;
 	int i = 2;
 
 	shim_stdio();
@@ -266,6 +509,41 @@ static void shim_main(int argc, char **argv) {
 		if (i + 1 >= argc)
 			shim_fail("shim: %s needs a value", flag);
 		const char *val = argv[++i];
+		if (strncmp(flag, "-tree", 5) == 0 || strcmp(flag, "-devtree") == 0) {
+			// -tree NAME, -devtree NAME, -tree-dir PATH, -tree-file PATH,
+			// -tree-node SOURCE PATH, -tree-link TARGET PATH, -tree-bind SOURCE PATH
+			if (ntrees == SHIM_MAX_TREE_OPS)
+				shim_fail("shim: more than %d tree entries", SHIM_MAX_TREE_OPS);
+			struct tree_op *op = &trees[ntrees];
+			op->source = NULL;
+			op->path = val;
+			op->devices = 0;
+			if (strcmp(flag, "-tree") == 0 || strcmp(flag, "-devtree") == 0) {
+				op->kind = TREE_BEGIN;
+				op->devices = flag[1] == 'd';
+			} else if (strcmp(flag, "-tree-dir") == 0)
+				op->kind = TREE_DIR;
+			else if (strcmp(flag, "-tree-file") == 0)
+				op->kind = TREE_FILE;
+			else {
+				if (strcmp(flag, "-tree-node") == 0)
+					op->kind = TREE_NODE;
+				else if (strcmp(flag, "-tree-link") == 0)
+					op->kind = TREE_LINK;
+				else if (strcmp(flag, "-tree-bind") == 0)
+					op->kind = TREE_BIND;
+				else
+					shim_fail("shim: unknown flag %s", flag);
+				if (i + 1 >= argc)
+					shim_fail("shim: %s needs a source and a path", flag);
+				op->source = val;
+				op->path = argv[++i];
+				if (op->kind != TREE_LINK && op->source[0] != '/')
+					shim_fail("shim: %s %s: not an absolute path", flag, op->source);
+			}
+			ntrees++;
+			continue;
+		}
 		if (strcmp(flag, "-uid") == 0)
 			uid = shim_id(flag, val);
 		else if (strcmp(flag, "-gid") == 0)
@@ -310,10 +588,14 @@ static void shim_main(int argc, char **argv) {
 		shim_fail("shim: -prune and -keep go together");
 	if (prune != NULL)
 		shim_prune(prune, keep);
-	if ((stage == NULL) != (last_fd == SHIM_LAST_FD))
-		shim_fail("shim: -stage and -fds go together");
+	if (last_fd != SHIM_LAST_FD && stage == NULL)
+		shim_fail("shim: -fds needs -stage");
+	if (ntrees > 0 && (stage == NULL || trees[0].kind != TREE_BEGIN))
+		shim_fail("shim: tree entries need -stage and a -tree or -devtree first");
 	if (stage != NULL)
 		shim_stage(stage, last_fd);
+	if (ntrees > 0)
+		shim_trees(stage, trees, ntrees);
 	if (setgroups(0, NULL) != 0)
 		shim_fail("shim: setgroups: %s", strerror(errno));
 	if (setgid((gid_t)gid) != 0)

@@ -35,7 +35,40 @@ const (
 	Symlink
 	// RemountRO is --remount-ro DEST.
 	RemountRO
+	// Tree is a directory put together from Entries and bound at Dest as one
+	// mount: read-only, or with Devices read-write with its device nodes (for
+	// /dev; remount it read-only once what goes below it is in place). A
+	// launch with a StageDir has the launcher build it as root, in its own
+	// mount namespace, from the host as it is at that moment, with the mount
+	// points of the later mounts below Dest; bwrap then makes one bind where
+	// it would make one per entry, and parses the mount table once instead of
+	// once per entry. Without a launcher (Argv) it is one bwrap operation per
+	// entry, with the same result.
+	Tree
 )
+
+// TreeEntryKind is what a Tree entry is.
+type TreeEntryKind int
+
+const (
+	// TreeBind binds the host path Source (links followed); a missing source
+	// is left out.
+	TreeBind TreeEntryKind = iota
+	// TreeNode binds the host's device node Source, in a tree with Devices;
+	// a missing source is left out.
+	TreeNode
+	// TreeLink is a symbolic link to Source.
+	TreeLink
+)
+
+// TreeEntry is one entry of a Tree.
+type TreeEntry struct {
+	Kind TreeEntryKind
+	// Path is where the entry lies in the tree: relative and clean
+	// ("ssl/certs" for /etc/ssl/certs in a tree at /etc).
+	Path   string
+	Source string
+}
 
 // Mount is one filesystem operation; bwrap applies them in order.
 type Mount struct {
@@ -68,6 +101,9 @@ type Mount struct {
 	// nosymfollow: the driver guards the host's view of task dirs so that
 	// root's writes there follow no link a task planted.
 	FollowLinks bool
+	// Entries and Devices describe a Tree.
+	Entries []TreeEntry
+	Devices bool
 }
 
 // byDescriptor reports whether the mount's source is opened by root and
@@ -155,6 +191,14 @@ func (s *Spec) split(staged map[int]string) (opts, command []string, err error) 
 				continue
 			}
 			m.Source = stage
+		}
+		if m.Kind == Tree {
+			ma, err := m.treeArgv(staged != nil && staged[i] != "")
+			if err != nil {
+				return nil, nil, fmt.Errorf("bwrap: mount %d: %w", i, err)
+			}
+			a = append(a, ma...)
+			continue
 		}
 		ma, err := m.argv()
 		if err != nil {

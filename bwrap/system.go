@@ -61,21 +61,25 @@ func SystemMounts(tmpSize int64) []Mount {
 			m = append(m, Mount{Kind: ROBind, Source: p, Dest: p})
 		}
 	}
+	// /etc and /dev are trees: one mount each for bwrap (see Tree).
+	etc := Mount{Kind: Tree, Dest: "/etc"}
 	for _, p := range etcFiles {
-		m = append(m, Mount{Kind: ROBind, Source: p, Dest: p, Optional: true})
+		etc.Entries = append(etc.Entries, TreeEntry{Kind: TreeBind, Source: p, Path: p[len("/etc/"):]})
 	}
-	m = append(m,
-		Mount{Kind: Procfs, Dest: "/proc"},
-		Mount{Kind: Tmpfs, Dest: "/dev", Perms: 0o755},
-	)
+	dev := Mount{Kind: Tree, Dest: "/dev", Devices: true}
 	for _, d := range devNodes {
-		m = append(m, Mount{Kind: DevBind, Source: d, Dest: d, Optional: true})
+		dev.Entries = append(dev.Entries, TreeEntry{Kind: TreeNode, Source: d, Path: d[len("/dev/"):]})
 	}
+	dev.Entries = append(dev.Entries,
+		TreeEntry{Kind: TreeLink, Source: "/proc/self/fd", Path: "fd"},
+		TreeEntry{Kind: TreeLink, Source: "/proc/self/fd/0", Path: "stdin"},
+		TreeEntry{Kind: TreeLink, Source: "/proc/self/fd/1", Path: "stdout"},
+		TreeEntry{Kind: TreeLink, Source: "/proc/self/fd/2", Path: "stderr"},
+	)
 	m = append(m,
-		Mount{Kind: Symlink, Source: "/proc/self/fd", Dest: "/dev/fd"},
-		Mount{Kind: Symlink, Source: "/proc/self/fd/0", Dest: "/dev/stdin"},
-		Mount{Kind: Symlink, Source: "/proc/self/fd/1", Dest: "/dev/stdout"},
-		Mount{Kind: Symlink, Source: "/proc/self/fd/2", Dest: "/dev/stderr"},
+		etc,
+		Mount{Kind: Procfs, Dest: "/proc"},
+		dev,
 		Mount{Kind: Tmpfs, Dest: "/dev/shm", Perms: 0o1777, Size: tmpSize},
 		// The mount point of an exec session's terminal (enter.c): empty
 		// for the task, which gets no ptys of its own.
@@ -102,6 +106,15 @@ func HostPath(mounts []Mount, inside string) (host string, ok bool) {
 		switch m.Kind {
 		case Bind, ROBind, DevBind:
 			return filepath.Join(m.Source, rel), true
+		case Tree:
+			if rel == "." {
+				return "", false
+			}
+			host, link, ok := m.TreeSource(rel)
+			if link != "" {
+				return HostPath(mounts[:i], link)
+			}
+			return host, ok
 		case Symlink:
 			target := m.Source
 			if !filepath.IsAbs(target) {

@@ -254,6 +254,23 @@ func mountpointPossible(mounts []bwrap.Mount, b namedBind) error {
 		}
 		switch m.Kind {
 		case bwrap.ROBind:
+		case bwrap.Tree:
+			// The launcher makes mount points in the tree itself, but not in
+			// a host directory bound there (read-only) nor through a link.
+			rel, _ := filepath.Rel(m.Dest, b.Dest)
+			host, link, ok := m.TreeSource(rel)
+			switch {
+			case link != "":
+				return fmt.Errorf("%s: %s lies at or below a link in the sandbox: use the path it points to (%s)", b.what, b.Dest, link)
+			case !ok || treeEntryAt(m, rel):
+				// The launcher makes the mount point; an entry is bound over
+				// as a whole.
+				return nil
+			}
+			if _, err := os.Stat(host); err != nil {
+				return fmt.Errorf("%s: %s lies in %s, which is read-only in the sandbox, and does not exist there: choose a destination elsewhere", b.what, b.Dest, m.Dest)
+			}
+			return nil
 		case bwrap.Tmpfs, bwrap.Dir, bwrap.Bind, bwrap.DevBind:
 			return nil
 		case bwrap.Symlink:
@@ -274,6 +291,12 @@ func mountpointPossible(mounts []bwrap.Mount, b namedBind) error {
 }
 
 func depth(p string) int { return strings.Count(p, "/") }
+
+// treeEntryAt reports whether rel is one of the tree's entries itself (a
+// mount over it replaces it whole).
+func treeEntryAt(m bwrap.Mount, rel string) bool {
+	return slices.ContainsFunc(m.Entries, func(e bwrap.TreeEntry) bool { return e.Path == rel })
+}
 
 // hasDotDot reports a ".." component.
 func hasDotDot(p string) bool {

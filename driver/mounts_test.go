@@ -132,6 +132,7 @@ func TestHarnessVolumeRefusals(t *testing.T) {
 		{"in-proc", func(vol string, m *drivers.MountConfig) { m.TaskPath = "/proc/x" }, "/proc"},
 		{"dotdot", func(vol string, m *drivers.MountConfig) { m.TaskPath = "/alloc/../etc" }, ".."},
 		{"in-read-only-usr", func(vol string, m *drivers.MountConfig) { m.TaskPath = "/usr/no-such-dir" }, "read-only"},
+		{"in-read-only-etc-dir", func(vol string, m *drivers.MountConfig) { m.TaskPath = "/etc/ssl/certs/no-such-dir" }, "read-only"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			h, _ := newHarness(t, Config{})
@@ -146,6 +147,23 @@ func TestHarnessVolumeRefusals(t *testing.T) {
 				t.Fatalf("the error does not name the mount and %q: %v", c.want, err)
 			}
 		})
+	}
+}
+
+// TestHarnessVolumeInEtc: a volume can go into /etc, which the launcher
+// builds as one read-only tree: its mount point is made there, and /etc
+// stays read-only around it.
+func TestHarnessVolumeInEtc(t *testing.T) {
+	h, _ := newHarness(t, Config{})
+	task, vol := volumeTask(t, h, "vol-etc", "echo in-etc > /etc/app/conf/out && ! touch /etc/app/x 2>/dev/null && cat /etc/hosts >/dev/null", func(vol string, m *drivers.MountConfig) {
+		m.TaskPath = "/etc/app/conf"
+	})
+	start(t, h, task)
+	if res := waitExit(t, h, task.ID, 20*time.Second); res.ExitCode != 0 {
+		t.Fatalf("task failed: %+v\n%s%s", res, logs(t, task, "stdout"), logs(t, task, "stderr"))
+	}
+	if b, err := os.ReadFile(filepath.Join(vol, "out")); err != nil || string(b) != "in-etc\n" {
+		t.Fatalf("the volume in /etc: %q, %v", b, err)
 	}
 }
 

@@ -1,0 +1,304 @@
+package bwrap
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Without a launcher a tree is what bwrap-r's /etc and /dev always were: one
+// bwrap operation per entry.
+func TestTreeArgvWithoutLauncher(t *testing.T) {
+	argv, err := (&Spec{Command: "/bin/true", UID: 1000, GID: 1000, Mounts: SystemMounts(1 << 20)}).Argv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(argv, " ")
+	for _, want := range []string{
+		"--ro-bind-try /etc/passwd /etc/passwd --ro-bind-try /etc/protocols /etc/protocols",
+		"--ro-bind-try /etc/ssl/certs /etc/ssl/certs",
+		"--proc /proc --perms 0755 --tmpfs /dev --dev-bind-try /dev/null /dev/null",
+		"--dev-bind-try /dev/tty /dev/tty --symlink /proc/self/fd /dev/fd",
+		"--symlink /proc/self/fd/2 /dev/stderr --perms 1777 --size 1048576 --tmpfs /dev/shm --remount-ro /dev",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("argv lacks %q:\n%s", want, got)
+		}
+	}
+}
+
+// The launcher's flags for a tree: its entries, then a mount point for each
+// later mount inside it, except inside a bound host directory or a link.
+func TestTreeArgs(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mounts := []Mount{
+		{Kind: ROBind, Source: "/usr", Dest: "/usr"},
+		{Kind: Tree, Dest: "/etc", Entries: []TreeEntry{
+			{Kind: TreeBind, Source: "/etc/hosts", Path: "hosts"},
+			{Kind: TreeBind, Source: "/etc/ssl/certs", Path: "ssl/certs"},
+			{Kind: TreeLink, Source: "/proc/self/mounts", Path: "mtab"},
+		}},
+		{Kind: ROBind, Source: file, Dest: "/etc/hosts"},
+		{Kind: Bind, Source: dir, Dest: "/etc/app/conf.d"},
+		{Kind: ROBind, Source: file, Dest: "/etc/app/key"},
+		{Kind: ROBind, Source: filepath.Join(dir, "missing"), Dest: "/etc/gone", Optional: true},
+		{Kind: Tmpfs, Dest: "/etc/cache"},
+		{Kind: ROBind, Source: file, Dest: "/etc/ssl/certs/extra.pem"},
+		{Kind: Bind, Source: dir, Dest: "/etc/mtab/x"},
+		{Kind: RemountRO, Dest: "/etc"},
+		{Kind: Tmpfs, Dest: "/tmp"},
+	}
+	staged := map[int]string{}
+	args, err := treeArgs(mounts, "/stage", staged, func(j int) (bool, bool) { return pathKind(mounts[j]) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"-tree", "tree1",
+		"-tree-bind", "/etc/hosts", "hosts", "-tree-bind", "/etc/ssl/certs", "ssl/certs", "-tree-link", "/proc/self/mounts", "mtab",
+		"-tree-file", "hosts", "-tree-dir", "app/conf.d", "-tree-file", "app/key", "-tree-dir", "cache"}
+	if !reflect.DeepEqual(args, want) {
+		t.Errorf("flags\n got %q\nwant %q", args, want)
+	}
+	if staged[1] != "/stage/tree1" || len(staged) != 1 {
+		t.Errorf("staged %v, want the tree at /stage/tree1", staged)
+	}
+	opts, _, err := (&Spec{Command: "/bin/true", UID: 1000, GID: 1000, Mounts: mounts}).split(staged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(opts, " "); !strings.Contains(got, "--ro-bind /usr /usr --ro-bind /stage/tree1 /etc --ro-bind "+file+" /etc/hosts") {
+		t.Errorf("bwrap binds the tree as one mount: %s", got)
+	}
+
+	for name, bad := range map[string][]Mount{
+		"dotdot entry":    {{Kind: Tree, Dest: "/etc", Entries: []TreeEntry{{Kind: TreeBind, Source: "/etc/hosts", Path: "../hosts"}}}},
+		"absolute entry":  {{Kind: Tree, Dest: "/etc", Entries: []TreeEntry{{Kind: TreeBind, Source: "/etc/hosts", Path: "/hosts"}}}},
+		"relative source": {{Kind: Tree, Dest: "/etc", Entries: []TreeEntry{{Kind: TreeBind, Source: "etc/hosts", Path: "hosts"}}}},
+		"node in ro tree": {{Kind: Tree, Dest: "/dev", Entries: []TreeEntry{{Kind: TreeNode, Source: "/dev/null", Path: "null"}}}},
+		"tree at /":       {{Kind: Tree, Dest: "/"}},
+		"link into tree":  {{Kind: Tree, Dest: "/etc"}, {Kind: Symlink, Source: "/x", Dest: "/etc/x"}},
+	} {
+		if _, err := treeArgs(bad, "/stage", map[int]string{}, func(int) (bool, bool) { return false, false }); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+// startWith runs a script in a sandbox of the system mounts plus extra, built
+// by the launcher with a staging dir, and returns how it ended and its output
+// (or Start's error).
+func startWith(t *testing.T, extra []Mount, script string) (ExitStatus, string, error) {
+	t.Helper()
+	uid, gid := nobody(t)
+	return runIn(t, uid, gid, extra, script)
+}
+
+// The launcher builds /etc and /dev as one mount each, holding what they held
+// as binds one by one: the same entries, read-only, device nodes usable.
+func TestTreesInTheSandbox(t *testing.T) {
+	st, out, err := startWith(t, nil, `set -e
+ls -A /etc | tr '\n' ' '; echo
+ls -A /etc/ssl | tr '\n' ' '; echo
+ls -A /dev | tr '\n' ' '; echo
+awk '$5 == "/etc" || $5 == "/dev" {print $5, $4}' /proc/self/mountinfo
+! touch /etc/x 2>/dev/null
+! touch /etc/ssl/x 2>/dev/null
+! mkdir /dev/x 2>/dev/null
+! touch /etc/hosts 2>/dev/null
+echo x > /dev/null
+[ "$(head -c 3 /dev/zero | wc -c)" = 3 ]
+[ "$(head -c 3 /dev/urandom | wc -c)" = 3 ]
+echo y > /dev/shm/y
+[ "$(readlink /dev/fd)" = /proc/self/fd ]
+[ -r /etc/passwd ] && [ -r /etc/ssl/certs ]
+echo done`)
+	if err != nil || st.Code != 0 || !strings.HasSuffix(strings.TrimSpace(out), "done") {
+		t.Fatalf("sandbox: %v %+v\n%s", err, st, out)
+	}
+	lines := strings.Split(out, "\n")
+	var etc []string
+	ssl := false
+	for _, p := range etcFiles {
+		if _, err := os.Stat(p); err != nil {
+			continue
+		}
+		name := strings.Split(strings.TrimPrefix(p, "/etc/"), "/")[0]
+		if name == "ssl" {
+			ssl = true
+		}
+		if !slices.Contains(etc, name) {
+			etc = append(etc, name)
+		}
+	}
+	slices.Sort(etc)
+	got := strings.Fields(lines[0])
+	slices.Sort(got)
+	if !reflect.DeepEqual(got, etc) {
+		t.Errorf("/etc holds %q, want exactly the host's %q", got, etc)
+	}
+	if ssl && strings.TrimSpace(lines[1]) != "certs openssl.cnf" {
+		t.Errorf("/etc/ssl holds %q", lines[1])
+	}
+	if got := strings.Fields(lines[2]); !reflect.DeepEqual(got, []string{"fd", "full", "null", "random", "shm", "stderr", "stdin", "stdout", "tty", "urandom", "zero"}) {
+		t.Errorf("/dev holds %q", got)
+	}
+	// One mount each, from the launcher's staging tmpfs.
+	if !strings.Contains(out, "/etc /tree") || !strings.Contains(out, "/dev /tree") {
+		t.Errorf("/etc and /dev are not the launcher's trees:\n%s", out)
+	}
+}
+
+// Every start builds its trees from the host as it is then: a file replaced
+// (a new inode, as by rename) shows at the next start.
+func TestTreeIsNeverStale(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(dir, "app.conf")
+	tree := []Mount{{Kind: Tree, Dest: "/opt/cfg", Entries: []TreeEntry{{Kind: TreeBind, Source: conf, Path: "app.conf"}}}}
+	for _, v := range []string{"one", "two"} {
+		tmp := conf + ".new"
+		if err := os.WriteFile(tmp, []byte(v), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, conf); err != nil {
+			t.Fatal(err)
+		}
+		st, out, err := startWith(t, tree, `cat /opt/cfg/app.conf`)
+		if err != nil || st.Code != 0 || out != v {
+			t.Fatalf("after writing %q the sandbox read %q (%v %+v)", v, out, err, st)
+		}
+	}
+}
+
+// A mount inside a tree gets its mount point on the tree's tmpfs; one inside
+// a host directory bound in the tree gets none: the launcher, as root, never
+// makes anything there (bwrap, as the task, fails the start instead).
+func TestTreeNeverWritesTheHost(t *testing.T) {
+	host := stageDir(t)
+	// bwrap binds data by path as the task: every parent must be open to it.
+	data := stageDir(t)
+	if err := os.Chmod(data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(data, "f"), []byte("data"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tree := Mount{Kind: Tree, Dest: "/opt/cfg", Entries: []TreeEntry{{Kind: TreeBind, Source: host, Path: "d"}}}
+	st, out, err := startWith(t, []Mount{tree, {Kind: ROBind, Source: data, Dest: "/opt/cfg/sub/data"}}, `cat /opt/cfg/sub/data/f`)
+	if err != nil || st.Code != 0 || out != "data" {
+		t.Fatalf("a mount inside the tree: %q (%v %+v)", out, err, st)
+	}
+	st, out, err = startWith(t, []Mount{tree, {Kind: ROBind, Source: data, Dest: "/opt/cfg/d/new"}}, `true`)
+	if err == nil && st.Err == nil && st.Code == 0 {
+		t.Errorf("a mount inside the host directory bound in the tree started: %q", out)
+	}
+	if _, err := os.Lstat(filepath.Join(host, "new")); err == nil {
+		t.Errorf("something made %s on the host", filepath.Join(host, "new"))
+	}
+}
+
+// The shim builds trees only as told: clean relative paths, nothing through
+// a link or into a bound host directory, device nodes only in a tree for
+// devices, and never without a staging dir.
+func TestShimTreeRefusals(t *testing.T) {
+	host := t.TempDir()
+	ids := []string{"-uid", "65534", "-gid", "65534"}
+	for _, c := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no stage", []string{"-tree", "t", "--", "/bin/true"}, "need -stage"},
+		{"entry before tree", []string{"-stage", stageDir(t), "-tree-dir", "a", "-tree", "t", "--", "/bin/true"}, "a -tree or -devtree first"},
+		{"tree name with slash", []string{"-stage", stageDir(t), "-tree", "a/b", "--", "/bin/true"}, "want a plain name"},
+		{"dotdot", []string{"-stage", stageDir(t), "-tree", "t", "-tree-dir", "a/../../x", "--", "/bin/true"}, "not a clean relative path"},
+		{"absolute", []string{"-stage", stageDir(t), "-tree", "t", "-tree-file", "/x", "--", "/bin/true"}, "not a relative path"},
+		{"relative source", []string{"-stage", stageDir(t), "-tree", "t", "-tree-bind", "etc/hosts", "hosts", "--", "/bin/true"}, "not an absolute path"},
+		{"through a link", []string{"-stage", stageDir(t), "-tree", "t", "-tree-link", host, "l", "-tree-bind", "/etc/hosts", "l/hosts", "--", "/bin/true"}, "tree entry l/hosts"},
+		{"into a bound directory", []string{"-stage", stageDir(t), "-tree", "t", "-tree-bind", host, "d", "-tree-bind", "/etc/hosts", "d/hosts", "--", "/bin/true"}, "tree entry d/hosts"},
+		{"node outside a device tree", []string{"-stage", stageDir(t), "-tree", "t", "-tree-node", "/dev/null", "null", "--", "/bin/true"}, "not a device node in a tree for devices"},
+		{"not a node", []string{"-stage", stageDir(t), "-devtree", "t", "-tree-node", "/etc/hosts", "null", "--", "/bin/true"}, "not a device node"},
+		{"missing path", []string{"-stage", stageDir(t), "-tree", "t", "-tree-bind", "/etc/hosts"}, "needs a source and a path"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, stderr, _, code := runShim(t, append(ids, c.args...)...)
+			if code != 125 || !strings.Contains(stderr, c.want) {
+				t.Errorf("exit %d, stderr %q; want 125 and %q", code, stderr, c.want)
+			}
+		})
+	}
+	if entries, _ := os.ReadDir(host); len(entries) != 0 {
+		t.Errorf("the shim made %v in a host directory", entries)
+	}
+}
+
+// A tree's binds are made when the sandbox starts, not later: a sandbox that
+// runs on keeps what its tree held at its start, whatever the host does.
+func TestTreeHeldFromStart(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(dir, "app.conf")
+	if err := os.WriteFile(conf, []byte("one"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	uid, gid := nobody(t)
+	bw := needSandbox(t)
+	out := filepath.Join(t.TempDir(), "out")
+	f, err := os.Create(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	mounts := append(SystemMounts(16<<20), Mount{Kind: Tree, Dest: "/opt/cfg", Entries: []TreeEntry{{Kind: TreeBind, Source: conf, Path: "app.conf"}}})
+	sb, err := Start(Launch{
+		Bwrap: bw, Shim: []string{os.Args[0], ShimCommand},
+		Spec:   &Spec{Command: "/bin/sh", Args: []string{"-c", "read x; cat /opt/cfg/app.conf"}, Env: map[string]string{"PATH": "/usr/bin:/bin"}, Mounts: mounts, UID: uid, GID: gid},
+		Stdout: f, Stderr: f, StatusPath: filepath.Join(t.TempDir(), "status"), Seccomp: testFilter(t), StageDir: stageDir(t),
+		Stdin: mustPipeReader(t, "go\n", 300*time.Millisecond),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := conf + ".new"
+	if err := os.WriteFile(tmp, []byte("two"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, conf); err != nil {
+		t.Fatal(err)
+	}
+	if !sb.Wait(30 * time.Second) {
+		_ = sb.Kill()
+		t.Fatal("sandbox did not end")
+	}
+	if b, _ := os.ReadFile(out); string(b) != "one" {
+		t.Errorf("the running sandbox read %q, want what its tree held at start", b)
+	}
+}
+
+// mustPipeReader returns a pipe's read end that gets text after delay.
+func mustPipeReader(t *testing.T, text string, delay time.Duration) *os.File {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	go func() {
+		time.Sleep(delay)
+		w.WriteString(text)
+		w.Close()
+	}()
+	return r
+}
