@@ -75,6 +75,8 @@ func SystemMounts(tmpSize int64) []Mount {
 		TreeEntry{Kind: TreeLink, Source: "/proc/self/fd/0", Path: "stdin"},
 		TreeEntry{Kind: TreeLink, Source: "/proc/self/fd/1", Path: "stdout"},
 		TreeEntry{Kind: TreeLink, Source: "/proc/self/fd/2", Path: "stderr"},
+		// Into the mount point of an exec session's terminal (below).
+		TreeEntry{Kind: TreeLink, Source: "pts/ptmx", Path: "ptmx"},
 	)
 	m = append(m,
 		etc,
@@ -84,7 +86,6 @@ func SystemMounts(tmpSize int64) []Mount {
 		// The mount point of an exec session's terminal (enter.c): empty
 		// for the task, which gets no ptys of its own.
 		Mount{Kind: Dir, Dest: "/dev/pts", Perms: 0o755},
-		Mount{Kind: Symlink, Source: "pts/ptmx", Dest: "/dev/ptmx"},
 		// /dev is a tmpfs the task would own; /dev/shm stays writable.
 		Mount{Kind: RemountRO, Dest: "/dev"},
 		Mount{Kind: Tmpfs, Dest: "/tmp", Perms: 0o1777, Size: tmpSize},
