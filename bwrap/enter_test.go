@@ -411,6 +411,30 @@ true`}})
 	}
 }
 
+// devOfTheTask makes the spec's /dev as sandboxes had it before the
+// launcher built it as a tree of root's: a tmpfs of the task's with the same
+// entries, remounted read-only only when readOnly is set.
+func devOfTheTask(spec *Spec, readOnly bool) {
+	var out []Mount
+	for _, m := range spec.Mounts {
+		switch {
+		case m.Kind == RemountRO && m.Dest == "/dev" && !readOnly:
+		case m.Kind == Tree && m.Dest == "/dev":
+			out = append(out, Mount{Kind: Tmpfs, Dest: "/dev", Perms: 0o755})
+			for _, e := range m.Entries {
+				if e.Kind == TreeLink {
+					out = append(out, Mount{Kind: Symlink, Source: e.Source, Dest: "/dev/" + e.Path})
+				} else {
+					out = append(out, Mount{Kind: DevBind, Source: e.Source, Dest: "/dev/" + e.Path, Optional: true})
+				}
+			}
+		default:
+			out = append(out, m)
+		}
+	}
+	spec.Mounts = out
+}
+
 // dropMounts removes from a spec the mounts with the given destinations and
 // kinds.
 func dropMounts(spec *Spec, drop func(Mount) bool) {
@@ -422,9 +446,7 @@ func dropMounts(spec *Spec, drop func(Mount) bool) {
 // mounted, and refuses a /dev/pts that is not a plain directory.
 func TestEnterTerminalIgnoresWhatTheTaskPlants(t *testing.T) {
 	uid, gid := nobody(t)
-	writableDev := func(spec *Spec) {
-		dropMounts(spec, func(m Mount) bool { return m.Kind == RemountRO && m.Dest == "/dev" })
-	}
+	writableDev := func(spec *Spec) { devOfTheTask(spec, false) }
 	box := func(plant string) *testBox {
 		b := startBoxWith(t, uid, gid, NetworkShared, writableDev, "/bin/sh", "-c", plant+" && echo planted; exec sleep 600")
 		waitFor(t, b, "planted")
@@ -465,6 +487,7 @@ func TestEnterTerminalIgnoresWhatTheTaskPlants(t *testing.T) {
 func TestEnterTerminalInAnOlderSandbox(t *testing.T) {
 	uid, gid := nobody(t)
 	b := startBoxWith(t, uid, gid, NetworkShared, func(spec *Spec) {
+		devOfTheTask(spec, true)
 		dropMounts(spec, func(m Mount) bool { return m.Dest == "/dev/pts" || m.Dest == "/dev/ptmx" })
 	}, "/bin/sh", "-c", "test -e /dev/pts || test -L /dev/ptmx || echo older; exec sleep 600")
 	waitFor(t, b, "older")

@@ -23,7 +23,7 @@ func TestTreeArgvWithoutLauncher(t *testing.T) {
 		"--ro-bind-try /etc/ssl/certs /etc/ssl/certs",
 		"--proc /proc --perms 0755 --tmpfs /dev --dev-bind-try /dev/null /dev/null",
 		"--dev-bind-try /dev/tty /dev/tty --symlink /proc/self/fd /dev/fd",
-		"--symlink /proc/self/fd/2 /dev/stderr --perms 1777 --size 1048576 --tmpfs /dev/shm --remount-ro /dev",
+		"--symlink /proc/self/fd/2 /dev/stderr --symlink pts/ptmx /dev/ptmx --perms 1777 --size 1048576 --tmpfs /dev/shm --perms 0755 --dir /dev/pts --remount-ro /dev",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("argv lacks %q:\n%s", want, got)
@@ -147,7 +147,7 @@ echo done`)
 	if ssl && strings.TrimSpace(lines[1]) != "certs openssl.cnf" {
 		t.Errorf("/etc/ssl holds %q", lines[1])
 	}
-	if got := strings.Fields(lines[2]); !reflect.DeepEqual(got, []string{"fd", "full", "null", "random", "shm", "stderr", "stdin", "stdout", "tty", "urandom", "zero"}) {
+	if got := strings.Fields(lines[2]); !reflect.DeepEqual(got, []string{"fd", "full", "null", "ptmx", "pts", "random", "shm", "stderr", "stdin", "stdout", "tty", "urandom", "zero"}) {
 		t.Errorf("/dev holds %q", got)
 	}
 	// One mount each, from the launcher's staging tmpfs.
