@@ -436,3 +436,25 @@ func TestCollectorMemoryFlat(t *testing.T) {
 		t.Fatalf("kept %d bytes, want the last two files' worth", total)
 	}
 }
+
+// A descriptor its starter left inheritable (a lock, say) is not held by
+// the collector: it would be held for as long as the collector runs.
+func TestCollectorHoldsNothingInherited(t *testing.T) {
+	dir := t.TempDir()
+	lock := filepath.Join(dir, "held")
+	fd, err := unix.Open(lock, unix.O_RDWR|unix.O_CREAT, 0o600) // no O_CLOEXEC
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	_, pid := spawnCollector(t, dir)
+	entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if target, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, e.Name())); target == lock {
+			t.Fatalf("the collector holds its starter's descriptor %s -> %s", e.Name(), target)
+		}
+	}
+}
