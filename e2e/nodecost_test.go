@@ -414,6 +414,10 @@ func TestLogThroughput(t *testing.T) {
 		t.Errorf("%d of %d counter tasks' logs are complete", complete, len(allocs))
 	}
 	a.mustNomad(t, "job", "stop", "-purge", job)
+	// A dev agent stopped now would leave the tasks running.
+	if !eventually(5*time.Minute, time.Second, func() bool { return len(processesWith("exec sleep 3600")) == 0 }) {
+		t.Errorf("counter tasks still run 5 minutes after the stop")
+	}
 	fmt.Println(b.String())
 	if out := os.Getenv("BWRAP_R_NODE_BENCH_OUT"); out != "" {
 		f, err := os.OpenFile(out, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
