@@ -173,6 +173,8 @@ func (s *Sandbox) EnterTerminal(ctx context.Context, e Enter) (*exec.Cmd, *os.Fi
 	if err := cmd.Start(); err != nil {
 		return nil, nil, err
 	}
+	// Now, not on return: with the launcher's end of the socket closed here,
+	// a launcher that ends without sending shows as the socket's end.
 	CloseFiles(cmd)
 	master, recvErr := receiveTerminal(ctx, ours)
 	if recvErr != nil {
