@@ -194,9 +194,12 @@ func waitNewCollector(t *testing.T, state string, old int) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
+		// One connection for the question: between two, the old collector
+		// may die and the new one not listen yet.
 		if cl, err := logcollect.Dial(filepath.Join(state, "logd.sock")); err == nil {
+			pid, err := cl.PeerPid()
 			cl.Close()
-			if pid := collectorPid(t, state); pid != old {
+			if err == nil && pid != old {
 				return
 			}
 		}
