@@ -3,6 +3,7 @@ package driver
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -246,7 +247,7 @@ func (c *collector) recover(id string, logsDir *os.File, lim logcollect.Limits) 
 		return false, nil
 	}
 	t := &taskLogs{dir: logsDir, lim: lim}
-	for _, name := range slices.Sorted(mapKeys(files)) {
+	for _, name := range slices.Sorted(maps.Keys(files)) {
 		t.names = append(t.names, name)
 		t.pipes = append(t.pipes, files[name])
 	}
@@ -255,8 +256,9 @@ func (c *collector) recover(id string, logsDir *os.File, lim logcollect.Limits) 
 }
 
 // drained waits, at most within, until the collector has moved all of an
-// ended task's output into its files (it then lets the task go).
-func (c *collector) drained(id string, within time.Duration) {
+// ended task's output into its files (it then lets the task go); false when
+// it has not by then.
+func (c *collector) drained(id string, within time.Duration) bool {
 	deadline := time.Now().Add(within)
 	for time.Now().Before(deadline) {
 		c.mu.Lock()
@@ -270,10 +272,11 @@ func (c *collector) drained(id string, within time.Duration) {
 		}
 		c.mu.Unlock()
 		if !ours || err == nil && !slices.Contains(ids, id) {
-			return
+			return true
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	return false
 }
 
 // finish lets the collector drain a task that has ended (every writer of its
@@ -281,37 +284,21 @@ func (c *collector) drained(id string, within time.Duration) {
 // plugin keeps its read ends until then: a collector that dies meanwhile is
 // handed them again.
 func (c *collector) finish(id string, within time.Duration) {
-	deadline := time.Now().Add(within)
-	for {
-		c.mu.Lock()
-		t, ok := c.tasks[id]
-		if !ok {
-			c.mu.Unlock()
-			return
-		}
-		cl, err := c.connected()
-		var ids []string
-		if err == nil {
-			if ids, err = cl.List(); err != nil {
-				c.dropClient()
-			}
-		}
-		drained := err == nil && !slices.Contains(ids, id)
-		if drained || time.Now().After(deadline) {
-			if !drained {
-				c.logger.Warn("the task's output did not end in time; forgetting it", "task_id", id, "error", err)
-				if err == nil {
-					_ = cl.Forget(id)
-				}
-			}
-			delete(c.tasks, id)
-			t.close()
-			c.mu.Unlock()
-			return
-		}
-		c.mu.Unlock()
-		time.Sleep(20 * time.Millisecond)
+	undrained := !c.drained(id, within)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t, ok := c.tasks[id]
+	if !ok {
+		return
 	}
+	if undrained {
+		c.logger.Warn("the task's output did not end in time; forgetting it", "task_id", id)
+		if cl, err := c.connected(); err == nil {
+			_ = cl.Forget(id)
+		}
+	}
+	delete(c.tasks, id)
+	t.close()
 }
 
 // shutdown closes the plugin's connections; the collector runs on for the
@@ -325,16 +312,6 @@ func (c *collector) shutdown() {
 		t.close()
 	}
 	c.tasks = map[string]*taskLogs{}
-}
-
-func mapKeys[V any](m map[string]V) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 // openLogsDir opens the allocation's logs dir (alloc/logs) for the
