@@ -155,64 +155,35 @@ func Start(l Launch) (*Sandbox, error) {
 	}
 	defer argsFile.Close()
 
-	// On cgroups v2 the launcher is cloned straight into the task's cgroup
-	// (clone3 with CLONE_INTO_CGROUP): no migration, whose lock waits for an
-	// RCU grace period, and nothing of the task ever runs outside it.
-	cgroupDir, err := cloneIntoCgroup(l.Cgroups)
-	if err != nil {
-		infoW.Close()
-		return nil, err
+	args := append([]string{}, l.Shim[1:]...)
+	args = append(args, "-uid", strconv.FormatUint(uint64(spec.UID), 10),
+		"-gid", strconv.FormatUint(uint64(spec.GID), 10))
+	for _, cg := range l.Cgroups {
+		args = append(args, "-cgroup", cg)
 	}
-	if cgroupDir != nil {
-		defer cgroupDir.Close()
+	if l.NetNS != "" {
+		args = append(args, "-netns", l.NetNS)
 	}
-	newCmd := func(joinCgroups []string) *exec.Cmd {
-		args := append([]string{}, l.Shim[1:]...)
-		args = append(args, "-uid", strconv.FormatUint(uint64(spec.UID), 10),
-			"-gid", strconv.FormatUint(uint64(spec.GID), 10))
-		for _, cg := range joinCgroups {
-			args = append(args, "-cgroup", cg)
-		}
-		if l.NetNS != "" {
-			args = append(args, "-netns", l.NetNS)
-		}
-		if l.PruneMounts != "" {
-			args = append(args, "-prune", l.PruneMounts, "-keep", l.KeepMounts)
-		}
-		if len(sources) > 0 || len(trees) > 0 {
-			args = append(args, "-stage", l.StageDir)
-		}
-		if len(sources) > 0 {
-			args = append(args, "-fds", strconv.Itoa(lastFD+len(sources)))
-		}
-		args = append(args, trees...)
-		args = append(args, "--", l.Bwrap, "--args", strconv.Itoa(argsFD))
-		args = append(args, command...)
-		cmd := exec.Command(l.Shim[0], args...)
-		cmd.Env = []string{}
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = l.Stdin, l.Stdout, l.Stderr
-		cmd.ExtraFiles = append([]*os.File{infoW, status, argsFile, seccompFile}, sources...)
-		// A session of its own: the sandbox must not get the plugin's
-		// signals, nor die with it (tasks outlive plugin restarts).
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-		return cmd
+	if l.PruneMounts != "" {
+		args = append(args, "-prune", l.PruneMounts, "-keep", l.KeepMounts)
 	}
-	var cmd *exec.Cmd
-	if cgroupDir != nil {
-		cmd = newCmd(nil)
-		cmd.SysProcAttr.UseCgroupFD = true
-		cmd.SysProcAttr.CgroupFD = int(cgroupDir.Fd())
-		err = cmd.Start()
-		if errors.Is(err, syscall.ENOSYS) {
-			// A kernel without clone3 (before 5.3): the shim migrates.
-			cmd = nil
-		}
+	if len(sources) > 0 || len(trees) > 0 {
+		args = append(args, "-stage", l.StageDir)
 	}
-	if cmd == nil {
-		cmd = newCmd(l.Cgroups)
-		err = cmd.Start()
+	if len(sources) > 0 {
+		args = append(args, "-fds", strconv.Itoa(lastFD+len(sources)))
 	}
-	if err != nil {
+	args = append(args, trees...)
+	args = append(args, "--", l.Bwrap, "--args", strconv.Itoa(argsFD))
+	args = append(args, command...)
+	cmd := exec.Command(l.Shim[0], args...)
+	cmd.Env = []string{}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = l.Stdin, l.Stdout, l.Stderr
+	cmd.ExtraFiles = append([]*os.File{infoW, status, argsFile, seccompFile}, sources...)
+	// A session of its own: the sandbox must not get the plugin's signals, nor
+	// die with it (tasks outlive plugin restarts).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
 		infoW.Close()
 		return nil, fmt.Errorf("bwrap: starting launcher: %w", err)
 	}
@@ -241,23 +212,6 @@ func Start(l Launch) (*Sandbox, error) {
 		s.finish(werr)
 	}()
 	return s, nil
-}
-
-// cloneIntoCgroup opens the task's cgroup for clone3 when it is a single
-// cgroups v2 directory; nil otherwise (v1, or no cgroup: the shim joins).
-func cloneIntoCgroup(cgroups []string) (*os.File, error) {
-	if len(cgroups) != 1 {
-		return nil, nil
-	}
-	var fs unix.Statfs_t
-	if err := unix.Statfs(cgroups[0], &fs); err != nil || fs.Type != unix.CGROUP2_SUPER_MAGIC {
-		return nil, nil
-	}
-	f, err := os.OpenFile(cgroups[0], os.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("bwrap: cgroup %s: %w", cgroups[0], err)
-	}
-	return f, nil
 }
 
 // stagedKind tells what a later mount's source is, for its mount point in a
