@@ -399,9 +399,9 @@ func v2CgroupRoot() string {
 	return ""
 }
 
-// On cgroups v2 the launcher is cloned into the task's cgroup: bwrap's
-// monitor, the sandbox's pid 1 and the command are all in it.
-func TestStartClonesIntoV2Cgroup(t *testing.T) {
+// On cgroups v2 bwrap's monitor, the sandbox's pid 1 and the command are all
+// in the task's cgroup.
+func TestStartInV2Cgroup(t *testing.T) {
 	needSandbox(t)
 	root := v2CgroupRoot()
 	if root == "" {
