@@ -3,6 +3,7 @@ package logcollect
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -456,5 +457,96 @@ func TestCollectorHoldsNothingInherited(t *testing.T) {
 		if target, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, e.Name())); target == lock {
 			t.Fatalf("the collector holds its starter's descriptor %s -> %s", e.Name(), target)
 		}
+	}
+}
+
+// rotatorOn is a rotator for web.stdout in a fresh dir whose web.stdout.0
+// holds first, and a pipe (1 MiB) to feed it.
+func rotatorOn(t *testing.T, lim Limits, first string) (dir string, r *rotator, pk *peeker, rd, wr int) {
+	t.Helper()
+	dir = t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "web.stdout.0"), []byte(first), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(p[0]); unix.Close(p[1]) })
+	if _, err := unix.FcntlInt(uintptr(p[1]), unix.F_SETPIPE_SZ, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	if pk, err = newPeeker(); err != nil {
+		t.Fatal(err)
+	}
+	r = newRotator(fd, "web.stdout", lim)
+	t.Cleanup(r.close)
+	return dir, r, pk, p[0], p[1]
+}
+
+// drain moves until the pipe is empty (EAGAIN) or ended.
+func drain(t *testing.T, r *rotator, pk *peeker, rd int) {
+	t.Helper()
+	for {
+		switch err := r.move(rd, pk); {
+		case err == errEOF || errors.Is(err, unix.EAGAIN):
+			return
+		case err != nil:
+			t.Fatal(err)
+		}
+	}
+}
+
+func mustWrite(t *testing.T, fd int, s string) {
+	t.Helper()
+	if _, err := unix.Write(fd, []byte(s)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A file a few bytes short of full, with a line in the pipe that does not fit
+// and much more behind it: the line starts the next file, the full one ends
+// at its last whole line.
+func TestLineThatDoesNotFitStartsTheNextFile(t *testing.T) {
+	lim := Limits{MaxFiles: 5, FileSize: 64 * 1024}
+	short := strings.Repeat("a", int(lim.FileSize)-101) + "\n"
+	dir, r, pk, rd, wr := rotatorOn(t, lim, short)
+	var pending bytes.Buffer
+	for pending.Len() <= lineScanLimit+8000 {
+		pending.WriteString(strings.Repeat("b", 999) + "\n")
+	}
+	mustWrite(t, wr, pending.String())
+	drain(t, r, pk, rd)
+	first, _ := os.ReadFile(filepath.Join(dir, "web.stdout.0"))
+	if string(first) != short {
+		t.Fatalf("web.stdout.0 was changed: %d bytes, ends %q", len(first), first[len(first)-5:])
+	}
+	second, _ := os.ReadFile(filepath.Join(dir, "web.stdout.1"))
+	if !bytes.Equal(second, pending.Bytes()) {
+		t.Fatalf("web.stdout.1 holds %d bytes, want the %d pending", len(second), pending.Len())
+	}
+}
+
+// A line begun in a file near its end, whose rest comes in pieces: the pieces
+// go on in that file; the next file does not start mid-line.
+func TestLineWrittenInPiecesStaysInItsFile(t *testing.T) {
+	lim := Limits{MaxFiles: 5, FileSize: 64 * 1024}
+	begun := strings.Repeat("a", int(lim.FileSize)-lineScanLimit) // no newline: cut in one go
+	dir, r, pk, rd, wr := rotatorOn(t, lim, begun)
+	mustWrite(t, wr, "bbb")
+	drain(t, r, pk, rd)
+	mustWrite(t, wr, "ccc\nnext line\n")
+	drain(t, r, pk, rd)
+	first, _ := os.ReadFile(filepath.Join(dir, "web.stdout.0"))
+	if want := begun + "bbbccc\nnext line\n"; string(first) != want {
+		t.Fatalf("web.stdout.0 ends %q, want it to end %q", first[len(begun):], want[len(begun):])
+	}
+	if _, err := os.Stat(filepath.Join(dir, "web.stdout.1")); err == nil {
+		t.Fatal("a next file was started mid-line")
 	}
 }

@@ -53,12 +53,12 @@ func newRotator(dir int, base string, lim Limits) *rotator {
 	return &rotator{dir: dir, base: base, lim: lim, file: -1}
 }
 
-// openCurrent opens base.idx for writing, refusing anything but a plain
+// openCurrent opens base.idx for writing (and reading its last byte), refusing anything but a plain
 // regular file of its own: the collector is root, and a link planted in the
 // logs dir must not redirect its writes.
 func (r *rotator) openCurrent() (full bool, err error) {
 	name := r.base + "." + strconv.Itoa(r.idx)
-	fd, err := unix.Openat(r.dir, name, unix.O_WRONLY|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NOCTTY|unix.O_NONBLOCK, 0o644)
+	fd, err := unix.Openat(r.dir, name, unix.O_RDWR|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NOCTTY|unix.O_NONBLOCK, 0o644)
 	if err != nil {
 		return false, fmt.Errorf("opening log file %s: %w", name, err)
 	}
@@ -150,6 +150,16 @@ func (r *rotator) purge() error {
 	return nil
 }
 
+// endsMidLine says whether the current file's last byte is not a newline.
+func (r *rotator) endsMidLine() bool {
+	if r.size == 0 {
+		return false
+	}
+	var last [1]byte
+	n, err := unix.Pread(r.file, last[:], r.size-1)
+	return err == nil && n == 1 && last[0] != '\n'
+}
+
 func (r *rotator) close() {
 	if r.file >= 0 {
 		unix.Close(r.file)
@@ -237,10 +247,16 @@ func (r *rotator) move(pipe int, pk *peeker) error {
 		switch nl := bytes.LastIndexByte(fits, '\n'); {
 		case nl >= 0:
 			n = int64(nl) + 1
-		case r.size == 0 || len(head) > lineScanLimit:
+		case r.size == 0 || (len(head) > lineScanLimit && bytes.IndexByte(head, '\n') < 0):
 			// A line longer than the scan limit fills the file, as one
 			// longer than a file does in logmon: waiting for its end
-			// would hold the task.
+			// would hold the task. A full head whose line ends past
+			// the file's end is not such a line: it starts the next.
+			n = int64(len(fits))
+		case r.endsMidLine():
+			// The file holds the start of this line (a cut made in one
+			// go above, or a line still being written): it goes on
+			// here, and a line that does not fit is cut here.
 			n = int64(len(fits))
 		default:
 			// No whole line fits: the next file starts with it.
