@@ -10,6 +10,8 @@ import (
 
 	"github.com/hashicorp/nomad/plugins/drivers"
 	"golang.org/x/sys/unix"
+
+	"github.com/bwrap-r/bwrap-r/bwrap"
 )
 
 // stNoSymfollow is statfs's ST_NOSYMFOLLOW (Linux 5.10+).
@@ -125,10 +127,10 @@ func (d *Driver) reapGuards() {
 			continue
 		}
 		point := unescapeMountinfo(f[4])
-		rel, err := filepath.Rel(root, point)
-		if err != nil || strings.HasPrefix(rel, "..") {
+		if !bwrap.Within(point, root) {
 			continue
 		}
+		rel, _ := filepath.Rel(root, point)
 		// <alloc>/alloc, or <alloc>/<task>/local.
 		parts := strings.Split(rel, "/")
 		allocDir := filepath.Join(root, parts[0])
