@@ -18,6 +18,8 @@ import (
 
 	"github.com/hashicorp/nomad/client/lib/cgroupslib"
 	"golang.org/x/sys/unix"
+
+	"github.com/bwrap-r/bwrap-r/internal/nodeload"
 )
 
 // proc is a host process as /proc shows it.
@@ -357,25 +359,12 @@ func mountsUnder(prefix string) []string {
 // runnable processes than cores and none blocked on I/O or locks. It
 // reports whether the node calmed down (true when it does not wait).
 func quiesce(max time.Duration) bool {
-	if max <= 0 {
+	if nodeload.Calm(max) {
 		return true
 	}
-	deadline := time.Now().Add(max)
-	calm := 0
-	for calm < 5 && time.Now().Before(deadline) {
-		running, blocked := procsState()
-		if running <= runtime.NumCPU() && blocked == 0 {
-			calm++
-		} else {
-			calm = 0
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	if calm < 5 {
-		running, blocked := procsState()
-		fmt.Printf("bench: the node did not calm down within %v (%d runnable, %d blocked); going on\n", max, running, blocked)
-	}
-	return calm >= 5
+	running, blocked := nodeload.Procs()
+	fmt.Printf("bench: the node did not calm down within %v (%d runnable, %d blocked); going on\n", max, running, blocked)
+	return false
 }
 
 // load1 is the 1-minute load average.
@@ -389,26 +378,4 @@ func load1() float64 {
 		return math.NaN()
 	}
 	return v
-}
-
-// procsState reads procs_running and procs_blocked from /proc/stat.
-func procsState() (running, blocked int) {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0, 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) != 2 {
-			continue
-		}
-		n, _ := strconv.Atoi(f[1])
-		switch f[0] {
-		case "procs_running":
-			running = n
-		case "procs_blocked":
-			blocked = n
-		}
-	}
-	return running, blocked
 }

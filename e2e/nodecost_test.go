@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bwrap-r/bwrap-r/internal/nodeload"
 )
 
 // The node's cost of a running task through a real agent: a benchmark, run
@@ -181,6 +183,8 @@ func TestNodeCostPerTask(t *testing.T) {
 		availKiB            float64
 	}
 	var rows []row
+	// make bench runs this right after the harness bench's burst.
+	calm := nodeload.Calm(3 * time.Minute)
 	load0 := loadAvg()
 	for _, r := range runs {
 		settle()
@@ -214,11 +218,22 @@ func TestNodeCostPerTask(t *testing.T) {
 	}
 	var b strings.Builder
 	b.WriteString("# What a node pays per task, through a real agent\n\nWritten by `make bench-node` (part of `make bench`): e2e's TestNodeCostPerTask and TestLogThroughput.\n\n")
-	fmt.Fprintf(&b, "Through one real agent (dev mode), `sleep` tasks (memory 16, cpu 1); load %s at the start, %s at the end.\n\n", load0, loadAvg())
+	calmNote := "the node calm before it (no more runnable processes than cores, none blocked, for a second)"
+	if !calm {
+		calmNote = "**the node was not calm before it** (3 minutes' wait)"
+	}
+	fmt.Fprintf(&b, "Through one real agent (dev mode), `sleep` tasks (memory 16, cpu 1), %s; load %s at the start, %s at the end.\n\n", calmNote, load0, loadAvg())
 	b.WriteString("| driver | tasks | until all running | host processes a task adds (PSS) | with the agent's growth | MemAvailable drop a task |\n|---|---|---|---|---|---|\n")
 	for _, r := range rows {
 		fmt.Fprintf(&b, "| %s | %d | %.1f s | %.2f MiB | %.2f MiB | %.2f MiB |\n", r.driver, r.n, r.toRunning.Seconds(), r.perTaskKiB/1024, r.nodeKiB/1024, r.availKiB/1024)
 	}
+	b.WriteString("\n\"Host processes a task adds\" is every host process but the agent and the tasks' own commands, PSS\n" +
+		"summed, less the same before the job, divided by the tasks: for bwrap-r bwrap's two processes a task\n" +
+		"and a share of the node's one log collector; for raw_exec and exec the executor and Nomad's logmon a\n" +
+		"task. \"With the agent's growth\" adds what the agent grew by. The MemAvailable drop counts everything\n" +
+		"the tasks cost the node (the sleeps, kernel objects, the agent); at 40 tasks it is within the node's\n" +
+		"noise and can come out negative. Each count is a job update of the one job, so its row is the node\n" +
+		"with that many tasks running.\n")
 	fmt.Println(b.String())
 	if out := os.Getenv("BWRAP_R_NODE_BENCH_OUT"); out != "" {
 		if err := os.WriteFile(out, []byte(b.String()), 0o644); err != nil {
