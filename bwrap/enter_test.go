@@ -18,6 +18,7 @@ import (
 	"github.com/creack/pty"
 	"golang.org/x/sys/unix"
 
+	"github.com/bwrap-r/bwrap-r/internal/jobcontrol"
 	"github.com/bwrap-r/bwrap-r/syscallfilter"
 )
 
@@ -342,44 +343,13 @@ func TestEnterTerminalJobControl(t *testing.T) {
 	for _, shell := range []string{"/bin/sh", "/bin/bash"} {
 		t.Run(shell, func(t *testing.T) {
 			s := enterTerminal(t, b, uid, gid, shell, "-i")
-			step := func(line, want string) {
-				t.Helper()
-				s.write(t, line)
-				s.waitFor(t, want, "")
-			}
-			step("sleep 100 & jobs; echo M1\n", "\r\nM1\r\n")
-			step("kill %1; sleep 0.3; jobs; echo M2\n", "\r\nM2\r\n")
-			// ^C ends the foreground job, not the shell.
-			step("echo M3; sleep 60\n", "\r\nM3\r\n")
-			time.Sleep(300 * time.Millisecond)
-			s.write(t, "\x03")
-			s.waitFor(t, "\r\nM4\r\n", "echo M4\n")
-			// ^Z stops it; fg gives it the terminal again, and ^C ends it.
-			step("echo M5; sleep 70\n", "\r\nM5\r\n")
-			time.Sleep(300 * time.Millisecond)
-			s.write(t, "\x1a")
-			s.waitFor(t, "\r\nM6\r\n", "jobs; echo M6\n")
-			step("fg\n", "sleep 70")
-			time.Sleep(300 * time.Millisecond)
-			s.write(t, "\x03")
-			s.waitFor(t, "\r\nM7\r\n", "jobs; echo M7\n")
-			s.write(t, "exit 3\n")
+			jobcontrol.Run(t, jobcontrol.Terminal{Write: s.write, WaitFor: s.waitFor, EOL: "\n"})
 			ps := s.wait(t)
 			out := s.output()
 			if ps.ExitCode() != 3 {
 				t.Errorf("exit %v, want 3", ps)
 			}
-			for _, bad := range []string{"Cannot set tty process group", "can't access tty", "no job control"} {
-				if strings.Contains(out, bad) {
-					t.Errorf("the shell says %q", bad)
-				}
-			}
-			lower := strings.ToLower(out)
-			for _, want := range []string{"running", "terminated", "stopped"} {
-				if !strings.Contains(lower, want) {
-					t.Errorf("no job %s in the terminal", want)
-				}
-			}
+			jobcontrol.Check(t, out)
 			t.Logf("%s", out)
 		})
 	}

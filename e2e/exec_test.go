@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/creack/pty"
+
+	"github.com/bwrap-r/bwrap-r/internal/jobcontrol"
 )
 
 // nomadIO runs the CLI against the agent with the given stdin and returns
@@ -255,45 +257,13 @@ func TestExec(t *testing.T) {
 	// ^C, ^Z and fg; the shell's exit code is the CLI's.
 	t.Run("tty-job-control", func(t *testing.T) {
 		c := a.execUnderPty(t, 24, 80, "alloc", "exec", "-i", "-t", "-task", "t", al.ID, "/bin/sh", "-i")
-		step := func(line, want string) {
-			t.Helper()
-			c.write(t, line)
-			c.waitFor(t, want, "")
-		}
-		// Each job says when it runs (an exec'd sh, then exec sleep)
-		// before it gets a signal: a child of the interactive shell not
-		// yet exec'd still ignores SIGTERM (and handles SIGINT) as the
-		// shell does, so a signal sent that early is lost, as it would
-		// be with any shell (seen in the slow cgroups v2 guest).
-		step("sh -c 'touch /tmp/up1; exec sleep 100' & while [ ! -e /tmp/up1 ]; do sleep 0.1; done; jobs; echo M1\r", "\r\nM1\r\n")
-		step("kill %1; sleep 0.3; jobs; echo M2\r", "\r\nM2\r\n")
-		step("sh -c 'echo UP3; exec sleep 60'\r", "\r\nUP3\r\n")
-		c.write(t, "\x03")
-		c.waitFor(t, "\r\nM4\r\n", "echo M4\r")
-		step("sh -c 'echo UP5; exec sleep 70'\r", "\r\nUP5\r\n")
-		c.write(t, "\x1a")
-		c.waitFor(t, "\r\nM6\r\n", "jobs; echo M6\r")
-		step("fg\r", "sleep 70")
-		time.Sleep(300 * time.Millisecond)
-		c.write(t, "\x03")
-		c.waitFor(t, "\r\nM7\r\n", "jobs; echo M7\r")
-		c.write(t, "exit 3\r")
+		jobcontrol.Run(t, jobcontrol.Terminal{Write: c.write, WaitFor: c.waitFor, EOL: "\r"})
 		code, out := c.wait(t)
 		t.Logf("exit %d:\n%s", code, out)
 		if code != 3 {
 			t.Errorf("nomad alloc exec -t /bin/sh, then exit 3: exit %d, want 3", code)
 		}
-		for _, bad := range []string{"Cannot set tty process group", "can't access tty", "no job control"} {
-			if strings.Contains(out, bad) {
-				t.Errorf("the shell says %q", bad)
-			}
-		}
-		lower := strings.ToLower(out)
-		for _, want := range []string{"running", "terminated", "stopped"} {
-			if !strings.Contains(lower, want) {
-				t.Errorf("no job %s in the session", want)
-			}
-		}
+		jobcontrol.Check(t, out)
 	})
 
 	t.Run("change-script", func(t *testing.T) {
