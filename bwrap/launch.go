@@ -114,7 +114,7 @@ func Start(l Launch) (*Sandbox, error) {
 		defer f.Close()
 		seccompFile = f
 	}
-	sources, staged, err := openSources(spec.Mounts, lastFD+1, l.StageDir)
+	sources, staged, opened, err := openSources(spec.Mounts, lastFD+1, l.StageDir)
 	if err != nil {
 		return nil, err
 	}
@@ -125,7 +125,7 @@ func Start(l Launch) (*Sandbox, error) {
 	}()
 	var trees []string
 	if l.StageDir != "" {
-		trees, err = treeArgs(spec.Mounts, l.StageDir, staged, stagedKind(spec.Mounts, staged, sources))
+		trees, err = treeArgs(spec.Mounts, l.StageDir, staged, stagedKind(spec.Mounts, opened))
 		if err != nil {
 			return nil, err
 		}
@@ -215,27 +215,19 @@ func Start(l Launch) (*Sandbox, error) {
 }
 
 // stagedKind tells what a later mount's source is, for its mount point in a
-// tree: the descriptor root opened when it is bound by descriptor (sources
-// are in the order of their mounts), else its path.
-func stagedKind(mounts []Mount, staged map[int]string, sources []*os.File) sourceKind {
-	byMount := map[int]*os.File{}
-	k := 0
-	for j, m := range mounts {
-		if p, ok := staged[j]; ok && m.byDescriptor() && p != "" && k < len(sources) {
-			byMount[j] = sources[k]
-			k++
-		}
-	}
+// tree: the descriptor root opened when it is bound by descriptor (none for
+// an optional source that is missing), else its path.
+func stagedKind(mounts []Mount, opened map[int]*os.File) sourceKind {
 	return func(j int) (dir, skip bool) {
-		if p, ok := staged[j]; ok && mounts[j].byDescriptor() {
-			f := byMount[j]
-			if p == "" || f == nil {
-				return false, true
-			}
-			fi, err := f.Stat()
-			return err == nil && fi.IsDir(), false
+		if !mounts[j].byDescriptor() {
+			return pathKind(mounts[j])
 		}
-		return pathKind(mounts[j])
+		f := opened[j]
+		if f == nil {
+			return false, true
+		}
+		fi, err := f.Stat()
+		return err == nil && fi.IsDir(), false
 	}
 }
 

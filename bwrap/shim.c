@@ -460,8 +460,7 @@ static int shim_single_threaded(void) {
 // no migration ran in the last few tens of milliseconds (5 to 20 ms per start
 // here, for the first controller joined). Writing a pid to cgroup.procs
 // takes that lock. The thread is the whole process, and the exec that
-// follows keeps only it. v2 has no tasks file: cgroup.procs, with the pid
-// (the driver clones the launcher into a v2 cgroup instead where it can).
+// follows keeps only it. v2 has no tasks file: cgroup.procs, with the pid.
 void shim_join_cgroups(const char *const *cgroups, int n) {
 	int by_thread = n > 0 && shim_single_threaded();
 	for (int c = 0; c < n; c++) {

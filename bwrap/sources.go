@@ -18,16 +18,16 @@ var errMissing = errors.New("missing")
 // root (Beneath), as root and before the launcher drops to the task. The
 // descriptors are numbered from firstFD in the order the launcher gets them;
 // staged maps each such mount to the path where the launcher binds its
-// descriptor (stage/<fd>), or to "" for an optional source that is missing.
-// The caller closes files.
-func openSources(mounts []Mount, firstFD int, stage string) (files []*os.File, staged map[int]string, err error) {
-	staged = make(map[int]string)
+// descriptor (stage/<fd>), or to "" for an optional source that is missing;
+// opened maps it to its descriptor. The caller closes files.
+func openSources(mounts []Mount, firstFD int, stage string) (files []*os.File, staged map[int]string, opened map[int]*os.File, err error) {
+	staged, opened = make(map[int]string), make(map[int]*os.File)
 	defer func() {
 		if err != nil {
 			for _, f := range files {
 				f.Close()
 			}
-			files = nil
+			files, opened = nil, nil
 		}
 	}()
 	for i, m := range mounts {
@@ -35,7 +35,7 @@ func openSources(mounts []Mount, firstFD int, stage string) (files []*os.File, s
 			continue
 		}
 		if stage == "" {
-			return nil, nil, fmt.Errorf("bind source %s: no staging dir to bind it by descriptor", m.Source)
+			return nil, nil, nil, fmt.Errorf("bind source %s: no staging dir to bind it by descriptor", m.Source)
 		}
 		f, err := OpenSource(m)
 		if errors.Is(err, errMissing) && m.Optional {
@@ -43,7 +43,7 @@ func openSources(mounts []Mount, firstFD int, stage string) (files []*os.File, s
 			continue
 		}
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		// A descriptor of the host's mount namespace cannot be bound in the
 		// launcher's own: hand it a detached copy of the mount instead,
@@ -51,19 +51,21 @@ func openSources(mounts []Mount, firstFD int, stage string) (files []*os.File, s
 		tree, err := unix.OpenTree(int(f.Fd()), "", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_EMPTY_PATH|unix.AT_RECURSIVE)
 		f.Close()
 		if err != nil {
-			return nil, nil, fmt.Errorf("bind source %s (for %s): cloning its mount: %w", m.Source, m.Dest, err)
+			return nil, nil, nil, fmt.Errorf("bind source %s (for %s): cloning its mount: %w", m.Source, m.Dest, err)
 		}
 		if m.FollowLinks {
 			attr := unix.MountAttr{Attr_clr: unix.MOUNT_ATTR_NOSYMFOLLOW}
 			if err := unix.MountSetattr(tree, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &attr); err != nil {
 				unix.Close(tree)
-				return nil, nil, fmt.Errorf("bind source %s (for %s): following links in it: %w", m.Source, m.Dest, err)
+				return nil, nil, nil, fmt.Errorf("bind source %s (for %s): following links in it: %w", m.Source, m.Dest, err)
 			}
 		}
 		staged[i] = filepath.Join(stage, strconv.Itoa(firstFD+len(files)))
-		files = append(files, os.NewFile(uintptr(tree), m.Source))
+		cloned := os.NewFile(uintptr(tree), m.Source)
+		files = append(files, cloned)
+		opened[i] = cloned
 	}
-	return files, staged, nil
+	return files, staged, opened, nil
 }
 
 // OpenSource opens a bind's source as an O_PATH descriptor and checks it:
@@ -117,8 +119,18 @@ func OpenSource(m Mount) (*os.File, error) {
 // Within reports whether path is root or lies below it, by their clean
 // names (no link is resolved).
 func Within(path, root string) bool {
+	_, ok := RelWithin(path, root)
+	return ok
+}
+
+// RelWithin is path relative to root ("." for root itself), and whether
+// path is Within root.
+func RelWithin(path, root string) (string, bool) {
 	rel, err := filepath.Rel(filepath.Clean(root), filepath.Clean(path))
-	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return "", false
+	}
+	return rel, true
 }
 
 // OpenBeneath opens path, which must lie in root (or be root), as an
@@ -128,11 +140,8 @@ func Within(path, root string) bool {
 // client's, and may be a link they made. flags are added to O_PATH (with
 // O_NOFOLLOW a link at path itself comes back as the link).
 func OpenBeneath(root, path string, flags int) (int, error) {
-	if !Within(path, root) {
-		return -1, unix.EXDEV
-	}
-	rel, err := filepath.Rel(filepath.Clean(root), filepath.Clean(path))
-	if err != nil {
+	rel, ok := RelWithin(path, root)
+	if !ok {
 		return -1, unix.EXDEV
 	}
 	rootFD, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)

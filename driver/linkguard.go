@@ -127,10 +127,10 @@ func (d *Driver) reapGuards() {
 			continue
 		}
 		point := unescapeMountinfo(f[4])
-		if !bwrap.Within(point, root) {
+		rel, ok := bwrap.RelWithin(point, root)
+		if !ok {
 			continue
 		}
-		rel, _ := filepath.Rel(root, point)
 		// <alloc>/alloc, or <alloc>/<task>/local.
 		parts := strings.Split(rel, "/")
 		allocDir := filepath.Join(root, parts[0])

@@ -249,7 +249,8 @@ func mountDest(p string) (string, error) {
 func mountpointPossible(mounts []bwrap.Mount, b namedBind) error {
 	for i := len(mounts) - 1; i >= 0; i-- {
 		m := mounts[i]
-		if !bwrap.Within(b.Dest, m.Dest) {
+		rel, ok := bwrap.RelWithin(b.Dest, m.Dest)
+		if !ok {
 			continue
 		}
 		switch m.Kind {
@@ -257,7 +258,6 @@ func mountpointPossible(mounts []bwrap.Mount, b namedBind) error {
 		case bwrap.Tree:
 			// The launcher makes mount points in the tree itself, but not in
 			// a host directory bound there (read-only) nor through a link.
-			rel, _ := filepath.Rel(m.Dest, b.Dest)
 			host, link, ok := m.TreeSource(rel)
 			switch {
 			case link != "":
@@ -281,7 +281,6 @@ func mountpointPossible(mounts []bwrap.Mount, b namedBind) error {
 		if b.Dest == m.Dest {
 			return nil // bound over the read-only bind as a whole
 		}
-		rel, _ := filepath.Rel(m.Dest, b.Dest)
 		if _, err := os.Stat(filepath.Join(m.Source, rel)); err != nil {
 			return fmt.Errorf("%s: %s lies in %s, which is read-only in the sandbox, and does not exist there: choose a destination elsewhere", b.what, b.Dest, m.Dest)
 		}

@@ -103,7 +103,6 @@ var configSpec = hclspec.NewObject(map[string]*hclspec.Spec{
 		hclspec.NewAttr("task_api", "string", false),
 		hclspec.NewLiteral(`"auto"`),
 	),
-	// tmp_size: size limit of each task's private /tmp, in MiB.
 	// logs: who collects tasks' stdout and stderr ("bwrap-r": one collector
 	// for the node; "logmon": Nomad's logmon per task), and the rotation
 	// limits, the defaults and ceilings of a task's own logs block.
@@ -112,6 +111,7 @@ var configSpec = hclspec.NewObject(map[string]*hclspec.Spec{
 		"max_files":     hclspec.NewAttr("max_files", "number", false),
 		"max_file_size": hclspec.NewAttr("max_file_size", "number", false),
 	})),
+	// tmp_size: size limit of each task's private /tmp, in MiB.
 	"tmp_size_mb": hclspec.NewDefault(
 		hclspec.NewAttr("tmp_size_mb", "number", false),
 		hclspec.NewLiteral("256"),
@@ -141,14 +141,14 @@ var taskConfigSpec = hclspec.NewObject(map[string]*hclspec.Spec{
 	// work_dir: the command's working directory in the sandbox (default
 	// /local); a relative one is relative to the task dir, as the command.
 	"work_dir": hclspec.NewAttr("work_dir", "string", false),
-	// mounts: host paths under the plugin's mount_roots, bound at
-	// destination, read-only unless readonly = false (mount_roots_writable).
 	// logs: the task's rotation limits (Nomad hands drivers no job logs
 	// block), at most the plugin's.
 	"logs": hclspec.NewBlock("logs", false, hclspec.NewObject(map[string]*hclspec.Spec{
 		"max_files":     hclspec.NewAttr("max_files", "number", false),
 		"max_file_size": hclspec.NewAttr("max_file_size", "number", false),
 	})),
+	// mounts: host paths under the plugin's mount_roots, bound at
+	// destination, read-only unless readonly = false (mount_roots_writable).
 	"mounts": hclspec.NewBlockList("mounts", hclspec.NewObject(map[string]*hclspec.Spec{
 		"source":      hclspec.NewAttr("source", "string", true),
 		"destination": hclspec.NewAttr("destination", "string", true),

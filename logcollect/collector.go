@@ -6,8 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"maps"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -152,10 +154,7 @@ func (c *Collector) Serve() {
 func (c *Collector) Close() {
 	c.listener.Close()
 	c.mu.Lock()
-	ids := make([]string, 0, len(c.tasks))
-	for id := range c.tasks {
-		ids = append(ids, id)
-	}
+	ids := slices.Collect(maps.Keys(c.tasks))
 	c.mu.Unlock()
 	for _, id := range ids {
 		c.forget(id)
@@ -214,11 +213,7 @@ func (c *Collector) handle(req request, fds []*os.File) (reply, []*os.File) {
 		closeAll(fds)
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		var ids []string
-		for id := range c.tasks {
-			ids = append(ids, id)
-		}
-		return reply{Names: ids}, nil
+		return reply{Names: slices.Collect(maps.Keys(c.tasks))}, nil
 	}
 	closeAll(fds)
 	return reply{Error: fmt.Sprintf("unknown request %q", req.Op)}, nil
