@@ -2,7 +2,6 @@ package driver
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -10,91 +9,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/bwrap-r/bwrap-r/internal/testmounts"
 )
-
-// hostDisk is a tmpfs standing for the host's root file system, shared as
-// systemd makes / (so that mounts below it propagate as on such a host):
-// the data dirs of TestHarnessDataDirOwnMount are made in it. Everything
-// mounted below it, the tasks' link guards included, goes with it when the
-// test ends, however it ends.
-func hostDisk(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "host-disk-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Mount("host-disk", dir, "tmpfs", 0, "mode=0755,size=256m"); err != nil {
-		os.Remove(dir)
-		t.Fatalf("tmpfs at %s: %v", dir, err)
-	}
-	t.Cleanup(func() {
-		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
-			t.Errorf("unmounting %s: %v", dir, err)
-		}
-		os.Remove(dir)
-	})
-	if err := unix.Mount("", dir, "", unix.MS_SHARED, ""); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
-
-// mountDataDir makes dataDir (below disk) a mount of the given kind, as an
-// operator puts /var/lib/nomad on a disk of its own: a tmpfs, a
-// loop-mounted ext4, or a bind of another directory. Its root is then 0700
-// and root's, as Nomad makes a data_dir.
-func mountDataDir(t *testing.T, disk, kind string) string {
-	t.Helper()
-	dataDir := filepath.Join(disk, "var-lib-nomad")
-	if err := os.Mkdir(dataDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	switch kind {
-	case "tmpfs":
-		if err := unix.Mount("nomad-data", dataDir, "tmpfs", 0, "size=128m"); err != nil {
-			t.Fatal(err)
-		}
-	case "ext4":
-		if _, err := exec.LookPath("mkfs.ext4"); err != nil {
-			t.Skip("no mkfs.ext4")
-		}
-		img := filepath.Join(disk, "nomad-data.img")
-		if out, err := exec.Command("mkfs.ext4", "-q", "-F", img, "64M").CombinedOutput(); err != nil {
-			t.Fatalf("mkfs.ext4: %v %s", err, out)
-		}
-		// A loop device with autoclear: it goes when the file system is
-		// unmounted (with the host disk's tmpfs at the latest).
-		if out, err := exec.Command("mount", "-o", "loop", img, dataDir).CombinedOutput(); err != nil {
-			t.Skipf("no loop mount here: %v %s", err, out)
-		}
-	case "bind":
-		real := filepath.Join(disk, "srv", "nomad-data")
-		if err := os.MkdirAll(real, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := unix.Mount(real, dataDir, "", unix.MS_BIND, ""); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// Detached first thing in the cleanups (they run last in, first out),
-	// so that a loop device is released even before the host disk goes.
-	t.Cleanup(func() { _ = unix.Unmount(dataDir, unix.MNT_DETACH) })
-	if err := os.Chmod(dataDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	var st unix.Stat_t
-	var parent unix.Stat_t
-	if err := unix.Stat(dataDir, &st); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Stat(disk, &parent); err != nil {
-		t.Fatal(err)
-	}
-	if kind != "bind" && st.Dev == parent.Dev {
-		t.Fatalf("%s is not on a file system of its own", dataDir)
-	}
-	return dataDir
-}
 
 // TestHarnessDataDirOwnMount: on a client whose data_dir is a mount of its
 // own (a tmpfs, a loop-mounted ext4, a bind of another directory), 0700 and
@@ -110,7 +27,9 @@ func TestHarnessDataDirOwnMount(t *testing.T) {
 			t.Cleanup(func() { syscall.Umask(old) })
 			// The plugin's state dir is elsewhere, as /run/bwrap-r is.
 			conf := Config{StateDir: stateDir(t)}
-			dataDir := mountDataDir(t, hostDisk(t), kind)
+			disk := testmounts.HostDisk(t, "", "host-disk-", "256m")
+			dataDir := filepath.Join(disk, "var-lib-nomad")
+			testmounts.OwnMount(t, disk, dataDir, kind, "128m", 0o700)
 			// The harness makes the client's alloc dir in TMPDIR.
 			t.Setenv("TMPDIR", dataDir)
 

@@ -4,85 +4,13 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/bwrap-r/bwrap-r/internal/testmounts"
 )
-
-// e2eHostDisk is a tmpfs in /tmp standing for the host's root file system,
-// shared as systemd makes / (mounts below it propagate as on such a host).
-// Everything mounted below it goes with it when the test ends, however the
-// test ends short of the test binary's death.
-func e2eHostDisk(t *testing.T) string {
-	t.Helper()
-	// Short: a task's secrets/api.sock lies below, at most 107 bytes.
-	dir, err := os.MkdirTemp("/tmp", "e2edd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Mount("e2e-host-disk", dir, "tmpfs", 0, "mode=0755,size=4g"); err != nil {
-		os.Remove(dir)
-		t.Fatalf("tmpfs at %s: %v", dir, err)
-	}
-	t.Cleanup(func() {
-		if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
-			t.Errorf("unmounting %s: %v", dir, err)
-		}
-		os.Remove(dir)
-	})
-	if err := syscall.Mount("", dir, "", syscall.MS_SHARED, ""); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
-
-// e2eOwnMount makes dir (below disk) a mount of the given kind: a tmpfs, a
-// loop-mounted ext4, or a bind of disk/srv/<name>, which it returns as the
-// other path to the same files ("" for the others). dir's root is then mode
-// and root's.
-func e2eOwnMount(t *testing.T, disk, dir, kind string, mode os.FileMode) (other string) {
-	t.Helper()
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	switch kind {
-	// Large enough for the client to place an allocation: Nomad fingerprints
-	// the free space of the alloc dir's file system.
-	case "tmpfs":
-		if err := syscall.Mount("e2e-own-mount", dir, "tmpfs", 0, "size=1g"); err != nil {
-			t.Fatal(err)
-		}
-	case "ext4":
-		img := filepath.Join(disk, filepath.Base(dir)+".img")
-		if out, err := exec.Command("mkfs.ext4", "-q", "-F", img, "1G").CombinedOutput(); err != nil {
-			t.Skipf("mkfs.ext4: %v %s", err, out)
-		}
-		// A loop device with autoclear: it goes with the file system.
-		if out, err := exec.Command("mount", "-o", "loop", img, dir).CombinedOutput(); err != nil {
-			t.Skipf("no loop mount here: %v %s", err, out)
-		}
-	case "bind":
-		other = filepath.Join(disk, "srv", filepath.Base(dir))
-		if err := os.MkdirAll(other, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := syscall.Mount(other, dir, "", syscall.MS_BIND, ""); err != nil {
-			t.Fatal(err)
-		}
-	default:
-		t.Fatalf("unknown mount kind %q", kind)
-	}
-	// Before the host disk's cleanup (last in, first out): a loop device
-	// goes as soon as its file system is unmounted.
-	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
-	if err := os.Chmod(dir, mode); err != nil {
-		t.Fatal(err)
-	}
-	return other
-}
 
 // TestDataDirOwnMount runs a standard client (umask 077, data_dir 0700 as
 // Nomad makes it) whose data_dir is a mount of its own, as operators put
@@ -99,9 +27,12 @@ func TestDataDirOwnMount(t *testing.T) {
 		{"alloc_dir-ext4", "ext4", "alloc_dir"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			disk := e2eHostDisk(t)
+			// Short: a task's secrets/api.sock lies below, at most 107 bytes.
+			disk := testmounts.HostDisk(t, "/tmp", "e2edd", "4g")
 			mount := filepath.Join(disk, "nomad")
-			other := e2eOwnMount(t, disk, mount, c.kind, 0o700)
+			// Large enough for the client to place an allocation: Nomad
+			// fingerprints the free space of the alloc dir's file system.
+			other := testmounts.OwnMount(t, disk, mount, c.kind, "1g", 0o700)
 			opts := agentOpts{server: true, umask: "077"}
 			allocRoot := filepath.Join(mount, "alloc")
 			if c.what == "data_dir" {
