@@ -40,19 +40,9 @@ func Dial(socket string) (*Client, error) {
 
 // PeerPid is the collector's pid.
 func (c *Client) PeerPid() (int, error) {
-	raw, err := c.conn.SyscallConn()
+	cred, err := peerCred(c.conn)
 	if err != nil {
 		return 0, err
-	}
-	var cred *unix.Ucred
-	var credErr error
-	if err := raw.Control(func(fd uintptr) {
-		cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	}); err != nil {
-		return 0, err
-	}
-	if credErr != nil {
-		return 0, credErr
 	}
 	return int(cred.Pid), nil
 }

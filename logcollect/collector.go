@@ -400,24 +400,30 @@ func closeAll(fs []*os.File) {
 // peerIsUs refuses a peer of another UID: the socket carries pipes of every
 // task and the collector writes as root.
 func peerIsUs(conn *net.UnixConn) error {
-	raw, err := conn.SyscallConn()
+	cred, err := peerCred(conn)
 	if err != nil {
 		return err
+	}
+	if cred.Uid != uint32(os.Geteuid()) {
+		return fmt.Errorf("peer uid %d, pid %d", cred.Uid, cred.Pid)
+	}
+	return nil
+}
+
+// peerCred is the socket peer's credentials (SO_PEERCRED).
+func peerCred(conn *net.UnixConn) (*unix.Ucred, error) {
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		return nil, err
 	}
 	var cred *unix.Ucred
 	var credErr error
 	if err := raw.Control(func(fd uintptr) {
 		cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
 	}); err != nil {
-		return err
+		return nil, err
 	}
-	if credErr != nil {
-		return credErr
-	}
-	if cred.Uid != uint32(os.Geteuid()) {
-		return fmt.Errorf("peer uid %d, pid %d", cred.Uid, cred.Pid)
-	}
-	return nil
+	return cred, credErr
 }
 
 // The wire: one JSON message per packet, descriptors alongside.
