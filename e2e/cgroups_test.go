@@ -499,16 +499,28 @@ const busyMarker = "s = s s"
 // procCPU is a process's user and system time so far, from /proc/PID/stat.
 func procCPU(t *testing.T, pid int) time.Duration {
 	t.Helper()
+	d, err := readProcCPU(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// readProcCPU is procCPU for a process that may be gone.
+func readProcCPU(pid int) (time.Duration, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	i := bytes.LastIndexByte(b, ')')
 	if err != nil || i < 0 {
-		t.Fatalf("/proc/%d/stat: %v", pid, err)
+		return 0, fmt.Errorf("/proc/%d/stat: %v", pid, err)
 	}
 	// Fields 14 and 15, utime and stime, in USER_HZ (100 a second).
 	fs := strings.Fields(string(b[i+1:]))
+	if len(fs) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(fs))
+	}
 	u, _ := strconv.Atoi(fs[11])
 	sy, _ := strconv.Atoi(fs[12])
-	return time.Duration(u+sy) * time.Second / 100
+	return time.Duration(u+sy) * time.Second / 100, nil
 }
 
 // busyPid finds busyJob's process: root's (raw_exec) or a task UID's.

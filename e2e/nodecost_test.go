@@ -280,18 +280,6 @@ func floodJob(id, driver, logs string) string {
 `, id, driver, logs)
 }
 
-// procCPUTime is a process's user+system time in clock ticks (1/100 s).
-func procCPUTime(pid int) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
-	u, _ := strconv.Atoi(f[11])
-	s, _ := strconv.Atoi(f[12])
-	return u + s
-}
-
 func logBytes(dir, task, stream string) int64 {
 	var n int64
 	files, _ := filepath.Glob(filepath.Join(dir, task+"."+stream+".*"))
@@ -349,14 +337,15 @@ func TestLogThroughput(t *testing.T) {
 		}
 		// The collector's CPU time, sampled while the task runs (logmon
 		// exits with its task).
-		cpu0 := procCPUTime(pid)
-		cpu := 0
+		cpuNow := func() time.Duration { d, _ := readProcCPU(pid); return d }
+		cpu0 := cpuNow()
+		var cpu time.Duration
 		sampling := make(chan struct{})
 		sampled := make(chan struct{})
 		go func() {
 			defer close(sampled)
 			for {
-				if now := procCPUTime(pid); now-cpu0 > cpu {
+				if now := cpuNow(); now-cpu0 > cpu {
 					cpu = now - cpu0
 				}
 				select {
@@ -382,7 +371,7 @@ func TestLogThroughput(t *testing.T) {
 		if c.driver == "bwrap-r" && got != want {
 			t.Errorf("%s: %d bytes in the files, %d written", c.name, got, want)
 		}
-		fmt.Fprintf(&b, "| %s | %d | %d | %.2f s | %.2f ms |\n", c.name, want>>20, got>>20, float64(cpu)/100, float64(cpu)*10/float64(want>>20))
+		fmt.Fprintf(&b, "| %s | %d | %d | %.2f s | %.2f ms |\n", c.name, want>>20, got>>20, cpu.Seconds(), cpu.Seconds()*1000/float64(want>>20))
 		a.mustNomad(t, "job", "stop", "-purge", job)
 	}
 
