@@ -257,26 +257,37 @@ func (c *collector) recover(id string, logsDir *os.File, lim logcollect.Limits) 
 
 // drained waits, at most within, until the collector has moved all of an
 // ended task's output into its files (it then lets the task go); false when
-// it has not by then.
+// it has not by then. The collector answers when the task's streams end, on
+// a connection of this wait's own (the shared one stays free for starts).
 func (c *collector) drained(id string, within time.Duration) bool {
 	deadline := time.Now().Add(within)
-	for time.Now().Before(deadline) {
+	for {
 		c.mu.Lock()
 		_, ours := c.tasks[id]
-		cl, err := c.connected()
-		var ids []string
-		if err == nil {
-			if ids, err = cl.List(); err != nil {
-				c.dropClient()
-			}
-		}
+		_, err := c.connected()
 		c.mu.Unlock()
-		if !ours || err == nil && !slices.Contains(ids, id) {
+		if !ours {
 			return true
 		}
-		time.Sleep(10 * time.Millisecond)
+		left := time.Until(deadline)
+		if left <= 0 {
+			return false
+		}
+		if err == nil {
+			var cl *logcollect.Client
+			if cl, err = logcollect.Dial(c.socket); err == nil {
+				var done bool
+				done, err = cl.Wait(id, left)
+				cl.Close()
+				if err == nil {
+					return done
+				}
+			}
+		}
+		// The collector went away meanwhile: the plugin starts another and
+		// hands it the task's pipes again.
+		time.Sleep(min(10*time.Millisecond, left))
 	}
-	return false
 }
 
 // finish lets the collector drain a task that has ended (every writer of its

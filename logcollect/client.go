@@ -129,10 +129,12 @@ func (c *Client) Forget(id string) error {
 	return err
 }
 
-// List returns the IDs of the tasks the collector holds.
-func (c *Client) List() ([]string, error) {
-	rep, _, err := c.call(request{Op: opList}, nil)
-	return rep.Names, err
+// Wait waits, at most d, until the collector holds none of the task's
+// streams (they have all ended, or it never knew the task), and reports
+// whether that came. It holds the connection meanwhile: use one of its own.
+func (c *Client) Wait(id string, d time.Duration) (bool, error) {
+	rep, _, err := c.call(request{Op: opWait, ID: id, WaitMs: d.Milliseconds()}, nil)
+	return err == nil && !rep.Known, err
 }
 
 // Spawn starts a collector from exe in its own session, detached from the

@@ -71,6 +71,7 @@ type task struct {
 	dir     *os.File
 	streams []*stream
 	left    int
+	done    chan struct{} // closed when its last stream has ended
 }
 
 type stream struct {
@@ -209,11 +210,20 @@ func (c *Collector) handle(req request, fds []*os.File) (reply, []*os.File) {
 		closeAll(fds)
 		c.forget(req.ID)
 		return reply{}, nil
-	case opList:
+	case opWait:
 		closeAll(fds)
 		c.mu.Lock()
-		defer c.mu.Unlock()
-		return reply{Names: slices.Collect(maps.Keys(c.tasks))}, nil
+		t, ok := c.tasks[req.ID]
+		c.mu.Unlock()
+		if !ok {
+			return reply{}, nil
+		}
+		select {
+		case <-t.done:
+			return reply{}, nil
+		case <-time.After(time.Duration(req.WaitMs) * time.Millisecond):
+			return reply{Known: true}, nil
+		}
 	}
 	closeAll(fds)
 	return reply{Error: fmt.Sprintf("unknown request %q", req.Op)}, nil
@@ -250,7 +260,7 @@ func (c *Collector) add(req request, fds []*os.File) error {
 		closeAll(fds)
 		return nil
 	}
-	t := &task{dir: fds[0], left: len(req.Names)}
+	t := &task{dir: fds[0], left: len(req.Names), done: make(chan struct{})}
 	for i, name := range req.Names {
 		raw := fds[i+1]
 		fd, err := unix.FcntlInt(raw.Fd(), unix.F_DUPFD_CLOEXEC, 0)
@@ -330,6 +340,7 @@ func (c *Collector) ended(id string, t *task, s *stream) {
 	s.pipe.Close()
 	t.left--
 	if t.left == 0 {
+		close(t.done)
 		t.dir.Close()
 		if c.tasks[id] == t {
 			delete(c.tasks, id)
@@ -431,7 +442,7 @@ const (
 	opAdd    = "add"
 	opFiles  = "files"
 	opForget = "forget"
-	opList   = "list"
+	opWait   = "wait"
 )
 
 type request struct {
@@ -439,6 +450,7 @@ type request struct {
 	ID     string   `json:"id,omitempty"`
 	Names  []string `json:"names,omitempty"`
 	Limits Limits   `json:"limits"`
+	WaitMs int64    `json:"wait_ms,omitempty"`
 }
 
 type reply struct {

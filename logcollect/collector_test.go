@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -75,18 +76,38 @@ func newTaskPipes(t *testing.T, n int) *taskPipes {
 // waitGone waits until the collector holds no task called id.
 func waitGone(t *testing.T, cl *Client, id string) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		ids, err := cl.List()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !slices.Contains(ids, id) {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
+	done, err := cl.Wait(id, 20*time.Second)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("the collector still holds %s", id)
+	if !done {
+		t.Fatalf("the collector still holds %s", id)
+	}
+}
+
+// Wait answers when a task's streams have all ended, not before; at once
+// for a task the collector does not know.
+func TestWaitAnswersWhenTheStreamsEnd(t *testing.T) {
+	_, cl := collectorIn(t, t.TempDir())
+	if done, err := cl.Wait("nobody", time.Minute); err != nil || !done {
+		t.Fatalf("Wait of an unknown task: %v, %v; want done at once", done, err)
+	}
+	tp := newTaskPipes(t, 2)
+	if err := cl.Add("t1", tp.dir, []string{"web.stdout", "web.stderr"}, tp.readers, Limits{MaxFiles: 2, FileSize: 1 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	tp.writers[0].Close()
+	if done, err := cl.Wait("t1", 200*time.Millisecond); err != nil || done {
+		t.Fatalf("Wait with one stream still open: %v, %v; want not done", done, err)
+	}
+	tp.writers[1].WriteString("last line\n")
+	tp.writers[1].Close()
+	if done, err := cl.Wait("t1", time.Minute); err != nil || !done {
+		t.Fatalf("Wait once both streams ended: %v, %v; want done", done, err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(tp.logs, "web.stderr.0")); string(b) != "last line\n" {
+		t.Fatalf("web.stderr.0 holds %q when Wait answers", b)
+	}
 }
 
 // logFiles returns base's files in dir, oldest first.
@@ -265,7 +286,7 @@ func TestCollectorRefusesPlantedLinks(t *testing.T) {
 
 // Add refuses descriptors that are not what they claim.
 func TestAddRefusals(t *testing.T) {
-	_, cl := collectorIn(t, t.TempDir())
+	c, cl := collectorIn(t, t.TempDir())
 	tp := newTaskPipes(t, 1)
 	lim := Limits{MaxFiles: 1, FileSize: 1 << 20}
 	cases := []struct {
@@ -286,8 +307,10 @@ func TestAddRefusals(t *testing.T) {
 			t.Errorf("%s: accepted", c.name)
 		}
 	}
-	if ids, _ := cl.List(); len(ids) != 0 {
-		t.Fatalf("refused adds left tasks: %v", ids)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.tasks) != 0 {
+		t.Fatalf("refused adds left tasks: %v", slices.Collect(maps.Keys(c.tasks)))
 	}
 }
 
