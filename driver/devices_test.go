@@ -140,7 +140,7 @@ func TestHarnessDeviceRefusals(t *testing.T) {
 // exec conformance tests (terminals included) pass in such a task.
 func TestHarnessDeviceExecHeld(t *testing.T) {
 	node := testDeviceNode(t)
-	h, _ := newHarness(t, Config{})
+	h, d := newHarness(t, Config{})
 	task := limitedTask(t, h, "dev-exec", 128, sh("sleep 600"))
 	// v2 has no devices controller, so a read-only device is refused at start
 	// there; the exec still has to see the device and pass conformance.
@@ -161,5 +161,5 @@ func TestHarnessDeviceExecHeld(t *testing.T) {
 	if !strings.Contains(out, "READ-OK") || !strings.Contains(out, wantWrite) {
 		t.Fatalf("exec into a task with a %q device: %q %q", perms, out, res.Stderr)
 	}
-	testutils.ExecTaskStreamingConformanceTests(t, h, task.ID)
+	execConformance(t, d, task.ID)
 }

@@ -13,20 +13,19 @@ import (
 	"time"
 
 	"github.com/hashicorp/nomad/plugins/drivers"
-	"github.com/hashicorp/nomad/plugins/drivers/testutils"
 
 	"github.com/bwrap-r/bwrap-r/internal/jobcontrol"
 )
 
 func TestHarnessExecConformance(t *testing.T) {
-	h, _ := newHarness(t, Config{})
+	h, d := newHarness(t, Config{})
 	task := limitedTask(t, h, "execme", 128, sh("sleep 600"))
 	task.User = "nomad-80031"
 	start(t, h, task)
 	if err := h.WaitUntilStarted(task.ID, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	testutils.ExecTaskStreamingConformanceTests(t, h, task.ID)
+	execConformance(t, d, task.ID)
 }
 
 func TestHarnessExecRunsAsTheTaskAndSeesOnlyIt(t *testing.T) {

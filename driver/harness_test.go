@@ -145,6 +145,35 @@ func newHarness(t *testing.T, conf Config) (*testutils.DriverHarness, *Driver) {
 	return testutils.NewDriverHarness(t, d), d
 }
 
+// execConformance runs Nomad's exec conformance tests against d's task as
+// Nomad's client reaches it. Given the driver itself, the conformance calls
+// ExecTaskStreaming in-process and reads what it got as soon as that returns,
+// while the last output may still be on its way to it (which lost "hello
+// stdout" now and then); Nomad's plugin server instead sends the exit only
+// once the output is through. execOrdered does what that server does.
+func execConformance(t *testing.T, d *Driver, taskID string) {
+	t.Helper()
+	testutils.ExecTaskStreamingConformanceTests(t, testutils.NewDriverHarness(t, execOrdered{d}), taskID)
+}
+
+// execOrdered is the driver with exec streamed as Nomad's plugin server
+// streams it (plugins/drivers/server.go): output through, then the exit.
+type execOrdered struct{ *Driver }
+
+func (e execOrdered) ExecTaskStreamingRaw(ctx context.Context, taskID string, command []string, tty bool, stream drivers.ExecTaskStream) error {
+	opts, copied := drivers.StreamToExecOptions(ctx, command, tty, stream)
+	res, err := e.ExecTaskStreaming(ctx, taskID, opts)
+	opts.Stdout.Close()
+	opts.Stderr.Close()
+	if err != nil {
+		return err
+	}
+	if err := <-copied; err != nil {
+		return err
+	}
+	return stream.Send(drivers.NewExecStreamingResponseExit(res.ExitCode))
+}
+
 // newTask makes a task with an alloc dir and log FIFOs read by a real logmon.
 func newTask(t *testing.T, h *testutils.DriverHarness, name string, tc TaskConfig) *drivers.TaskConfig {
 	return newTaskWith(t, h, name, tc, nil)
