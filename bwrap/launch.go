@@ -49,16 +49,13 @@ type Launch struct {
 	// NetNS is a network namespace file the shim joins first ("" keeps the
 	// host's network).
 	NetNS string
-	// PruneMounts and KeepMounts: the shim gives bwrap a mount namespace
-	// without the mounts below PruneMounts (the client's alloc dir: other
-	// tasks' secrets and private tmpfs) except those below KeepMounts (the
-	// task's own allocation). bwrap's set-up costs time and memory in
-	// proportion to the mounts it sees. "" prunes nothing.
-	PruneMounts, KeepMounts string
 	// StageDir is an empty directory of root's that every task UID can
-	// traverse (0711): the shim mounts a private tmpfs on it in its own mount
-	// namespace and binds there each source root opened (Mount.Beneath), for
-	// bwrap to bind from. Needed when a mount names a Beneath.
+	// traverse (0711). The shim mounts on it, in a mount namespace of its
+	// own, the root bwrap runs in: only the host paths bwrap binds from, and
+	// a private tmpfs at StageDir where it binds each source root opened
+	// (Mount.Beneath) and builds the trees, for bwrap to bind from. Needed
+	// when a mount names a Beneath or is a Tree; without it bwrap runs in
+	// the host's root and mount table.
 	StageDir string
 	// Seccomp is a compiled filter (struct sock_filter entries) bwrap loads
 	// for the command; nil runs without one.
@@ -114,6 +111,16 @@ func Start(l Launch) (*Sandbox, error) {
 		defer f.Close()
 		seccompFile = f
 	}
+	var rootArgs []string
+	var templateFile *os.File
+	bwrapPath := l.Bwrap
+	if l.StageDir != "" {
+		spec.Mounts, rootArgs, bwrapPath = launchRoot(spec.Mounts, l.Bwrap)
+		var err error
+		if templateFile, err = templateNS(l.Shim, l.StageDir); err != nil {
+			return nil, err
+		}
+	}
 	sources, staged, opened, err := openSources(spec.Mounts, lastFD+1, l.StageDir)
 	if err != nil {
 		return nil, err
@@ -164,22 +171,26 @@ func Start(l Launch) (*Sandbox, error) {
 	if l.NetNS != "" {
 		args = append(args, "-netns", l.NetNS)
 	}
-	if l.PruneMounts != "" {
-		args = append(args, "-prune", l.PruneMounts, "-keep", l.KeepMounts)
-	}
-	if len(sources) > 0 || len(trees) > 0 {
+	if l.StageDir != "" {
 		args = append(args, "-stage", l.StageDir)
 	}
 	if len(sources) > 0 {
 		args = append(args, "-fds", strconv.Itoa(lastFD+len(sources)))
 	}
+	if templateFile != nil {
+		args = append(args, "-template", strconv.Itoa(lastFD+len(sources)+1))
+	}
+	args = append(args, rootArgs...)
 	args = append(args, trees...)
-	args = append(args, "--", l.Bwrap, "--args", strconv.Itoa(argsFD))
+	args = append(args, "--", bwrapPath, "--args", strconv.Itoa(argsFD))
 	args = append(args, command...)
 	cmd := exec.Command(l.Shim[0], args...)
 	cmd.Env = []string{}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = l.Stdin, l.Stdout, l.Stderr
 	cmd.ExtraFiles = append([]*os.File{infoW, status, argsFile, seccompFile}, sources...)
+	if templateFile != nil {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, templateFile)
+	}
 	// A session of its own: the sandbox must not get the plugin's signals, nor
 	// die with it (tasks outlive plugin restarts).
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}

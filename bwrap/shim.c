@@ -5,15 +5,18 @@
 // It runs as a constructor of any binary that links package bwrap, and acts
 // only when argv[1] is "_shim":
 //
-//   _shim -uid N -gid N [-cgroup DIR]... [-netns FILE] [-prune DIR -keep DIR]
-//         [-stage DIR -fds N] -- /abs/path/to/bwrap ARG...
+//   _shim -uid N -gid N [-cgroup DIR]... [-netns FILE]
+//         [-stage DIR [-fds N] [-root-bind PATH]... [-root-link TARGET PATH]...
+//          [-tree NAME | -devtree NAME] [-tree-... ]...] -- /abs/path/to/bwrap ARG...
 //
 // Started as root with the task's stdio, bwrap's descriptors (3 to 6) and
 // the bind sources the launcher opened (7 to N), in this order it joins the
-// task's cgroups and network namespace, prunes the mount table, binds each
-// source descriptor at DIR/<fd> on a private tmpfs (bwrap binds from there,
-// so it never walks a source's host path as the task), drops to the task's
-// UID and GID, and execs bwrap with an empty environment.
+// task's cgroups and network namespace; with -stage, it builds the root
+// bwrap runs in (see shim_root), binds each source descriptor at DIR/<fd>
+// on a private tmpfs there (bwrap binds from it, so it never walks a
+// source's host path as the task), builds the trees and moves into that
+// root; then it drops to the task's UID and GID, and execs bwrap with an
+// empty environment.
 //
 // Why drop before bwrap rather than let bwrap map IDs: a bwrap started by UID
 // N with --unshare-user --uid N --gid N writes the identity map "N N 1", so the
@@ -118,30 +121,16 @@ static int shim_under(const char *path, const char *dir) {
 	return strncmp(path, dir, n) == 0 && (path[n] == '\0' || path[n] == '/');
 }
 
-// shim_unescape decodes mountinfo's octal escapes (\040 for a space) in place.
-static void shim_unescape(char *s) {
-	char *w = s;
-	for (char *r = s; *r; r++) {
-		if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' && r[2] <= '7' && r[3] >= '0' && r[3] <= '7') {
-			*w++ = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 + (r[3] - '0'));
-			r += 3;
-		} else
-			*w++ = *r;
-	}
-	*w = '\0';
-}
-
-static int shim_deeper_first(const void *a, const void *b) {
-	size_t la = strlen(*(char *const *)a), lb = strlen(*(char *const *)b);
-	return la < lb ? 1 : la > lb ? -1 : 0;
-}
-
 // shim_private_mounts gives the shim (and so bwrap) a mount namespace of its
-// own, a slave of the host's: nothing mounted here reaches the host.
-static void shim_private_mounts(void) {
+// own, a slave of the one it copies: nothing mounted here reaches the host.
+// With a template (a descriptor of a mount namespace, or -1) it copies that
+// one instead of the host's: see shim_root.
+static void shim_private_mounts(int template_fd) {
 	static int done;
 	if (done)
 		return;
+	if (template_fd >= 0 && setns(template_fd, CLONE_NEWNS) != 0)
+		shim_fail("shim: joining the template mount namespace: %s", strerror(errno));
 	if (unshare(CLONE_NEWNS) != 0)
 		shim_fail("shim: new mount namespace: %s", strerror(errno));
 	if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) != 0)
@@ -158,7 +147,7 @@ static void shim_private_mounts(void) {
 static void shim_stage(const char *stage, long last_fd) {
 	if (stage[0] != '/')
 		shim_fail("shim: -stage %s: not an absolute path", stage);
-	shim_private_mounts();
+	shim_private_mounts(-1);
 	if (mount("bwrap-r-stage", stage, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0711,size=64k") != 0)
 		shim_fail("shim: staging tmpfs on %s: %s", stage, strerror(errno));
 	for (long fd = SHIM_LAST_FD + 1; fd <= last_fd; fd++) {
@@ -198,6 +187,9 @@ struct tree_op {
 	// path in the tree and its source (a host path; a link's target).
 	const char *path, *source;
 	int devices;
+	// TREE_BIND and TREE_NODE: the source's mount, cloned in the host's
+	// mount namespace before the launcher leaves it (-1: missing).
+	int mnt;
 };
 
 // tree_resolve: nothing a tree is built through may be a link or another
@@ -273,7 +265,7 @@ static void tree_mkfile(int parent, const char *name, const char *path) {
 		shim_fail("shim: tree entry %s: not a file", path);
 }
 
-static void tree_entry(int root, const struct tree_op *op, int devices) {
+static void tree_entry(int root, const struct tree_op *op) {
 	char buf[PATH_MAX];
 	const char *name;
 	int parent = tree_parent(root, op->path, buf, sizeof buf, &name);
@@ -290,22 +282,12 @@ static void tree_entry(int root, const struct tree_op *op, int devices) {
 		break;
 	case TREE_NODE:
 	case TREE_BIND: {
-		// The host path as it is now, links followed (as bwrap's bind of it
-		// would), with what is mounted below it; a missing one is left out
-		// (bwrap's --ro-bind-try). A device node is bound too, not made: its
-		// own mount keeps device access when bwrap remounts the tree's
-		// directory read-only (and so nodev).
-		int mnt = (int)syscall(SYS_open_tree, AT_FDCWD, op->source, OPEN_TREE_CLONE | O_CLOEXEC | AT_RECURSIVE);
-		if (mnt < 0) {
-			if (errno == ENOENT)
-				break;
-			shim_fail("shim: tree entry %s: %s: %s", op->path, op->source, strerror(errno));
-		}
+		int mnt = op->mnt;
+		if (mnt < 0)
+			break;
 		struct stat st;
 		if (fstat(mnt, &st) != 0)
 			shim_fail("shim: tree entry %s: %s: %s", op->path, op->source, strerror(errno));
-		if (op->kind == TREE_NODE && (!devices || (!S_ISCHR(st.st_mode) && !S_ISBLK(st.st_mode))))
-			shim_fail("shim: tree entry %s: %s is not a device node in a tree for devices", op->path, op->source);
 		if (S_ISDIR(st.st_mode))
 			tree_mkdir(parent, name, op->path);
 		else
@@ -325,6 +307,34 @@ static void tree_entry(int root, const struct tree_op *op, int devices) {
 	close(parent);
 }
 
+// shim_trees_open clones the mount of each bind's source, as the host has
+// it now: links followed (as bwrap's bind of the path would), with what is
+// mounted below it; a missing one is left out (bwrap's --ro-bind-try). A
+// device node is bound too, not made: its own mount keeps device access
+// when bwrap remounts the tree's directory read-only (and so nodev).
+static void shim_trees_open(struct tree_op *ops, int nops) {
+	int devices = 0;
+	for (int i = 0; i < nops; i++) {
+		ops[i].mnt = -1;
+		if (ops[i].kind == TREE_BEGIN)
+			devices = ops[i].devices;
+		if (ops[i].kind != TREE_BIND && ops[i].kind != TREE_NODE)
+			continue;
+		int mnt = (int)syscall(SYS_open_tree, AT_FDCWD, ops[i].source, OPEN_TREE_CLONE | O_CLOEXEC | AT_RECURSIVE);
+		if (mnt < 0) {
+			if (errno == ENOENT)
+				continue;
+			shim_fail("shim: tree entry %s: %s: %s", ops[i].path, ops[i].source, strerror(errno));
+		}
+		struct stat st;
+		if (fstat(mnt, &st) != 0)
+			shim_fail("shim: tree entry %s: %s: %s", ops[i].path, ops[i].source, strerror(errno));
+		if (ops[i].kind == TREE_NODE && (!devices || (!S_ISCHR(st.st_mode) && !S_ISBLK(st.st_mode))))
+			shim_fail("shim: tree entry %s: %s is not a device node in a tree for devices", ops[i].path, ops[i].source);
+		ops[i].mnt = mnt;
+	}
+}
+
 // shim_trees builds each tree at stage/<name>, a directory on the staging
 // tmpfs: its directories and mount points first, then its links, then its
 // binds, so that nothing is ever made through a link or inside a bound host
@@ -342,7 +352,6 @@ static void shim_trees(const char *stage, const struct tree_op *ops, int nops) {
 			shim_fail("shim: tree %s: path too long", name);
 		if (mkdir(dir, 0755) != 0)
 			shim_fail("shim: tree %s: %s", dir, strerror(errno));
-		int devices = ops[i].devices;
 		int root = open(dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (root < 0)
 			shim_fail("shim: tree %s: %s", dir, strerror(errno));
@@ -353,7 +362,7 @@ static void shim_trees(const char *stage, const struct tree_op *ops, int nops) {
 			for (int j = i + 1; j < end; j++) {
 				int p = ops[j].kind == TREE_LINK ? 1 : ops[j].kind == TREE_BIND || ops[j].kind == TREE_NODE ? 2 : 0;
 				if (p == pass)
-					tree_entry(root, &ops[j], devices);
+					tree_entry(root, &ops[j]);
 			}
 		}
 		close(root);
@@ -361,58 +370,196 @@ static void shim_trees(const char *stage, const struct tree_op *ops, int nops) {
 	umask(old);
 }
 
-// shim_prune gives bwrap a mount namespace without the mounts below prune
-// (the client's alloc dir) other than those below keep (the task's own
-// allocation). The host's mount table holds a few mounts per task of the
-// node (Nomad's secrets/ and private/ tmpfs); bwrap copies and parses all of
-// them for every bind it makes, which with hundreds of tasks costs each
-// start hundreds of milliseconds of CPU and megabytes. The namespace is a
-// slave of the host's, so nothing here reaches the host.
-static void shim_prune(const char *prune_arg, const char *keep_arg) {
-	// mountinfo shows resolved paths.
-	char prune[PATH_MAX], keep[PATH_MAX];
-	if (realpath(prune_arg, prune) == NULL || realpath(keep_arg, keep) == NULL)
-		shim_fail("shim: -prune %s -keep %s: %s", prune_arg, keep_arg, strerror(errno));
-	if (strcmp(prune, "/") == 0 || !shim_under(keep, prune) || strcmp(keep, prune) == 0)
-		shim_fail("shim: -keep %s must lie below -prune %s (not /)", keep_arg, prune_arg);
-	shim_private_mounts();
+// The launch's root: what bwrap sees of the host when it builds the sandbox.
+// bwrap reads and parses the whole mount table for every bind and remount
+// it makes, and copies it into the sandbox's mount namespace: with the
+// host's table (a hundred and more mounts, a few more for every task of the
+// node) that is most of a start's cost. So bwrap runs in a root of its own,
+// a tmpfs holding only the host paths it binds from (-root-bind), the links
+// its loader needs (-root-link), /proc, an empty /tmp (where bwrap builds
+// the sandbox) and the stage.
+//
+// Everything of the host that goes in is cloned first, in the host's mount
+// namespace (detached copies of its mounts, open_tree). The launcher then
+// copies a template mount namespace (-template FD: a namespace of one tmpfs,
+// made once, see shim_template) rather than the host's, mounts the root in
+// it and moves into it: no step of a start copies, walks or detaches the
+// host's mount table, however many tasks the node runs. Without a template
+// it copies the host's namespace and detaches the host's root from it.
+#define SHIM_MAX_ROOT_OPS 64
 
-	FILE *f = fopen("/proc/self/mountinfo", "re");
-	if (f == NULL)
-		shim_fail("shim: mountinfo: %s", strerror(errno));
-	char **points = NULL;
-	size_t n = 0, cap = 0;
-	char *line = NULL;
-	size_t linecap = 0;
-	while (getline(&line, &linecap, f) > 0) {
-		// id parent major:minor root mount-point ...
-		char *save = NULL, *field = strtok_r(line, " ", &save);
-		for (int i = 1; field != NULL && i < 5; i++)
-			field = strtok_r(NULL, " ", &save);
-		if (field == NULL)
+// Where the root is mounted in a copy of the template.
+#define SHIM_TEMPLATE_ROOT "/r"
+
+struct root_op {
+	// path is absolute; target is a link's (NULL for a bind).
+	const char *path, *target;
+	// A bind's source mount, cloned in the host's namespace (-1: missing).
+	int mnt;
+};
+
+// shim_as_task and shim_as_root switch the effective IDs, for the lookups
+// bwrap would have made as the task.
+static void shim_as_task(long uid, long gid) {
+	if (setgroups(0, NULL) != 0 || setegid((gid_t)gid) != 0 || seteuid((uid_t)uid) != 0)
+		shim_fail("shim: acting as uid %ld gid %ld: %s", uid, gid, strerror(errno));
+}
+
+static void shim_as_root(void) {
+	if (seteuid(0) != 0 || setegid(0) != 0)
+		shim_fail("shim: back to root: %s", strerror(errno));
+}
+
+// shim_root_open clones, in the host's namespace, the mount of each
+// -root-bind path. Each path is looked up as the task's UID and GID, as bwrap
+// would look it up: a path the task cannot reach fails the start here, and
+// one that is missing is left out (bwrap then reports it, or skips it for a
+// -try bind). Only then does root clone its mount, with what is mounted
+// below it. A path below one bound before is there already, and skipped:
+// the launcher passes paths with their links resolved, so lying below is a
+// matter of names. Returns the clone of /proc (see shim_root_build).
+static int shim_root_open(struct root_op *ops, int nops, long uid, long gid) {
+	int found[SHIM_MAX_ROOT_OPS];
+	shim_as_task(uid, gid);
+	for (int i = 0; i < nops; i++) {
+		found[i] = -1;
+		if (ops[i].target != NULL)
 			continue;
-		shim_unescape(field);
-		if (!shim_under(field, prune) || strcmp(field, prune) == 0 || shim_under(field, keep) || shim_under(keep, field))
-			continue;
-		if (n == cap) {
-			cap = cap ? 2 * cap : 64;
-			points = realloc(points, cap * sizeof *points);
-			if (points == NULL)
-				shim_fail("shim: out of memory");
+		found[i] = open(ops[i].path, O_PATH | O_CLOEXEC);
+		if (found[i] < 0 && errno != ENOENT) {
+			int err = errno;
+			shim_as_root();
+			shim_fail("shim: %s, as uid %ld gid %ld: %s", ops[i].path, uid, gid, strerror(err));
 		}
-		if ((points[n++] = strdup(field)) == NULL)
-			shim_fail("shim: out of memory");
 	}
-	free(line);
-	fclose(f);
-	qsort(points, n, sizeof *points, shim_deeper_first);
-	for (size_t i = 0; i < n; i++) {
-		// EINVAL: already gone with a parent detached before it.
-		if (umount2(points[i], MNT_DETACH) != 0 && errno != EINVAL && errno != ENOENT)
-			shim_fail("shim: detaching %s: %s", points[i], strerror(errno));
-		free(points[i]);
+	shim_as_root();
+	for (int i = 0; i < nops; i++) {
+		ops[i].mnt = -1;
+		if (found[i] < 0)
+			continue;
+		int covered = 0;
+		for (int j = 0; j < i; j++)
+			if (ops[j].mnt >= 0 && shim_under(ops[i].path, ops[j].path))
+				covered = 1;
+		if (!covered) {
+			ops[i].mnt = (int)syscall(SYS_open_tree, found[i], "", OPEN_TREE_CLONE | O_CLOEXEC | AT_RECURSIVE | AT_EMPTY_PATH);
+			if (ops[i].mnt < 0)
+				shim_fail("shim: root entry %s: %s", ops[i].path, strerror(errno));
+		}
+		close(found[i]);
 	}
-	free(points);
+	// bwrap's /proc (its own process's files, the uid map it writes): the
+	// host's, without what is mounted below it. It also lets bwrap mount the
+	// sandbox's proc, which the kernel allows a user namespace only where a
+	// proc is fully visible already.
+	int proc = (int)syscall(SYS_open_tree, AT_FDCWD, "/proc", OPEN_TREE_CLONE | O_CLOEXEC);
+	if (proc < 0)
+		shim_fail("shim: /proc for the launch's root: %s", strerror(errno));
+	return proc;
+}
+
+// root_mkdirs makes the directory rel (and those on its way) in the root.
+static void root_mkdirs(int root, const char *rel) {
+	char buf[PATH_MAX];
+	const char *name;
+	int parent = tree_parent(root, rel, buf, sizeof buf, &name);
+	tree_mkdir(parent, name, rel);
+	close(parent);
+}
+
+// root_attach moves the detached mount mnt to rel in the root, on a
+// directory or an empty file as mnt is one, and closes mnt.
+static void root_attach(int root, const char *rel, int mnt) {
+	char buf[PATH_MAX];
+	const char *name;
+	struct stat st;
+	if (fstat(mnt, &st) != 0)
+		shim_fail("shim: root entry /%s: %s", rel, strerror(errno));
+	int parent = tree_parent(root, rel, buf, sizeof buf, &name);
+	if (S_ISDIR(st.st_mode))
+		tree_mkdir(parent, name, rel);
+	else
+		tree_mkfile(parent, name, rel);
+	int target = tree_openat(parent, name, 0);
+	if (target < 0)
+		shim_fail("shim: root entry /%s: %s", rel, strerror(errno));
+	if (syscall(SYS_move_mount, mnt, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) != 0)
+		shim_fail("shim: root entry /%s: %s", rel, strerror(errno));
+	close(target);
+	close(parent);
+	close(mnt);
+}
+
+// shim_root_build mounts the launch's root on dir and fills it; the stage
+// then goes at dir/stage (returned in stage_at), so that after the move into
+// the root it lies where bwrap's arguments name it. Nothing is made through
+// a link or inside a bound host directory (tree_parent).
+static void shim_root_build(const char *dir, const struct root_op *ops, int nops, int proc, const char *stage, char *stage_at, size_t len) {
+	if (mount("bwrap-r-root", dir, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=64k") != 0)
+		shim_fail("shim: the launch's root on %s: %s", dir, strerror(errno));
+	int root = open(dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (root < 0)
+		shim_fail("shim: the launch's root on %s: %s", dir, strerror(errno));
+	mode_t old = umask(0);
+	for (int i = 0; i < nops; i++) {
+		const char *rel = ops[i].path + 1;
+		if (ops[i].target != NULL) {
+			char buf[PATH_MAX];
+			const char *name;
+			int parent = tree_parent(root, rel, buf, sizeof buf, &name);
+			if (symlinkat(ops[i].target, parent, name) != 0)
+				shim_fail("shim: root entry %s: symlink: %s", ops[i].path, strerror(errno));
+			close(parent);
+		} else if (ops[i].mnt >= 0)
+			root_attach(root, rel, ops[i].mnt);
+	}
+	root_attach(root, "proc", proc);
+	root_mkdirs(root, "tmp");
+	root_mkdirs(root, stage + 1);
+	umask(old);
+	close(root);
+	if (snprintf(stage_at, len, "%s%s", strcmp(dir, "/") == 0 ? "" : dir, stage) >= (int)len)
+		shim_fail("shim: -stage %s: path too long", stage);
+}
+
+// shim_pivot makes dir the root and detaches the old one, with every mount
+// in it, from this namespace (a slave of the one copied: that keeps them).
+static void shim_pivot(const char *dir) {
+	if (chdir(dir) != 0)
+		shim_fail("shim: the launch's root %s: %s", dir, strerror(errno));
+	if (syscall(SYS_pivot_root, ".", ".") != 0)
+		shim_fail("shim: pivot_root into %s: %s", dir, strerror(errno));
+	if (umount2(".", MNT_DETACH) != 0)
+		shim_fail("shim: detaching the old root: %s", strerror(errno));
+	if (chdir("/") != 0)
+		shim_fail("shim: chdir /: %s", strerror(errno));
+}
+
+// shim_template (_shim -template DIR) makes the template mount namespace:
+// one tmpfs, root's and closed to everyone else, holding the empty
+// directory each launch mounts its root on. It says "ready" on stdout once
+// there and waits for stdin to close, while the launcher opens its
+// namespace (/proc/PID/ns/mnt), which then lives as long as that
+// descriptor. It holds nothing of the host, so it is never stale. DIR is
+// any directory, the mount point before the move.
+static void shim_template(const char *dir) {
+	shim_report_fd = -1;
+	if (unshare(CLONE_NEWNS) != 0)
+		shim_fail("template: new mount namespace: %s", strerror(errno));
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
+		shim_fail("template: making / private: %s", strerror(errno));
+	if (mount("bwrap-r-template", dir, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0700,size=16k") != 0)
+		shim_fail("template: tmpfs on %s: %s", dir, strerror(errno));
+	char r[PATH_MAX];
+	if (snprintf(r, sizeof r, "%s%s", dir, SHIM_TEMPLATE_ROOT) >= (int)sizeof r || mkdir(r, 0700) != 0)
+		shim_fail("template: %s: %s", r, strerror(errno));
+	shim_pivot(dir);
+	if (write(STDOUT_FILENO, "ready\n", 6) != 6)
+		shim_fail("template: telling the launcher: %s", strerror(errno));
+	char c;
+	while (read(STDIN_FILENO, &c, 1) > 0)
+		;
+	_exit(0);
 }
 
 // shim_stdio opens /dev/null on any of descriptors 0-2 that is closed:
@@ -491,9 +638,11 @@ void shim_join_cgroups(const char *const *cgroups, int n) {
 
 static void shim_main(int argc, char **argv) {
 	long uid = -1, gid = -1, last_fd = SHIM_LAST_FD;
-	const char *netns = NULL, *prune = NULL, *keep = NULL, *stage = NULL;
+	const char *netns = NULL, *stage = NULL;
 	const char *cgroups[SHIM_MAX_CGROUPS];
 	int ncgroups = 0;
+	struct root_op roots[SHIM_MAX_ROOT_OPS];
+	int nroots = 0, template_fd = -1;
 	static struct tree_op trees[SHIM_MAX_TREE_OPS];
 	int ntrees = 0;
 	int i = 2;
@@ -554,11 +703,26 @@ static void shim_main(int argc, char **argv) {
 			if (last_fd < SHIM_LAST_FD || last_fd > 65535)
 				shim_fail("shim: -fds %s: want %d to 65535", val, SHIM_LAST_FD);
 		}
-		else if (strcmp(flag, "-prune") == 0)
-			prune = val;
-		else if (strcmp(flag, "-keep") == 0)
-			keep = val;
-		else if (strcmp(flag, "-stage") == 0)
+		else if (strcmp(flag, "-template") == 0) {
+			long fd = shim_id(flag, val);
+			if (fd <= SHIM_LAST_FD || fd > 65535 || fcntl((int)fd, F_GETFD) < 0)
+				shim_fail("shim: -template %s: want an open descriptor above %d", val, SHIM_LAST_FD);
+			template_fd = (int)fd;
+		} else if (strcmp(flag, "-root-bind") == 0 || strcmp(flag, "-root-link") == 0) {
+			if (nroots == SHIM_MAX_ROOT_OPS)
+				shim_fail("shim: more than %d root entries", SHIM_MAX_ROOT_OPS);
+			struct root_op *op = &roots[nroots++];
+			op->target = NULL;
+			op->path = val;
+			if (flag[6] == 'l') {
+				if (i + 1 >= argc)
+					shim_fail("shim: %s needs a target and a path", flag);
+				op->target = val;
+				op->path = argv[++i];
+			}
+			if (op->path[0] != '/')
+				shim_fail("shim: %s %s: not an absolute path", flag, op->path);
+		} else if (strcmp(flag, "-stage") == 0)
 			stage = val;
 		else if (strcmp(flag, "-cgroup") == 0) {
 			if (ncgroups == SHIM_MAX_CGROUPS)
@@ -583,18 +747,32 @@ static void shim_main(int argc, char **argv) {
 			shim_fail("shim: joining network namespace %s: %s", netns, strerror(errno));
 		close(fd);
 	}
-	if ((prune == NULL) != (keep == NULL))
-		shim_fail("shim: -prune and -keep go together");
-	if (prune != NULL)
-		shim_prune(prune, keep);
 	if (last_fd != SHIM_LAST_FD && stage == NULL)
 		shim_fail("shim: -fds needs -stage");
 	if (ntrees > 0 && (stage == NULL || trees[0].kind != TREE_BEGIN))
 		shim_fail("shim: tree entries need -stage and a -tree or -devtree first");
-	if (stage != NULL)
-		shim_stage(stage, last_fd);
-	if (ntrees > 0)
-		shim_trees(stage, trees, ntrees);
+	if (nroots > 0 && stage == NULL)
+		shim_fail("shim: root entries need -stage");
+	if (template_fd >= 0 && (stage == NULL || template_fd <= last_fd))
+		shim_fail("shim: -template needs -stage, and a descriptor after the bind sources");
+	if (stage != NULL) {
+		char dir[PATH_MAX], staged[PATH_MAX];
+		if (stage[0] != '/' || realpath(stage, dir) == NULL || strcmp(dir, "/") == 0)
+			shim_fail("shim: -stage %s: want an absolute path of a directory (not /)", stage);
+		// What comes from the host, while in its namespace.
+		int proc = shim_root_open(roots, nroots, uid, gid);
+		shim_trees_open(trees, ntrees);
+		shim_private_mounts(template_fd);
+		if (template_fd >= 0) {
+			close(template_fd);
+			snprintf(dir, sizeof dir, "%s", SHIM_TEMPLATE_ROOT);
+		}
+		shim_root_build(dir, roots, nroots, proc, stage, staged, sizeof staged);
+		shim_stage(staged, last_fd);
+		if (ntrees > 0)
+			shim_trees(staged, trees, ntrees);
+		shim_pivot(dir);
+	}
 	if (setgroups(0, NULL) != 0)
 		shim_fail("shim: setgroups: %s", strerror(errno));
 	if (setgid((gid_t)gid) != 0)
@@ -628,6 +806,8 @@ static void shim_main(int argc, char **argv) {
 // glibc passes argc, argv and envp to constructors.
 __attribute__((constructor)) static void bwrap_r_shim(int argc, char **argv, char **envp) {
 	(void)envp;
+	if (argc == 4 && strcmp(argv[1], "_shim") == 0 && strcmp(argv[2], "-template") == 0)
+		shim_template(argv[3]);
 	if (argc > 1 && strcmp(argv[1], "_shim") == 0)
 		shim_main(argc, argv);
 }

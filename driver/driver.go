@@ -398,10 +398,7 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 		Cgroups:    cgroups.Dirs(),
 		NetNS:      netNS(cfg, spec),
 		Seccomp:    d.seccomp,
-		// Every allocation's dir lies in the client's alloc dir.
-		PruneMounts: pruneRoot(cfg.AllocDir),
-		KeepMounts:  cfg.AllocDir,
-		StageDir:    stage,
+		StageDir:   stage,
 	})
 	if err != nil {
 		return nil, nil, err
@@ -635,7 +632,7 @@ func parseSignal(name string, def syscall.Signal) (syscall.Signal, error) {
 // learnAllocRoot records the client's alloc dir from a task's; the first time
 // it is known, the preflight runs again, now where tasks really start.
 func (d *Driver) learnAllocRoot(allocDir string) {
-	root := pruneRoot(allocDir)
+	root := clientAllocDir(allocDir)
 	if root == "" {
 		return
 	}
@@ -648,9 +645,9 @@ func (d *Driver) learnAllocRoot(allocDir string) {
 	}
 }
 
-// pruneRoot is the client's alloc dir, holding every allocation's, or ""
-// when the task's alloc dir says nothing usable.
-func pruneRoot(allocDir string) string {
+// clientAllocDir is the client's alloc dir, holding every allocation's, or
+// "" when the task's alloc dir says nothing usable.
+func clientAllocDir(allocDir string) string {
 	if !filepath.IsAbs(allocDir) {
 		return ""
 	}
