@@ -212,9 +212,9 @@ func (e *env) newTask(d *dut, memoryMB int64, command string, args ...string) (*
 // to /dev/null for every driver) and with a cleanup that can run per task
 // (the harness's closes the harness's plugin client).
 func (e *env) mkAllocDir(d *dut, cfg *drivers.TaskConfig) (func(), error) {
-	// One alloc dir for all, as a client's <data_dir>/alloc: bwrap-r's
-	// launcher prunes the other allocations' mounts below it. Nomad's
-	// client makes the path to alloc dirs traversable (0711).
+	// One alloc dir for all, as a client's <data_dir>/alloc, whose mounts
+	// (every task's) are in the host's mount table. Nomad's client makes
+	// the path to alloc dirs traversable (0711).
 	dir := filepath.Join(e.base, "alloc")
 	if err := os.MkdirAll(dir, 0o711); err != nil {
 		return nil, err

@@ -554,6 +554,15 @@ func (r *report) explain(b *strings.Builder) {
 // not a measurement of this run.
 var traceBefore = []float64{0.98, 8.45, 7.32, 1.15, 6.71, 2.68, 0.47, 0.21, 0.60, 18.23}
 
+// traceBeforeRoot is this trace before bwrap ran in a root of the launch's
+// own (commit f760fd6: bwrap in a copy of the host's mount namespace, the
+// other allocations' mounts pruned from it): `make bench` on this project's
+// 2-core machine on 2026-12-01, 20 launches, load 2.2 at the start (right
+// after another bench run; the node calm before the workload), the start
+// workload's 100 bwrap-r and 100 raw_exec tasks running. A reference, not a
+// measurement of this run.
+var traceBeforeRoot = []float64{1.17, 2.25, 0.02, 1.48, 11.2, 6.63, 0.71, 0.24, 1.15, 17.7}
+
 // traceSection writes where each millisecond of a launch goes, from the
 // kernel's trace of the start workload's traced launches.
 func (r *report) traceSection(b *strings.Builder) {
@@ -569,7 +578,7 @@ func (r *report) traceSection(b *strings.Builder) {
 		return
 	}
 	w("The kernel's tracer (ftrace: syscall entry and exit, fork, exec and exit events, about a microsecond each) followed %d launches as StartTask makes them (bwrap.Start joining the task's cgroups, the launcher building /etc and /dev, `/bin/true` as the command), each after a %v pause, from bwrap.Start's call until its exit status was read. Median ms per part, process by process; the parts add up to the total. StartTask's own work around the launch (task dirs, cgroup limits, the spec, the handle) and the gRPC hop are the difference between the rows \"StartTask through the harness\" and \"bwrap.Start joining the task's cgroups\" above.\n\n", n, traceGap)
-	w("| Part | this run | before (reference, see below) |\n|---|---|---|\n")
+	w("| Part | this run | before the launch's root (reference) | before the trees (reference) |\n|---|---|---|---|\n")
 	for i, k := range tracePhases {
 		name := k
 		if strings.HasPrefix(k, "  ") {
@@ -578,10 +587,11 @@ func (r *report) traceSection(b *strings.Builder) {
 		if k == "total" {
 			name = "**total**"
 		}
-		w("| %s | %s | %s |\n", name, num(r.med("trace", k)), num(traceBefore[i]))
+		w("| %s | %s | %s | %s |\n", name, num(r.med("trace", k)), num(traceBeforeRoot[i]), num(traceBefore[i]))
 	}
-	w("\nThe reference column is the same trace before this profile's fixes (commit 245a7ff: /etc's 22 files and /dev's 6 nodes each one bwrap bind, cgroups joined by writing the pid to each v1 cgroup.procs), taken on this machine on 2026-12-01 with load 0.2: 8 launches %v apart, four v1 cgroups of the tracer's own. What it showed, and what changed:\n\n", traceGap)
+	w("\nThe reference columns are the same trace at two earlier commits, taken on this machine on 2026-12-01: before the launch's root (commit f760fd6, 20 launches %v apart, load 2.2, the start workload's tasks running) and before the trees (commit 245a7ff: /etc's 22 files and /dev's 6 nodes each one bwrap bind, cgroups joined by writing the pid to each v1 cgroup.procs; 8 launches, load 0.2, four v1 cgroups of the tracer's own). What they showed, and what changed:\n\n", traceGap)
+	w("- The sandbox's pid 1 making the mounts (11.2 ms before the launch's root, 6.6 of them reading /proc/self/mountinfo): bwrap reads and parses the whole mount table of its namespace for every bind and every read-only remount, and that namespace was a copy of the host's, which holds a few mounts for every task of the node (Nomad's secrets/ and private/ tmpfs, bwrap-r's link guards); the launcher pruned other allocations' mounts from its copy one by one, which cost as much again. Now bwrap runs in a root of the launch's own: a tmpfs with the host paths it binds from, /proc, /tmp and the stage, each cloned from the host first. The launcher assembles it in a copy of a template mount namespace (one empty tmpfs, made once per plugin process and never stale, since it holds nothing of the host) and moves into it; no step copies, parses or detaches the host's mount table. The paths bwrap binds by path (/usr, an R install outside r_root, a device) are looked up as the task's UID first, as bwrap would.\n")
 	w("- The first v1 cgroup join of a start (7.3 ms there, 5 to 20 ms over many runs; the four after it took microseconds): writing a pid to cgroup.procs takes the kernel's global threadgroup lock for writing, whose fast path is gone after a few tens of milliseconds without a migration, so it waits for an RCU grace period. Fewer controllers would not help (the cost is once per start, not once per controller). The launchers now write 0 (the calling thread) to each v1 `tasks` file: the kernel moves the current thread without that lock, and the launcher is single-threaded (it checks), so the thread is the whole process. v2 has no tasks file: there the shim still writes its pid to cgroup.procs (cloning it into the cgroup with clone3's CLONE_INTO_CGROUP was tried and reverted: a task with a device then failed Nomad's exec conformance on the v2 guest).\n")
-	w("- The sandbox's pid 1 making the mounts (6.7 ms there): bwrap reads and parses all of /proc/self/mountinfo (the host's mounts under its old root included) for every bind and every read-only remount, and /etc's 22 files and /dev's 6 nodes were 28 binds of their own. The launcher now builds /etc and /dev as two trees, as root in its own mount namespace and from the host as it is at that start (so never stale, and private to that launch), and bwrap binds each as one mount. A tree per node kept current would save the launcher's part only (its binds are kernel calls of tens of microseconds, about 0.4 ms for all of them) at the price of keeping it current, so it is not built.\n")
-	w("- What remains is mostly fixed cost: exec of the binary that hosts the shim and of bwrap (dynamic loading), bwrap's nine remaining mount-table parses (its binds of /usr, the two trees and the task's dirs, and its two read-only remounts), the Go side's fork and status file, and the exit path. bwrap-r's own polling for the command's pid (for its exit status, Linux 6.15+) never holds up a start; it stops for good once a kernel is seen not to keep exit statuses for pidfd holders.\n")
+	w("- Before the trees, /etc's 22 files and /dev's 6 nodes were 28 bwrap binds of their own, each a parse of the mount table. The launcher now builds /etc and /dev as two trees, as root in its own mount namespace and from the host as it is at that start (so never stale, and private to that launch), and bwrap binds each as one mount. A tree per node kept current would save the launcher's part only (its binds are kernel calls of tens of microseconds, about 0.4 ms for all of them) at the price of keeping it current, so it is not built.\n")
+	w("- What remains is mostly fixed cost: exec of the binary that hosts the shim and of bwrap (dynamic loading), bwrap's nine mount-table parses (its binds of /usr, the two trees and the task's dirs, and its two read-only remounts), now of a table of a few dozen mounts (the trees' entries are most of them), the Go side's fork and status file, and the exit path. bwrap-r's own polling for the command's pid (for its exit status, Linux 6.15+) never holds up a start; it stops for good once a kernel is seen not to keep exit statuses for pidfd holders.\n")
 }

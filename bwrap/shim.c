@@ -148,7 +148,7 @@ static void shim_stage(const char *stage, long last_fd) {
 	if (stage[0] != '/')
 		shim_fail("shim: -stage %s: not an absolute path", stage);
 	shim_private_mounts(-1);
-	if (mount("bwrap-r-stage", stage, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0711,size=64k") != 0)
+	if (mount("bwrap-r-stage", stage, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0711,size=4m") != 0)
 		shim_fail("shim: staging tmpfs on %s: %s", stage, strerror(errno));
 	for (long fd = SHIM_LAST_FD + 1; fd <= last_fd; fd++) {
 		struct stat st;
@@ -188,9 +188,21 @@ struct tree_op {
 	const char *path, *source;
 	int devices;
 	// TREE_BIND and TREE_NODE: the source's mount, cloned in the host's
-	// mount namespace before the launcher leaves it (-1: missing).
+	// mount namespace before the launcher leaves it (-1: missing or copied).
 	int mnt;
+	// TREE_BIND of a small file every user may read: its content, written to
+	// the tree instead of a bind (copy != NULL).
+	char *copy;
+	size_t copy_len;
+	mode_t copy_mode;
 };
+
+// Files up to this size that every user may read are copied into a tree
+// rather than bound: a bind is a mount that bwrap parses with the mount
+// table at every later bind and remount, and tears down at the end; a
+// copy is a few microseconds. Either way the sandbox keeps what its start
+// saw (a file replaced on the host is not seen by a bind of it either).
+#define TREE_COPY_MAX (256 * 1024)
 
 // tree_resolve: nothing a tree is built through may be a link or another
 // mount (a bind of a host directory): every entry lands on the tree's tmpfs.
@@ -282,6 +294,15 @@ static void tree_entry(int root, const struct tree_op *op) {
 		break;
 	case TREE_NODE:
 	case TREE_BIND: {
+		if (op->copy != NULL) {
+			// O_TRUNC without O_EXCL: the file may be a later mount's mount
+			// point made in the first pass.
+			int f = openat(parent, name, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, op->copy_mode);
+			if (f < 0 || fchmod(f, op->copy_mode) != 0 || write(f, op->copy, op->copy_len) != (ssize_t)op->copy_len)
+				shim_fail("shim: tree entry %s: copying %s: %s", op->path, op->source, strerror(errno));
+			close(f);
+			break;
+		}
 		int mnt = op->mnt;
 		if (mnt < 0)
 			break;
@@ -307,6 +328,43 @@ static void tree_entry(int root, const struct tree_op *op) {
 	close(parent);
 }
 
+// tree_copy reads op's source when it is a regular file of at most
+// TREE_COPY_MAX bytes that every user may read (links followed, as a bind
+// would), and reports whether it did. Checked on the open file, so a file
+// swapped in after the check is judged itself; anything else is bound.
+static int tree_copy(struct tree_op *op) {
+	int fd = open(op->source, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC | O_PATH);
+	if (fd < 0)
+		return 0;
+	struct stat st;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (st.st_mode & 0444) != 0444 || st.st_size > TREE_COPY_MAX) {
+		close(fd);
+		return 0;
+	}
+	char self[64];
+	snprintf(self, sizeof self, "/proc/self/fd/%d", fd);
+	int f = open(self, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	close(fd);
+	struct stat again;
+	if (f < 0 || fstat(f, &again) != 0 || again.st_ino != st.st_ino || again.st_dev != st.st_dev) {
+		if (f >= 0)
+			close(f);
+		return 0;
+	}
+	char *buf = malloc(st.st_size > 0 ? (size_t)st.st_size : 1);
+	if (buf == NULL)
+		shim_fail("shim: out of memory");
+	size_t n = 0;
+	for (ssize_t r; n < (size_t)st.st_size && (r = read(f, buf + n, (size_t)st.st_size - n)) != 0; n += (size_t)r)
+		if (r < 0)
+			shim_fail("shim: tree entry %s: reading %s: %s", op->path, op->source, strerror(errno));
+	close(f);
+	op->copy = buf;
+	op->copy_len = n;
+	op->copy_mode = st.st_mode & 0755;
+	return 1;
+}
+
 // shim_trees_open clones the mount of each bind's source, as the host has
 // it now: links followed (as bwrap's bind of the path would), with what is
 // mounted below it; a missing one is left out (bwrap's --ro-bind-try). A
@@ -316,9 +374,12 @@ static void shim_trees_open(struct tree_op *ops, int nops) {
 	int devices = 0;
 	for (int i = 0; i < nops; i++) {
 		ops[i].mnt = -1;
+		ops[i].copy = NULL;
 		if (ops[i].kind == TREE_BEGIN)
 			devices = ops[i].devices;
 		if (ops[i].kind != TREE_BIND && ops[i].kind != TREE_NODE)
+			continue;
+		if (ops[i].kind == TREE_BIND && tree_copy(&ops[i]))
 			continue;
 		int mnt = (int)syscall(SYS_open_tree, AT_FDCWD, ops[i].source, OPEN_TREE_CLONE | O_CLOEXEC | AT_RECURSIVE);
 		if (mnt < 0) {

@@ -302,3 +302,31 @@ func mustPipeReader(t *testing.T, text string, delay time.Duration) *os.File {
 	}()
 	return r
 }
+
+// A small file every user may read is copied into its tree (no mount for
+// bwrap to parse and tear down); any other is bound, so that what the task
+// may read of it is still the host file's own permissions.
+func TestTreeCopiesOnlyWhatEveryoneMayRead(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	open, closed := filepath.Join(dir, "open.conf"), filepath.Join(dir, "closed.conf")
+	if err := os.WriteFile(open, []byte("open"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(closed, []byte("closed"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	uid, gid := nobody(t)
+	st, out, err := runIn(t, uid, gid, []Mount{{Kind: Tree, Dest: "/opt/cfg", Entries: []TreeEntry{
+		{Kind: TreeBind, Source: open, Path: "open.conf"},
+		{Kind: TreeBind, Source: closed, Path: "closed.conf"},
+	}}}, "cat /opt/cfg/open.conf; cat /opt/cfg/closed.conf 2>/dev/null || echo ' refused'; grep -o ' /opt/cfg/[a-z.]*' /proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Code != 0 || out != "open refused\n /opt/cfg/closed.conf\n" {
+		t.Errorf("exit %d %v, output %q; want the open file copied (read, no mount) and the closed one bound (unread, a mount)", st.Code, st.Err, out)
+	}
+}
