@@ -208,7 +208,7 @@ func TestNodeCostPerTask(t *testing.T) {
 				nodeKiB:    float64((m.rest+m.agent)-(base.rest+base.agent)) / float64(n),
 				availKiB:   float64(base.memAvailable-m.memAvailable) / float64(n),
 			})
-			t.Logf("%s x%d: running after %v; processes per task %.2f MiB (agent included %.2f); MemAvailable -%.2f MiB a task",
+			t.Logf("%s x%d: running after %v; processes per task %.2f MiB (agent included %.2f); MemAvailable drop %.2f MiB a task",
 				r.driver, n, took.Round(time.Millisecond), rows[len(rows)-1].perTaskKiB/1024, rows[len(rows)-1].nodeKiB/1024, rows[len(rows)-1].availKiB/1024)
 		}
 		a.mustNomad(t, "job", "stop", "-purge", job)
