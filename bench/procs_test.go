@@ -218,10 +218,13 @@ type machine struct {
 	cores                                            int
 	memTotal                                         uint64
 	loadStart                                        string
+	// mounts is the size of the host's mount table at the start, where the
+	// leftovers of killed test runs would show.
+	mounts int
 }
 
 func readMachine() machine {
-	m := machine{cores: runtime.NumCPU(), memTotal: meminfo("MemTotal"), goVersion: runtime.Version(), loadStart: loadavg()}
+	m := machine{cores: runtime.NumCPU(), memTotal: meminfo("MemTotal"), goVersion: runtime.Version(), loadStart: loadavg(), mounts: len(mountsUnder("/"))}
 	var u unix.Utsname
 	if err := unix.Uname(&u); err == nil {
 		m.kernel = unix.ByteSliceToString(u.Sysname[:]) + " " + unix.ByteSliceToString(u.Release[:]) + " " + unix.ByteSliceToString(u.Machine[:])

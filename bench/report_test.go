@@ -230,6 +230,7 @@ func (r *report) markdown() string {
 	w("| bubblewrap | %s |\n", m.bwrap)
 	w("| R | %s |\n", m.r)
 	w("| cgroups | %s |\n", m.cgroups)
+	w("| Host mount table at the start | %d mounts |\n", m.mounts)
 	w("| Go | %s |\n", m.goVersion)
 	w("| Load average (1, 5, 15 min) | %s at the start, %s at the end (the bench's own concurrency workload, last, raises it); highest 1-minute figure during the run %.2f |\n", m.loadStart, r.loadEnd, r.maxLoad)
 	w("| Run time | %v |\n\n", r.elapsed.Round(time.Second))
