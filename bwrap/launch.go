@@ -19,7 +19,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Descriptor numbers the launcher hands to bwrap, after stdin, stdout, stderr.
+// Descriptor numbers the launcher gets after stdin, stdout and stderr: 3 for
+// its own failure report (closed at its exec of bwrap), the others bwrap's.
 const (
 	infoFD    = 3
 	statusFD  = 4
@@ -100,7 +101,11 @@ func Start(l Launch) (*Sandbox, error) {
 		return nil, errors.New("bwrap: incomplete launch")
 	}
 	spec := *l.Spec
-	spec.InfoFD, spec.StatusFD = infoFD, statusFD
+	// No --info-fd: bwrap's monitor writes it before it lets pid 1 go on, so
+	// with a pipe whose reader (this process) had died, SIGPIPE killed the
+	// monitor there and pid 1 waited for it for ever. The same child-pid
+	// goes to the status file, a file, right after (waitChildPid).
+	spec.InfoFD, spec.StatusFD = 0, statusFD
 	var seccompFile *os.File
 	if l.Seccomp != nil {
 		spec.SeccompFD = seccompFD
@@ -147,6 +152,17 @@ func Start(l Launch) (*Sandbox, error) {
 		return nil, fmt.Errorf("bwrap: status file: %w", err)
 	}
 	defer status.Close()
+	// Watched before the launch, so that no write of bwrap's is missed.
+	watch, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
+	if err != nil {
+		return nil, fmt.Errorf("bwrap: watching the status file: %w", err)
+	}
+	defer unix.Close(watch)
+	if _, err := unix.InotifyAddWatch(watch, l.StatusPath, unix.IN_MODIFY); err != nil {
+		return nil, fmt.Errorf("bwrap: watching the status file: %w", err)
+	}
+	// The launcher's own failures come on this pipe; it is closed when the
+	// launcher execs bwrap.
 	infoR, infoW, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -205,7 +221,10 @@ func Start(l Launch) (*Sandbox, error) {
 	if err != nil {
 		s.Monitor = Proc{Pid: cmd.Process.Pid}
 	}
-	initPid, infoErr := readChildPid(infoR)
+	initPid, infoErr := 0, readShimError(infoR)
+	if infoErr == nil {
+		initPid, infoErr = waitChildPid(l.StatusPath, watch, cmd.Process.Pid)
+	}
 	if infoErr != nil {
 		// bwrap never got as far as a sandbox: collect its exit and report.
 		werr := cmd.Wait()
@@ -274,30 +293,78 @@ func memfd(name string, data []byte) (*os.File, error) {
 	return f, nil
 }
 
-// readChildPid reads bwrap's --info-fd output: {"child-pid": N, ...}. bwrap
-// closes the descriptor after writing it, and on failure writes nothing.
-func readChildPid(r io.Reader) (int, error) {
+// readShimError reads what the launcher reports on its descriptor 3 until
+// it closes (at its exec of bwrap, or its exit): nothing, or
+// {"shim-error": "..."}.
+func readShimError(r io.Reader) error {
 	b, err := io.ReadAll(io.LimitReader(r, 1<<16))
 	if err != nil {
-		return 0, err
-	}
-	var info struct {
-		ChildPid  int    `json:"child-pid"`
-		ShimError string `json:"shim-error"`
+		return err
 	}
 	if len(bytes.TrimSpace(b)) == 0 {
-		return 0, errors.New("bwrap reported no sandbox")
+		return nil
 	}
-	if err := json.Unmarshal(b, &info); err != nil {
-		return 0, fmt.Errorf("bwrap info %q: %w", b, err)
+	var info struct {
+		ShimError string `json:"shim-error"`
 	}
-	if info.ShimError != "" {
-		return 0, errors.New(info.ShimError)
+	if err := json.Unmarshal(b, &info); err != nil || info.ShimError == "" {
+		return fmt.Errorf("launcher said %q", b)
 	}
-	if info.ChildPid <= 0 {
-		return 0, fmt.Errorf("bwrap info without child-pid: %q", b)
+	return errors.New(info.ShimError)
+}
+
+// waitChildPid waits for the first line of bwrap's status file,
+// {"child-pid": N, ...}, which its monitor writes once the sandbox's pid 1
+// exists, and returns N. watch is an inotify descriptor watching the file
+// for writes; monitor is the launcher's pid (bwrap after its exec): if it
+// exits first, the sandbox never started.
+func waitChildPid(path string, watch, monitor int) (int, error) {
+	exited, err := unix.PidfdOpen(monitor, 0)
+	if err != nil {
+		return 0, fmt.Errorf("bwrap's monitor: %w", err)
 	}
-	return info.ChildPid, nil
+	defer unix.Close(exited)
+	drain := make([]byte, 4096)
+	for {
+		if pid, ok, err := readChildPidLine(path); ok || err != nil {
+			return pid, err
+		}
+		fds := []unix.PollFd{{Fd: int32(watch), Events: unix.POLLIN}, {Fd: int32(exited), Events: unix.POLLIN}}
+		if _, err := unix.Poll(fds, -1); err != nil && err != unix.EINTR {
+			return 0, err
+		}
+		if fds[1].Revents != 0 {
+			if pid, ok, err := readChildPidLine(path); ok || err != nil {
+				return pid, err
+			}
+			return 0, errors.New("bwrap reported no sandbox")
+		}
+		for {
+			if _, err := unix.Read(watch, drain); err != nil {
+				break
+			}
+		}
+	}
+}
+
+// readChildPidLine reads the child-pid from the status file's first line,
+// once that line is whole.
+func readChildPidLine(path string) (int, bool, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, false, err
+	}
+	line, _, whole := bytes.Cut(b, []byte("\n"))
+	if !whole {
+		return 0, false, nil
+	}
+	var info struct {
+		ChildPid int `json:"child-pid"`
+	}
+	if err := json.Unmarshal(line, &info); err != nil || info.ChildPid <= 0 {
+		return 0, false, fmt.Errorf("bwrap status without child-pid: %q", line)
+	}
+	return info.ChildPid, true, nil
 }
 
 // Reattach picks up a sandbox started by an earlier process (a plugin that

@@ -20,6 +20,9 @@ import (
 func TestMain(m *testing.M) {
 	// The launcher re-executes this test binary as the shim and the enter
 	// launcher (shim.c and enter.c act before this runs).
+	if os.Getenv(startHelperEnv) != "" {
+		startHelper()
+	}
 	os.Exit(m.Run())
 }
 

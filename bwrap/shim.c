@@ -9,7 +9,8 @@
 //         [-stage DIR [-fds N] [-root-bind PATH]... [-root-link TARGET PATH]...
 //          [-tree NAME | -devtree NAME] [-tree-... ]...] -- /abs/path/to/bwrap ARG...
 //
-// Started as root with the task's stdio, bwrap's descriptors (3 to 6) and
+// Started as root with the task's stdio, its failure report's descriptor (3),
+// bwrap's descriptors (4 to 6) and
 // the bind sources the launcher opened (7 to N), in this order it joins the
 // task's cgroups and network namespace; with -stage, it builds the root
 // bwrap runs in (see shim_root), binds each source descriptor at DIR/<fd>
@@ -22,8 +23,9 @@
 // N with --unshare-user --uid N --gid N writes the identity map "N N 1", so the
 // task's processes are host UID N and host firewall rules can match them.
 //
-// On failure it writes {"shim-error": "..."} to descriptor 3 (bwrap's info
-// descriptor, which the launcher reads), the message to stderr, and exits 125.
+// On failure it writes {"shim-error": "..."} to descriptor 3 (which closes
+// when it execs bwrap, so the launcher reads it to its end), the message to
+// stderr, and exits 125.
 
 #define _GNU_SOURCE
 #include <errno.h>
@@ -859,6 +861,10 @@ static void shim_main(int argc, char **argv) {
 	// with (a hardened 077 would leave the files one task of an allocation
 	// writes to /alloc unreadable to the next).
 	umask(022);
+	// The failure report's descriptor closes with the exec: the launcher
+	// reads it to its end, and bwrap must not hand it on.
+	if (fcntl(SHIM_INFO_FD, F_GETFD) >= 0 && fcntl(SHIM_INFO_FD, F_SETFD, FD_CLOEXEC) != 0)
+		shim_fail("shim: descriptor %d: %s", SHIM_INFO_FD, strerror(errno));
 	char *empty_env[] = {NULL};
 	execve(argv[i], &argv[i], empty_env);
 	shim_fail("shim: exec %s: %s", argv[i], strerror(errno));

@@ -160,9 +160,10 @@ func TestShimFillsClosedStdio(t *testing.T) {
 	defer r.Close()
 	closed := ^uintptr(0) // -1: closed in the child
 	pid, err := syscall.ForkExec(os.Args[0], []string{os.Args[0], ShimCommand, "-uid", "65534", "-gid", "65534", "--",
-		"/bin/sh", "-c", "readlink /proc/self/fd/0 >&3; readlink /proc/self/fd/2 >&3"}, &syscall.ProcAttr{
-		Env:   []string{},
-		Files: []uintptr{closed, closed, closed, w.Fd()},
+		"/bin/sh", "-c", "readlink /proc/self/fd/0 >&4; readlink /proc/self/fd/2 >&4"}, &syscall.ProcAttr{
+		Env: []string{},
+		// Descriptor 4: 3, the launcher's failure report, closes at its exec.
+		Files: []uintptr{closed, closed, closed, closed, w.Fd()},
 	})
 	w.Close()
 	if err != nil {
