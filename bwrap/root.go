@@ -37,16 +37,11 @@ func launchRoot(mounts []Mount, bwrap string) (_ []Mount, args []string, bwrapPa
 	bwrapPath = add(bwrap)
 	add("/etc/ld.so.cache")
 	var links []string
-	for _, p := range usrLinks {
-		fi, err := os.Lstat(p)
-		switch {
-		case err != nil:
-		case fi.Mode()&os.ModeSymlink != 0:
-			if target, err := os.Readlink(p); err == nil {
-				links = append(links, "-root-link", target, p)
-			}
-		case fi.IsDir():
-			add(p)
+	for _, l := range hostUsrLinks() {
+		if l.target != "" {
+			links = append(links, "-root-link", l.target, l.path)
+		} else {
+			add(l.path)
 		}
 	}
 	// By name, so that a path comes after any it lies below: the launcher

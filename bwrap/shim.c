@@ -128,16 +128,12 @@ static int shim_under(const char *path, const char *dir) {
 // With a template (a descriptor of a mount namespace, or -1) it copies that
 // one instead of the host's: see shim_root.
 static void shim_private_mounts(int template_fd) {
-	static int done;
-	if (done)
-		return;
 	if (template_fd >= 0 && setns(template_fd, CLONE_NEWNS) != 0)
 		shim_fail("shim: joining the template mount namespace: %s", strerror(errno));
 	if (unshare(CLONE_NEWNS) != 0)
 		shim_fail("shim: new mount namespace: %s", strerror(errno));
 	if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) != 0)
 		shim_fail("shim: making / a slave: %s", strerror(errno));
-	done = 1;
 }
 
 // shim_stage moves each bind source the launcher opened (descriptors
@@ -147,9 +143,6 @@ static void shim_private_mounts(int template_fd) {
 // and the task's UID only has to traverse stage, not every parent of the
 // source.
 static void shim_stage(const char *stage, long last_fd) {
-	if (stage[0] != '/')
-		shim_fail("shim: -stage %s: not an absolute path", stage);
-	shim_private_mounts(-1);
 	if (mount("bwrap-r-stage", stage, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0711,size=4m") != 0)
 		shim_fail("shim: staging tmpfs on %s: %s", stage, strerror(errno));
 	for (long fd = SHIM_LAST_FD + 1; fd <= last_fd; fd++) {
@@ -279,6 +272,26 @@ static void tree_mkfile(int parent, const char *name, const char *path) {
 		shim_fail("shim: tree entry %s: not a file", path);
 }
 
+// attach_at moves the detached mount mnt to name in parent, on a directory
+// or an empty file as mnt is one (made, or accepted if there), and closes
+// mnt; path names the entry in errors.
+static void attach_at(int parent, const char *name, const char *path, int mnt) {
+	struct stat st;
+	if (fstat(mnt, &st) != 0)
+		shim_fail("shim: entry %s: %s", path, strerror(errno));
+	if (S_ISDIR(st.st_mode))
+		tree_mkdir(parent, name, path);
+	else
+		tree_mkfile(parent, name, path);
+	int target = tree_openat(parent, name, 0);
+	if (target < 0)
+		shim_fail("shim: entry %s: %s", path, strerror(errno));
+	if (syscall(SYS_move_mount, mnt, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) != 0)
+		shim_fail("shim: entry %s: binding it: %s", path, strerror(errno));
+	close(target);
+	close(mnt);
+}
+
 static void tree_entry(int root, const struct tree_op *op) {
 	char buf[PATH_MAX];
 	const char *name;
@@ -305,23 +318,8 @@ static void tree_entry(int root, const struct tree_op *op) {
 			close(f);
 			break;
 		}
-		int mnt = op->mnt;
-		if (mnt < 0)
-			break;
-		struct stat st;
-		if (fstat(mnt, &st) != 0)
-			shim_fail("shim: tree entry %s: %s: %s", op->path, op->source, strerror(errno));
-		if (S_ISDIR(st.st_mode))
-			tree_mkdir(parent, name, op->path);
-		else
-			tree_mkfile(parent, name, op->path);
-		int target = tree_openat(parent, name, 0);
-		if (target < 0)
-			shim_fail("shim: tree entry %s: %s", op->path, strerror(errno));
-		if (syscall(SYS_move_mount, mnt, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) != 0)
-			shim_fail("shim: tree entry %s: binding %s: %s", op->path, op->source, strerror(errno));
-		close(target);
-		close(mnt);
+		if (op->mnt >= 0)
+			attach_at(parent, name, op->path, op->mnt);
 		break;
 	}
 	case TREE_BEGIN:
@@ -332,10 +330,11 @@ static void tree_entry(int root, const struct tree_op *op) {
 
 // tree_copy reads op's source when it is a regular file of at most
 // TREE_COPY_MAX bytes that every user may read (links followed, as a bind
-// would), and reports whether it did. Checked on the open file, so a file
-// swapped in after the check is judged itself; anything else is bound.
+// would), and reports whether it did; anything else is bound. The checks
+// and the read are of the one file opened.
 static int tree_copy(struct tree_op *op) {
-	int fd = open(op->source, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC | O_PATH);
+	// O_PATH first: a FIFO or a device is never opened for reading.
+	int fd = open(op->source, O_PATH | O_CLOEXEC);
 	if (fd < 0)
 		return 0;
 	struct stat st;
@@ -345,14 +344,10 @@ static int tree_copy(struct tree_op *op) {
 	}
 	char self[64];
 	snprintf(self, sizeof self, "/proc/self/fd/%d", fd);
-	int f = open(self, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	int f = open(self, O_RDONLY | O_CLOEXEC);
 	close(fd);
-	struct stat again;
-	if (f < 0 || fstat(f, &again) != 0 || again.st_ino != st.st_ino || again.st_dev != st.st_dev) {
-		if (f >= 0)
-			close(f);
+	if (f < 0)
 		return 0;
-	}
 	char *buf = malloc(st.st_size > 0 ? (size_t)st.st_size : 1);
 	if (buf == NULL)
 		shim_fail("shim: out of memory");
@@ -530,27 +525,13 @@ static void root_mkdirs(int root, const char *rel) {
 	close(parent);
 }
 
-// root_attach moves the detached mount mnt to rel in the root, on a
-// directory or an empty file as mnt is one, and closes mnt.
+// root_attach moves the detached mount mnt to rel in the root (attach_at).
 static void root_attach(int root, const char *rel, int mnt) {
 	char buf[PATH_MAX];
 	const char *name;
-	struct stat st;
-	if (fstat(mnt, &st) != 0)
-		shim_fail("shim: root entry /%s: %s", rel, strerror(errno));
 	int parent = tree_parent(root, rel, buf, sizeof buf, &name);
-	if (S_ISDIR(st.st_mode))
-		tree_mkdir(parent, name, rel);
-	else
-		tree_mkfile(parent, name, rel);
-	int target = tree_openat(parent, name, 0);
-	if (target < 0)
-		shim_fail("shim: root entry /%s: %s", rel, strerror(errno));
-	if (syscall(SYS_move_mount, mnt, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) != 0)
-		shim_fail("shim: root entry /%s: %s", rel, strerror(errno));
-	close(target);
+	attach_at(parent, name, rel, mnt);
 	close(parent);
-	close(mnt);
 }
 
 // shim_root_build mounts the launch's root on dir and fills it; the stage

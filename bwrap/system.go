@@ -41,24 +41,38 @@ var devNodes = []string{"/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/
 // host has it: a symlink stays a symlink, a real directory is bound read-only.
 var usrLinks = []string{"/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"}
 
+// usrLink is one of usrLinks as the host has it: a symbolic link to target,
+// or a real directory (target "").
+type usrLink struct{ path, target string }
+
+// hostUsrLinks returns the usrLinks the host has, as it has them.
+func hostUsrLinks() []usrLink {
+	var out []usrLink
+	for _, p := range usrLinks {
+		fi, err := os.Lstat(p)
+		switch {
+		case err != nil:
+		case fi.Mode()&os.ModeSymlink != 0:
+			if target, err := os.Readlink(p); err == nil {
+				out = append(out, usrLink{p, target})
+			}
+		case fi.IsDir():
+			out = append(out, usrLink{p, ""})
+		}
+	}
+	return out
+}
+
 // SystemMounts returns the read-only system a task sees: /usr and its
 // top-level links, the needed /etc files, a fresh /proc, a minimal /dev and a
 // private /tmp of tmpSize bytes. The host's / is never bound whole.
 func SystemMounts(tmpSize int64) []Mount {
 	m := []Mount{{Kind: ROBind, Source: "/usr", Dest: "/usr"}}
-	for _, p := range usrLinks {
-		fi, err := os.Lstat(p)
-		switch {
-		case err != nil:
-			continue
-		case fi.Mode()&os.ModeSymlink != 0:
-			target, err := os.Readlink(p)
-			if err != nil {
-				continue
-			}
-			m = append(m, Mount{Kind: Symlink, Source: target, Dest: p})
-		case fi.IsDir():
-			m = append(m, Mount{Kind: ROBind, Source: p, Dest: p})
+	for _, l := range hostUsrLinks() {
+		if l.target != "" {
+			m = append(m, Mount{Kind: Symlink, Source: l.target, Dest: l.path})
+		} else {
+			m = append(m, Mount{Kind: ROBind, Source: l.path, Dest: l.path})
 		}
 	}
 	// /etc and /dev are trees: one mount each for bwrap (see Tree).
