@@ -157,7 +157,10 @@ func Start(l Launch) (*Sandbox, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bwrap: watching the status file: %w", err)
 	}
-	defer unix.Close(watch)
+	// Closed off the start's path: the last close of an inotify instance
+	// waits for an SRCU grace period in the kernel (about 7 ms here), which
+	// held up Start's return, and StartTask's, every time.
+	defer func() { go unix.Close(watch) }()
 	if _, err := unix.InotifyAddWatch(watch, l.StatusPath, unix.IN_MODIFY); err != nil {
 		return nil, fmt.Errorf("bwrap: watching the status file: %w", err)
 	}
