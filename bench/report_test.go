@@ -148,6 +148,30 @@ func quantile(vs []float64, q float64) float64 {
 
 func median(vs []float64) float64 { return quantile(vs, 0.5) }
 
+// medianCI is a 95% confidence interval of the median of vs, from its order
+// statistics (no assumption on the distribution): the ranks n/2 ± 0.98·√n.
+func medianCI(vs []float64) (lo, hi float64) {
+	n := len(vs)
+	if n < 6 {
+		return math.NaN(), math.NaN()
+	}
+	s := append([]float64(nil), vs...)
+	sort.Float64s(s)
+	half := 0.98 * math.Sqrt(float64(n))
+	j := max(int(math.Floor(float64(n)/2-half)), 1)
+	k := min(int(math.Ceil(float64(n)/2+half))+1, n)
+	return s[j-1], s[k-1]
+}
+
+// ciText is "a–b", or "–" when there are too few samples.
+func ciText(vs []float64) string {
+	lo, hi := medianCI(vs)
+	if math.IsNaN(lo) {
+		return "–"
+	}
+	return num(lo) + "–" + num(hi)
+}
+
 func (r *report) med(cat, key string) float64 { return median(r.get(cat, key)) }
 
 func (r *report) memMed(key string, f func(mem) uint64) float64 {
@@ -288,12 +312,12 @@ func (r *report) markdown() string {
 	}
 	rh, rb := r.med("r", rHost), r.med("r", rBwrap)
 	pb := r.med("rpair", rBwrap)
-	w("| R in the sandbox ≤ 1.05x outside (bwrap-r task start to exit vs the same Rscript on the host; median of each turn's ratio) | %s ms vs %s ms; per turn %sx | %s |\n",
-		num(rb), num(rh), num(pb), status(pb <= 1.05, !math.IsNaN(pb)))
+	w("| R in the sandbox ≤ 1.05x outside (bwrap-r task start to exit vs the same Rscript on the host; median of each turn's ratio) | %s ms vs %s ms; per turn %sx (95%% confidence interval of that median %s), %s ms more | %s |\n",
+		num(rb), num(rh), num(pb), ciText(r.get("rpair", rBwrap)), num(r.med("rdiff", rBwrap)), status(pb <= 1.05, !math.IsNaN(pb)))
 	rhi, rbi := r.med("r", rHostInner), r.med("r", rBwrapInner)
 	pbi := r.med("rpair", rBwrapInner)
-	w("| the same, R's own run time only (timed inside, by the shell) | %s ms vs %s ms; per turn %sx | %s |\n\n",
-		num(rbi), num(rhi), num(pbi), status(pbi <= 1.05, !math.IsNaN(pbi)))
+	w("| the same, R's own run time only (timed inside, by the shell) | %s ms vs %s ms; per turn %sx (%s), %s ms more | %s |\n\n",
+		num(rbi), num(rhi), num(pbi), ciText(r.get("rpair", rBwrapInner)), num(r.med("rdiff", rBwrapInner)), status(pbi <= 1.05, !math.IsNaN(pbi)))
 	r.explain(&b)
 
 	w("## Start latency\n\n")
@@ -406,17 +430,19 @@ func (r *report) markdown() string {
 
 	w("\n## R start-up\n\n")
 	w("`%s -e 'cat(1)'`, median of %d each after one warm-up of each, kinds in turns. On the host it runs as nobody with the sandbox's environment (PATH, HOME, TMPDIR, LANG), as bwrap-r runs a task without a user. \"R only\" is timed by the shell around Rscript (`date +%%s%%N`), inside the sandbox or on the host.\n\n", r.rscript, sz.r)
-	w("| Kind | median | vs host (medians) | vs host, each turn's ratio: p25 / median / p75 |\n|---|---|---|---|\n")
+	w("| Kind | median | vs host (medians) | vs host, each turn's ratio: p25 / median / p75 | 95%% confidence interval of that median | each turn's difference, median |\n|---|---|---|---|---|---|\n")
 	for _, k := range []string{rHost, rBwrap, rRaw, rHostInner, rBwrapInner} {
 		base := rh
 		if k == rHostInner || k == rBwrapInner {
 			base = rhi
 		}
-		turns := "–"
+		turns, ci, diff := "–", "–", "–"
 		if ps := r.get("rpair", k); len(ps) > 0 {
 			turns = fmt.Sprintf("%s / %s / %s", num(quantile(ps, 0.25)), num(quantile(ps, 0.5)), num(quantile(ps, 0.75)))
+			ci = ciText(ps)
+			diff = fmt.Sprintf("%+.1f ms", r.med("rdiff", k))
 		}
-		w("| %s | %s | %s | %s |\n", k, fmtMs(r.get("r", k)), ratio(r.med("r", k), base), turns)
+		w("| %s | %s | %s | %s | %s | %s |\n", k, fmtMs(r.get("r", k)), ratio(r.med("r", k), base), turns, ci, diff)
 	}
 	w("\nA turn runs each kind once, in an order that rotates; its ratio sets a sandbox run against the host run of the same turn, seconds apart, where the medians of the whole run also carry the drift of R's start-up over the minutes the workload takes.\n")
 
@@ -534,8 +560,8 @@ func (r *report) explain(b *strings.Builder) {
 	}
 	rh, rb := r.med("r", rHost), r.med("r", rBwrap)
 	if !(r.med("rpair", rBwrap) <= 1.05) {
-		lines = append(lines, fmt.Sprintf("R: the bwrap-r task takes %s ms more than Rscript on the host. A bwrap-r task of `/bin/true` takes %s ms from StartTask to its exit, which is the sandbox's fixed cost; R itself, timed inside, runs in %s ms in the sandbox and %s ms on the host.",
-			num(rb-rh), num(r.med("true", bwrapR)), num(r.med("r", rBwrapInner)), num(r.med("r", rHostInner))))
+		lines = append(lines, fmt.Sprintf("R: the bwrap-r task takes %s ms more than Rscript on the host in the median turn (%s ms against %s ms, medians of the whole run). A bwrap-r task of `/bin/true` takes %s ms from StartTask to its exit, which is the sandbox's fixed cost; R itself, timed inside, takes %s ms more in the sandbox than on the host in the median turn (%s ms against %s ms).",
+			num(r.med("rdiff", rBwrap)), num(rb), num(rh), num(r.med("true", bwrapR)), num(r.med("rdiff", rBwrapInner)), num(r.med("r", rBwrapInner)), num(r.med("r", rHostInner))))
 	}
 	if len(lines) == 0 {
 		return

@@ -501,6 +501,7 @@ func (e *env) rStartup() {
 		for k, host := range map[string]string{rBwrap: rHost, rRaw: rHost, rBwrapInner: rHostInner} {
 			if v, h := turn[k], turn[host]; v > 0 && h > 0 {
 				e.rep.add("rpair", k, v/h)
+				e.rep.add("rdiff", k, v-h)
 			}
 		}
 	}
