@@ -356,3 +356,52 @@ func TestDistributionR(t *testing.T) {
 		t.Errorf("stdout %q", logs)
 	}
 }
+
+// TestRInstallTheTaskCannotReach: the operator's default_r lies outside
+// r_root, under a directory only root may enter. The fingerprint (root)
+// finds it; a task must not reach it as its own UID. bwrap, as the task,
+// would refuse a path it cannot walk, and the launch's root, built by root,
+// must not walk it for the task: the start fails and names the path. Once
+// the directory is open to all, the same job runs, so it was the permission
+// that stopped it.
+func TestRInstallTheTaskCannotReach(t *testing.T) {
+	setup(t)
+	rig := makeRig(t)
+	if err := os.Chmod(rig, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	defaultR := filepath.Join(rig, "4.2.2", "bin", "R")
+	a := newAgentOpts(t, agentOpts{plugin: fmt.Sprintf("    default_r = %q", defaultR)})
+	if err := a.waitDriver(true, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	config := `        command = "Rscript"
+        args    = ["-e", "cat('R ran\\n')"]`
+
+	const closed = "rhidden-closed"
+	a.runJob(t, writeJob(t, closed, batchJob(closed, "", config)), closed)
+	al := a.waitAlloc(t, closed, 2*time.Minute, "terminal", terminal)
+	events := al.allEvents("t")
+	t.Logf("events:\n%s", events)
+	if al.ClientStatus != "failed" {
+		logs, _ := a.nomad("alloc", "logs", al.ID, "t")
+		t.Fatalf("a task reached an R under a 0700 directory: want failed, got:\n%s\nstdout:\n%s", al, logs)
+	}
+	if started := al.events("t", "Started"); len(started) != 0 {
+		t.Errorf("the task started:\n%s", al)
+	}
+	if !strings.Contains(events, "Permission denied") || !strings.Contains(events, rig) {
+		t.Errorf("no event names %s and the permission it lacks", rig)
+	}
+
+	if err := os.Chmod(rig, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	const open = "rhidden-open"
+	a.runJob(t, writeJob(t, open, batchJob(open, "", config)), open)
+	al = a.waitAlloc(t, open, 2*time.Minute, "terminal", terminal)
+	logs := a.mustNomad(t, "alloc", "logs", al.ID, "t")
+	if al.ClientStatus != "complete" || !strings.Contains(logs, "R ran") {
+		t.Fatalf("with the directory open, want complete with R's output, got:\n%s\nstdout:\n%s", al, logs)
+	}
+}
