@@ -105,7 +105,7 @@ func sizesFor(t *testing.T, mode string) sizes {
 	case "full":
 		// R: 240 turns, since a turn's ratio spreads by ±15% (p25 to p75)
 		// around a target 5% from 1: the median's 95% confidence interval is
-		// then about ±0.015 wide.
+		// then about ±0.03 wide (measured), √2 times that at 120.
 		s = sizes{mode: mode, n: 100, exec: 3, mem: 50, burst: 500, rawBurstFor: 10 * time.Minute, r: 240, phases: 30, traced: 20, execTrue: true, settle: 5 * time.Second, quiet: 90 * time.Second, pause: 2 * time.Second, warm: true}
 	case "smoke":
 		s = sizes{mode: mode, n: 3, exec: 1, mem: 3, burst: 3, rawBurstFor: 30 * time.Second, r: 3, phases: 3, traced: 3, execTrue: false, settle: 500 * time.Millisecond}

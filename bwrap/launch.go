@@ -158,7 +158,7 @@ func Start(l Launch) (*Sandbox, error) {
 		return nil, fmt.Errorf("bwrap: watching the status file: %w", err)
 	}
 	// Closed off the start's path: the last close of an inotify instance
-	// waits for an SRCU grace period in the kernel (about 7 ms here), which
+	// waits for an SRCU grace period in the kernel (1 to 13 ms here), which
 	// held up Start's return, and StartTask's, every time.
 	defer func() { go unix.Close(watch) }()
 	if _, err := unix.InotifyAddWatch(watch, l.StatusPath, unix.IN_MODIFY); err != nil {
