@@ -308,6 +308,31 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 	if err != nil {
 		return nil, nil, err
 	}
+	// The task's output first: its registration with the collector (a
+	// round trip to another process) runs alongside the steps below, and is
+	// waited for before the launch, so that no command runs whose output
+	// has nowhere to go.
+	collected := conf.collectsLogs(cfg)
+	stdout, stderr, registered, err := d.taskOutput(cfg, collected, logLimits)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer stdout.Close()
+	defer stderr.Close()
+	// A start that fails leaves the collector nothing of the task's. This
+	// runs after the cleanup below has killed the sandbox, the last writer
+	// of the pipes, so the collector reaches their end.
+	started := false
+	if collected {
+		defer func() {
+			if !started {
+				stdout.Close()
+				stderr.Close()
+				_ = registered()
+				d.collector().finish(cfg.ID, 5*time.Second)
+			}
+		}()
+	}
 	if err := prepareTaskDirs(cfg, uid, gid); err != nil {
 		return nil, nil, err
 	}
@@ -324,7 +349,6 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 	var sb *bwrap.Sandbox
 	hideAPI := conf.hidesTaskAPI()
 	// Whatever fails from here on, nothing of the task is left behind.
-	started := false
 	defer func() {
 		if started {
 			return
@@ -364,28 +388,14 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 	// A leftover from an earlier start with the same ID is ours, and stale.
 	_ = os.Remove(statusPath)
 
-	collected := conf.collectsLogs(cfg)
-	stdout, stderr, err := d.taskOutput(cfg, collected, logLimits)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer stdout.Close()
-	defer stderr.Close()
-	if collected {
-		// A start that fails leaves the collector nothing of the task's.
-		defer func() {
-			if !started {
-				stdout.Close()
-				stderr.Close()
-				d.collector().finish(cfg.ID, 5*time.Second)
-			}
-		}()
-	}
 	devnull, err := os.Open(os.DevNull)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer devnull.Close()
+	if err := registered(); err != nil {
+		return nil, nil, err
+	}
 
 	sb, err = bwrap.Start(bwrap.Launch{
 		Bwrap:      bwrapPath,

@@ -110,6 +110,40 @@ func TestHarnessOneCollectorForEveryTask(t *testing.T) {
 	}
 }
 
+// A collector that cannot be reached fails the start with a clear error, and
+// the registration, which runs alongside the start's other steps, is settled
+// before the launch: the command never runs with nowhere for its output to go.
+func TestHarnessNoCollectorNoCommand(t *testing.T) {
+	state := stateDir(t)
+	h, d := newHarness(t, Config{StateDir: state})
+	// A collector that takes a second to fail: long enough for a command
+	// launched before the answer to run.
+	slow := filepath.Join(t.TempDir(), "failing-collector")
+	if err := os.WriteFile(slow, []byte("#!/bin/sh\nsleep 1\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d.collector().exe = slow
+	task := newTask(t, h, "nocollector", sh("touch /alloc/data/ran"))
+	_, _, err := h.StartTask(task)
+	if err == nil || !strings.Contains(err.Error(), "log collector") {
+		t.Fatalf("StartTask without a collector: %v", err)
+	}
+	// Give a command that did start the time to show itself.
+	time.Sleep(500 * time.Millisecond)
+	if _, err := os.Stat(filepath.Join(task.AllocDir, "alloc", "data", "ran")); !os.IsNotExist(err) {
+		t.Fatalf("the command ran though its output had nowhere to go: %v", err)
+	}
+	if _, ok := d.tasks.Get(task.ID); ok {
+		t.Fatal("the failed start left a task behind")
+	}
+	d.collector().mu.Lock()
+	n := len(d.collector().tasks)
+	d.collector().mu.Unlock()
+	if n != 0 {
+		t.Fatalf("the plugin keeps %d tasks' pipes after a failed start", n)
+	}
+}
+
 // A task's logs block sets its rotation within the plugin's limits; one
 // asking for more than the plugin allows does not start.
 func TestHarnessTaskLogLimits(t *testing.T) {
