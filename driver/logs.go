@@ -96,6 +96,23 @@ type taskLogs struct {
 	names []string
 	pipes []*os.File
 	lim   logcollect.Limits
+	// ended is closed when the collector says the task's streams have all
+	// ended (its output is in its files); heard says it has been.
+	ended chan struct{}
+	heard bool
+}
+
+func newTaskLogs(dir *os.File, lim logcollect.Limits) *taskLogs {
+	return &taskLogs{dir: dir, lim: lim, ended: make(chan struct{})}
+}
+
+// markEnded records the collector's word that the task's streams ended.
+// collector.mu is held.
+func (t *taskLogs) markEnded() {
+	if !t.heard {
+		t.heard = true
+		close(t.ended)
+	}
 }
 
 func (t *taskLogs) close() {
@@ -117,10 +134,13 @@ type collector struct {
 
 	mu     sync.Mutex
 	client *logcollect.Client
-	// watching is the connection whose end says the collector is gone.
-	watching *logcollect.Client
-	tasks    map[string]*taskLogs
-	closed   bool
+	// watching is the connection whose end says the collector is gone; it
+	// also brings word of each task whose streams have ended, when
+	// subscribed (a collector from before subscriptions is not).
+	watching   *logcollect.Client
+	subscribed bool
+	tasks      map[string]*taskLogs
+	closed     bool
 }
 
 func newCollector(stateDir, exe string, logger hclog.Logger) *collector {
@@ -149,15 +169,30 @@ func (c *collector) connected() (*logcollect.Client, error) {
 		cl.Close()
 		return nil, err
 	}
+	// Subscribed before any task is registered with this collector, so that
+	// no word of one is missed.
+	ended, err := watch.Subscribe()
+	c.subscribed = err == nil
 	c.client, c.watching = cl, watch
-	go c.watch(cl, watch)
+	go c.watch(cl, watch, ended)
 	return cl, nil
 }
 
-// watch waits for the collector to go, then starts another and registers
-// every task again; what the tasks wrote meanwhile waits in their pipes.
-func (c *collector) watch(cl, watch *logcollect.Client) {
-	<-watch.Closed()
+// watch takes the collector's word of ended tasks until it goes, then
+// starts another and registers every task again; what the tasks wrote
+// meanwhile waits in their pipes. ended is nil when not subscribed.
+func (c *collector) watch(cl, watch *logcollect.Client, ended <-chan string) {
+	if ended != nil {
+		for id := range ended {
+			c.mu.Lock()
+			if t, ok := c.tasks[id]; ok {
+				t.markEnded()
+			}
+			c.mu.Unlock()
+		}
+	} else {
+		<-watch.Closed()
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.client != cl || c.closed {
@@ -246,7 +281,7 @@ func (c *collector) recover(id string, logsDir *os.File, lim logcollect.Limits) 
 		logsDir.Close()
 		return false, nil
 	}
-	t := &taskLogs{dir: logsDir, lim: lim}
+	t := newTaskLogs(logsDir, lim)
 	for _, name := range slices.Sorted(maps.Keys(files)) {
 		t.names = append(t.names, name)
 		t.pipes = append(t.pipes, files[name])
@@ -257,10 +292,31 @@ func (c *collector) recover(id string, logsDir *os.File, lim logcollect.Limits) 
 
 // drained waits, at most within, until the collector has moved all of an
 // ended task's output into its files (it then lets the task go); false when
-// it has not by then. The collector answers when the task's streams end, on
-// a connection of this wait's own (the shared one stays free for starts).
+// it has not by then. The collector's word on the watch connection usually
+// settles it; failing that (a collector from before subscriptions, or no
+// word within a second) it asks, on a connection of this wait's own (the
+// shared one stays free for starts), and the collector answers when the
+// task's streams end.
 func (c *collector) drained(id string, within time.Duration) bool {
 	deadline := time.Now().Add(within)
+	c.mu.Lock()
+	t, ours := c.tasks[id]
+	subscribed := c.subscribed
+	c.mu.Unlock()
+	if !ours {
+		return true
+	}
+	if subscribed {
+		// A collector that goes and comes back meanwhile is handed the
+		// task again and gives its word then.
+		wait := time.NewTimer(min(within, time.Second))
+		select {
+		case <-t.ended:
+			wait.Stop()
+			return true
+		case <-wait.C:
+		}
+	}
 	for {
 		c.mu.Lock()
 		_, ours := c.tasks[id]
@@ -353,7 +409,8 @@ func (d *Driver) taskLogPipes(cfg *drivers.TaskConfig, lim logcollect.Limits) (s
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	t := &taskLogs{dir: dir, lim: lim, names: []string{cfg.Name + ".stdout", cfg.Name + ".stderr"}}
+	t := newTaskLogs(dir, lim)
+	t.names = []string{cfg.Name + ".stdout", cfg.Name + ".stderr"}
 	var writers []*os.File
 	for range t.names {
 		r, w, err := os.Pipe()

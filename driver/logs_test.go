@@ -144,6 +144,60 @@ func TestHarnessNoCollectorNoCommand(t *testing.T) {
 	}
 }
 
+// When Nomad hears of a task's exit its last line is in its log, and the
+// plugin knows that from the collector's word on the watch connection, with
+// no round trip of its own: with the socket gone, asking would wait out its
+// 5 s, and the task's exit would not be reported before that.
+func TestHarnessExitHeardFromTheCollector(t *testing.T) {
+	state := stateDir(t)
+	h, d := newHarness(t, Config{StateDir: state})
+	task := newTask(t, h, "heard", sh("read _ < /local/go; echo last line"))
+	fifo := filepath.Join(task.TaskDir().LocalDir, "go")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	start(t, h, task)
+	// No new connection to the collector from here on; the plugin's own
+	// stay open.
+	if err := os.Remove(filepath.Join(state, "logd.sock")); err != nil {
+		t.Fatal(err)
+	}
+	ch, err := h.WaitTask(context.Background(), task.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.WriteString("go\n")
+	w.Close()
+	exited := time.Now()
+	var res *drivers.ExitResult
+	select {
+	case res = <-ch:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no exit")
+	}
+	if took := time.Since(exited); took >= 4*time.Second {
+		t.Fatalf("the exit was reported %v after it: the plugin asked the collector instead of taking its word", took)
+	}
+	if !res.Successful() {
+		t.Fatalf("exit: %+v", res)
+	}
+	b, _ := os.ReadFile(filepath.Join(task.TaskDir().LogDir, task.Name+".stdout.0"))
+	if string(b) != "last line\n" {
+		t.Fatalf("stdout holds %q when Nomad hears of the exit", b)
+	}
+	d.collector().mu.Lock()
+	tl, ok := d.collector().tasks[task.ID]
+	heard := ok && tl.heard
+	d.collector().mu.Unlock()
+	if !heard {
+		t.Fatal("the plugin has no word of the task's end from the collector")
+	}
+}
+
 // A task's logs block sets its rotation within the plugin's limits; one
 // asking for more than the plugin allows does not start.
 func TestHarnessTaskLogLimits(t *testing.T) {

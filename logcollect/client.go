@@ -137,6 +137,32 @@ func (c *Client) Wait(id string, d time.Duration) (bool, error) {
 	return err == nil && !rep.Known, err
 }
 
+// Subscribe turns the connection into a feed: the channel gets the ID of
+// every task whose streams have all ended from now on (its output is then in
+// its files), and is closed when the collector goes away. The connection
+// serves nothing else afterwards. A collector from before subscriptions
+// refuses it with an error and the connection stays as it was.
+func (c *Client) Subscribe() (<-chan string, error) {
+	if _, _, err := c.call(request{Op: opSubscribe}, nil); err != nil {
+		return nil, err
+	}
+	ended := make(chan string, 64)
+	go func() {
+		defer close(ended)
+		for {
+			rep, fds, err := readMsg[reply](c.conn)
+			closeAll(fds)
+			if err != nil {
+				return
+			}
+			if rep.Ended != "" {
+				ended <- rep.Ended
+			}
+		}
+	}()
+	return ended, nil
+}
+
 // Spawn starts a collector from exe in its own session, detached from the
 // caller, its diagnostics appended to logPath. It returns once the socket
 // answers (or another collector's does).

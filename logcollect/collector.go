@@ -65,6 +65,15 @@ type Collector struct {
 	tasks    map[string]*task
 	conns    int
 	lastBusy time.Time
+	// subs are the connections that asked to hear of every task whose
+	// streams have all ended (opSubscribe).
+	subs map[*subscriber]struct{}
+}
+
+// subscriber is one subscribed connection's queue of ended tasks' IDs.
+type subscriber struct {
+	ended []string      // guarded by Collector.mu
+	wake  chan struct{} // one pending wake-up
 }
 
 type task struct {
@@ -118,7 +127,7 @@ func Listen(socket, lock string, logger *log.Logger) (*Collector, error) {
 		return nil, err
 	}
 	return &Collector{listener: l, lockFile: lf, pk: pk, log: logger,
-		tasks: map[string]*task{}, lastBusy: time.Now()}, nil
+		tasks: map[string]*task{}, subs: map[*subscriber]struct{}{}, lastBusy: time.Now()}, nil
 }
 
 // ExitWhenIdle ends the process once it has had no client and no task for d.
@@ -183,6 +192,11 @@ func (c *Collector) serveConn(conn *net.UnixConn) {
 		if err != nil {
 			return
 		}
+		if req.Op == opSubscribe {
+			closeAll(fds)
+			c.feed(conn)
+			return
+		}
 		rep, out := c.handle(req, fds)
 		err = writeMsg(conn, rep, out)
 		for _, f := range out {
@@ -227,6 +241,52 @@ func (c *Collector) handle(req request, fds []*os.File) (reply, []*os.File) {
 	}
 	closeAll(fds)
 	return reply{Error: fmt.Sprintf("unknown request %q", req.Op)}, nil
+}
+
+// feed answers a subscription, then sends on conn the ID of every task whose
+// streams have all ended, until conn closes. The connection carries nothing
+// else from then on. A plugin that hears of a task here knows, without a
+// round trip of its own, that the task's output is in its files.
+func (c *Collector) feed(conn *net.UnixConn) {
+	s := &subscriber{wake: make(chan struct{}, 1)}
+	c.mu.Lock()
+	c.subs[s] = struct{}{}
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.subs, s)
+		c.mu.Unlock()
+	}()
+	if writeMsg(conn, reply{}, nil) != nil {
+		return
+	}
+	// The subscriber sends nothing more: a read ends when it goes.
+	gone := make(chan struct{})
+	go func() {
+		defer close(gone)
+		buf := make([]byte, 1)
+		for {
+			if _, err := conn.Read(buf); err != nil {
+				return
+			}
+		}
+	}()
+	for {
+		select {
+		case <-gone:
+			return
+		case <-s.wake:
+		}
+		c.mu.Lock()
+		ended := s.ended
+		s.ended = nil
+		c.mu.Unlock()
+		for _, id := range ended {
+			if writeMsg(conn, reply{Ended: id}, nil) != nil {
+				return
+			}
+		}
+	}
 }
 
 // add takes the logs dir and one pipe read end per name; a task already
@@ -346,6 +406,13 @@ func (c *Collector) ended(id string, t *task, s *stream) {
 			delete(c.tasks, id)
 		}
 		c.lastBusy = time.Now()
+		for sub := range c.subs {
+			sub.ended = append(sub.ended, id)
+			select {
+			case sub.wake <- struct{}{}:
+			default:
+			}
+		}
 	}
 }
 
@@ -443,6 +510,8 @@ const (
 	opFiles  = "files"
 	opForget = "forget"
 	opWait   = "wait"
+	// opSubscribe turns the connection into a feed of ended tasks (feed).
+	opSubscribe = "subscribe"
 )
 
 type request struct {
@@ -457,6 +526,9 @@ type reply struct {
 	Error string   `json:"error,omitempty"`
 	Known bool     `json:"known,omitempty"`
 	Names []string `json:"names,omitempty"`
+	// Ended, on a subscribed connection, is a task whose streams have all
+	// ended and whose output is all in its files.
+	Ended string `json:"ended,omitempty"`
 }
 
 const maxMsg = 64 * 1024

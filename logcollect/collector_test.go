@@ -110,6 +110,67 @@ func TestWaitAnswersWhenTheStreamsEnd(t *testing.T) {
 	}
 }
 
+// A subscribed connection hears of each task once all its streams have
+// ended, with its output already in its files, and of no task before; a
+// subscriber that goes is forgotten.
+func TestSubscriptionHearsOfEndedTasks(t *testing.T) {
+	dir := t.TempDir()
+	c, cl := collectorIn(t, dir)
+	sub, err := Dial(filepath.Join(dir, "sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ended, err := sub.Subscribe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lim := Limits{MaxFiles: 2, FileSize: 1 << 20}
+	tp1, tp2 := newTaskPipes(t, 2), newTaskPipes(t, 2)
+	if err := cl.Add("t1", tp1.dir, []string{"web.stdout", "web.stderr"}, tp1.readers, lim); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Add("t2", tp2.dir, []string{"web.stdout", "web.stderr"}, tp2.readers, lim); err != nil {
+		t.Fatal(err)
+	}
+	// The plugin's own read ends stay open, as the driver keeps them.
+	tp2.writers[0].Close()
+	tp1.writers[0].WriteString("first\n")
+	tp1.writers[0].Close()
+	select {
+	case id := <-ended:
+		t.Fatalf("heard of %s with a stream of each task still open", id)
+	case <-time.After(200 * time.Millisecond):
+	}
+	tp1.writers[1].WriteString("last line\n")
+	tp1.writers[1].Close()
+	select {
+	case id := <-ended:
+		if id != "t1" {
+			t.Fatalf("heard of %s, want t1", id)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no word of t1 after both its streams ended")
+	}
+	if b, _ := os.ReadFile(filepath.Join(tp1.logs, "web.stderr.0")); string(b) != "last line\n" {
+		t.Fatalf("web.stderr.0 holds %q when the subscriber hears of t1", b)
+	}
+	sub.Close()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		c.mu.Lock()
+		n := len(c.subs)
+		c.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the collector keeps a subscriber that went")
+		}
+	}
+	// A request connection still works as before.
+	tp2.writers[1].Close()
+	waitGone(t, cl, "t2")
+}
+
 // logFiles returns base's files in dir, oldest first.
 func logFiles(t *testing.T, dir, base string) []string {
 	t.Helper()
