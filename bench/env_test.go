@@ -145,7 +145,35 @@ func newEnv(t *testing.T, rep *report) *env {
 		chroot[k] = v
 	}
 	e.drv[execDrv] = &dut{name: execDrv, h: testutils.NewDriverHarness(t, ed), fsi: fsisolation.Chroot, chroot: chroot, cancel: cancel}
+	for _, d := range e.drv {
+		e.fingerprint(d)
+	}
 	return e
+}
+
+// fingerprint keeps the driver's fingerprint stream open, as Nomad's client
+// does for every driver. For bwrap-r that is also when the link guards of
+// allocations whose dirs are gone come off (every 30 s): without it they
+// would pile up in the host's mount table for the whole run, two for each
+// task, as on no node.
+func (e *env) fingerprint(d *dut) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ch, err := d.h.Fingerprint(ctx)
+	if err != nil {
+		cancel()
+		e.t.Fatalf("%s: Fingerprint: %v", d.name, err)
+	}
+	go func() {
+		for range ch {
+		}
+	}()
+	stop := d.cancel
+	d.cancel = func() {
+		cancel()
+		if stop != nil {
+			stop()
+		}
+	}
 }
 
 func (e *env) setConfig(d drivers.DriverPlugin, conf any, agent *base.AgentConfig) {
