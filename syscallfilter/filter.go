@@ -15,9 +15,11 @@ package syscallfilter
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"runtime"
+	"slices"
 	"syscall"
 
 	"golang.org/x/net/bpf"
@@ -293,19 +295,78 @@ func instructions() (prog []bpf.Instruction, err error) {
 			err = fmt.Errorf("syscallfilter: a block of %d instructions is too long to jump over", int(n))
 		}
 	}()
-	prog = guardArch()
+	var cases []syscallCase
 	for _, r := range refusals {
-		prog = append(prog, onSyscalls(r.calls, refuse(r.errno))...)
+		for _, nr := range r.calls {
+			cases = append(cases, syscallCase{uint32(nr), refuse(r.errno)})
+		}
 	}
-	prog = append(prog, seq(
-		onSyscall(unix.SYS_CLONE, seq([]bpf.Instruction{loadArgLow(0)}, ifAnyBit(newNamespaceFlags, refuse(unix.EPERM)), allow())),
-		onSyscall(unix.SYS_IOCTL, argOneOf(1, refusedIoctls, refuse(unix.EPERM), allow())),
-		onSyscall(unix.SYS_PERSONALITY, argOneOf(0, allowedPersonalities, allow(), refuse(unix.EPERM))),
-		onSyscall(unix.SYS_SOCKET, socketRule(socketFamilies)),
-		onSyscall(unix.SYS_SOCKETPAIR, socketRule(socketpairFamilies)),
-		allow(),
-	)...)
-	return prog, nil
+	cases = append(cases,
+		syscallCase{unix.SYS_CLONE, seq([]bpf.Instruction{loadArgLow(0)}, ifAnyBit(newNamespaceFlags, refuse(unix.EPERM)), allow())},
+		syscallCase{unix.SYS_IOCTL, argOneOf(1, refusedIoctls, refuse(unix.EPERM), allow())},
+		syscallCase{unix.SYS_PERSONALITY, argOneOf(0, allowedPersonalities, allow(), refuse(unix.EPERM))},
+		syscallCase{unix.SYS_SOCKET, socketRule(socketFamilies)},
+		syscallCase{unix.SYS_SOCKETPAIR, socketRule(socketpairFamilies)},
+	)
+	slices.SortFunc(cases, func(a, b syscallCase) int { return cmp.Compare(a.nr, b.nr) })
+	for i := 1; i < len(cases); i++ {
+		if cases[i].nr == cases[i-1].nr {
+			return nil, fmt.Errorf("syscallfilter: system call %d has two rules", cases[i].nr)
+		}
+	}
+	return seq(guardArch(), dispatch(cases, allow())), nil
+}
+
+// syscallCase is what the filter does with one system call number.
+type syscallCase struct {
+	nr   uint32
+	body []bpf.Instruction
+}
+
+// dispatchLeaf is the most cases a branch of dispatch tests one by one: the
+// shortest program of the sizes tried (4 to 16), and as fast to load.
+const dispatchLeaf = 12
+
+// dispatch runs the body of the case whose number is in the accumulator,
+// and otherwise: cases are sorted by number and searched by halves, not in
+// a list. A call then passes about a dozen instructions instead of every
+// rule, and so does the kernel at each load, when it runs the filter on
+// every system call number to find those it may allow without running it
+// (its action cache): a load took 0.13 to 0.16 ms with the list and 0.05
+// with the search, and a start has two (bwrap loads the filter in pid 1 and
+// again for the command), an exec into the sandbox one.
+func dispatch(cases []syscallCase, otherwise []bpf.Instruction) []bpf.Instruction {
+	if len(cases) <= dispatchLeaf {
+		// Numbers with the same body share it: the program stays short
+		// (the kernel caps the instructions of a thread's filters).
+		var p []bpf.Instruction
+		for len(cases) > 0 {
+			var nrs []uintptr
+			rest := cases[:0:0]
+			for _, c := range cases {
+				if slices.Equal(c.body, cases[0].body) {
+					nrs = append(nrs, uintptr(c.nr))
+				} else {
+					rest = append(rest, c)
+				}
+			}
+			p = append(p, onSyscalls(nrs, cases[0].body)...)
+			cases = rest
+		}
+		return append(p, otherwise...)
+	}
+	half := len(cases) / 2
+	below := dispatch(cases[:half], otherwise)
+	return seq(
+		// From the half's first number up: over the other half, with an
+		// unconditional jump (a conditional one reaches 255 at most).
+		[]bpf.Instruction{
+			bpf.JumpIf{Cond: bpf.JumpGreaterOrEqual, Val: cases[half].nr, SkipTrue: 0, SkipFalse: 1},
+			bpf.Jump{Skip: uint32(len(below))},
+		},
+		below,
+		dispatch(cases[half:], otherwise),
+	)
 }
 
 // sockFilters is the filter as the kernel's struct sock_filter entries.
