@@ -441,8 +441,12 @@ static void shim_trees(const char *stage, const struct tree_op *ops, int nops) {
 // namespace (detached copies of its mounts, open_tree). The launcher then
 // copies a template mount namespace (-template FD: a namespace of one tmpfs,
 // made once, see shim_template) rather than the host's, mounts the root in
-// it and moves into it: no step of a start copies, walks or detaches the
-// host's mount table, however many tasks the node runs. Without a template
+// it and moves into it: no step of a start copies, parses or detaches the
+// host's mount table, however many tasks the node runs. (The kernel still
+// looks at each mount directly below a source's own mount when it clones
+// the source, for locked mounts below it: for a path on the root file
+// system that is a few mounts for every task of the node, about 0.3 ms for
+// a start's first clone with 1,500 of them.) Without a template
 // it copies the host's namespace and detaches the host's root from it.
 #define SHIM_MAX_ROOT_OPS 64
 
