@@ -386,10 +386,13 @@ func Reattach(monitor, init Proc, statusPath string) *Sandbox {
 // what is left in the sandbox (pid 1 waits for background children forever).
 func (s *Sandbox) finish(waitErr error) {
 	s.once.Do(func() {
-		if s.Init.Signal(syscall.SIGKILL) == nil {
+		killed := s.Init.Signal(syscall.SIGKILL) == nil
+		// Read while pid 1 is being torn down: the monitor wrote the status
+		// before it exited, and the command has exited too.
+		s.result = s.commandExit(ReadStatus(s.StatusPath))
+		if killed {
 			_ = s.Init.waitExit()
 		}
-		s.result = s.commandExit(ReadStatus(s.StatusPath))
 		if s.result.Err != nil && waitErr != nil {
 			var ee *exec.ExitError
 			if !errors.As(waitErr, &ee) {
