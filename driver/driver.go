@@ -25,6 +25,7 @@ import (
 
 	"github.com/bwrap-r/bwrap-r/bwrap"
 	"github.com/bwrap-r/bwrap-r/egress"
+	"github.com/bwrap-r/bwrap-r/logcollect"
 	"github.com/bwrap-r/bwrap-r/syscallfilter"
 )
 
@@ -291,6 +292,13 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 	logLimits, err := conf.Logs.limitsFor(tc.Logs)
 	if err != nil {
 		return nil, nil, err
+	}
+	if conf.collectsLogs(cfg) {
+		for _, stream := range []string{"stdout", "stderr"} {
+			if name := cfg.Name + "." + stream; !logcollect.ValidName(name) {
+				return nil, nil, fmt.Errorf("task name: its log file %q is not a file name the log collector takes (a plain name shorter than 200 bytes)", name)
+			}
+		}
 	}
 
 	uid, gid, err := resolveUser(cfg.User, conf)

@@ -227,12 +227,20 @@ func (c *collector) readdAll() error {
 	return nil
 }
 
+// collectorRefused says the collector turned a request down (the connection is fine).
+func collectorRefused(err error) bool {
+	var r *logcollect.RefusedError
+	return errors.As(err, &r)
+}
+
 func (c *collector) dropClient() {
 	if c.client != nil {
 		c.client.Close()
 		c.watching.Close()
 		c.client, c.watching = nil, nil
 	}
+	// No word comes until the next connection subscribes: drained asks.
+	c.subscribed = false
 }
 
 // add registers a task's pipes; on a connection error it tries once more
@@ -249,6 +257,11 @@ func (c *collector) add(id string, t *taskLogs) error {
 		if err = cl.Add(id, t.dir, t.names, t.pipes, t.lim); err == nil {
 			c.tasks[id] = t
 			return nil
+		}
+		// A refusal says nothing against the connection: keep it (and the
+		// subscription that tells every other task's end).
+		if collectorRefused(err) {
+			break
 		}
 		c.dropClient()
 	}
@@ -273,7 +286,9 @@ func (c *collector) recover(id string, logsDir *os.File, lim logcollect.Limits) 
 	}
 	files, err := cl.Files(id)
 	if err != nil {
-		c.dropClient()
+		if !collectorRefused(err) {
+			c.dropClient()
+		}
 		logsDir.Close()
 		return false, err
 	}

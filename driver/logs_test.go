@@ -198,6 +198,63 @@ func TestHarnessExitHeardFromTheCollector(t *testing.T) {
 	}
 }
 
+// A name the collector would refuse for the task's log files fails the
+// start before anything is made; a request the collector refuses keeps the
+// plugin's connection, and with it the word of every other task's end.
+func TestHarnessCollectorRefusalKeepsTheWord(t *testing.T) {
+	state := stateDir(t)
+	h, d := newHarness(t, Config{StateDir: state})
+	long := newTask(t, h, strings.Repeat("n", 195), sh("true"))
+	if _, _, err := h.StartTask(long); err == nil || !strings.Contains(err.Error(), "task name") {
+		t.Fatalf("a task name too long for its log files: %v", err)
+	}
+	task := newTask(t, h, "word", sh("read _ < /local/go; echo done"))
+	fifo := filepath.Join(task.TaskDir().LocalDir, "go")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	start(t, h, task)
+	// A registration the collector refuses (a slash in a log file's name).
+	dir, err := os.Open(task.TaskDir().LogDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	c := d.collector()
+	bad := newTaskLogs(dir, logcollect.Limits{MaxFiles: 1, FileSize: 1 << 20})
+	bad.names, bad.pipes = []string{"a/b"}, []*os.File{r}
+	if err := c.add("refused", bad); err == nil {
+		t.Fatal("the collector took a log file name with a slash")
+	}
+	bad.close()
+	c.mu.Lock()
+	kept := c.client != nil && c.subscribed
+	c.mu.Unlock()
+	if !kept {
+		t.Fatal("a refused request dropped the plugin's connection to the collector")
+	}
+	f, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("go\n")
+	f.Close()
+	if res := waitExit(t, h, task.ID, 20*time.Second); !res.Successful() {
+		t.Fatalf("exit: %+v", res)
+	}
+	c.mu.Lock()
+	tl, ok := c.tasks[task.ID]
+	heard := ok && tl.heard
+	c.mu.Unlock()
+	if !heard {
+		t.Fatal("no word of the task's end after the refusal")
+	}
+}
+
 // A task's logs block sets its rotation within the plugin's limits; one
 // asking for more than the plugin allows does not start.
 func TestHarnessTaskLogLimits(t *testing.T) {

@@ -78,10 +78,16 @@ func (c *Client) call(req request, files []*os.File) (reply, []*os.File, error) 
 	}
 	if rep.Error != "" {
 		closeAll(got)
-		return rep, nil, errors.New(rep.Error)
+		return rep, nil, &RefusedError{rep.Error}
 	}
 	return rep, got, nil
 }
+
+// RefusedError is the collector's answer to a request it refused (bad
+// input, or an older collector's unknown request): the connection is fine.
+type RefusedError struct{ Reason string }
+
+func (e *RefusedError) Error() string { return e.Reason }
 
 // Add registers a task: its logs dir and, for each file base name, the read
 // end of the pipe the task writes. The collector takes copies; the caller

@@ -72,15 +72,23 @@ type Collector struct {
 
 // subscriber is one subscribed connection's queue of ended tasks' IDs.
 type subscriber struct {
-	ended []string      // guarded by Collector.mu
-	wake  chan struct{} // one pending wake-up
+	ended      []string // guarded by Collector.mu
+	overflowed bool     // guarded by Collector.mu: more than maxPendingWords
+	wake       chan struct{}
 }
+
+// maxPendingWords bounds the words a subscriber may leave unread (a
+// variable for the tests).
+var maxPendingWords = 4096
 
 type task struct {
 	dir     *os.File
 	streams []*stream
 	left    int
 	done    chan struct{} // closed when its last stream has ended
+	// forgotten: its streams were cut off (forget), not drained, so no
+	// subscriber hears that its output is in its files.
+	forgotten bool
 }
 
 type stream struct {
@@ -278,9 +286,13 @@ func (c *Collector) feed(conn *net.UnixConn) {
 		case <-s.wake:
 		}
 		c.mu.Lock()
-		ended := s.ended
+		ended, overflowed := s.ended, s.overflowed
 		s.ended = nil
 		c.mu.Unlock()
+		if overflowed {
+			c.log.Printf("a subscriber left %d words unread; closing its connection", maxPendingWords)
+			return
+		}
 		for _, id := range ended {
 			if writeMsg(conn, reply{Ended: id}, nil) != nil {
 				return
@@ -407,7 +419,17 @@ func (c *Collector) ended(id string, t *task, s *stream) {
 		}
 		c.lastBusy = time.Now()
 		for sub := range c.subs {
-			sub.ended = append(sub.ended, id)
+			if t.forgotten {
+				continue
+			}
+			if len(sub.ended) >= maxPendingWords {
+				// A subscriber that does not read: its connection is
+				// closed, and a plugin that is still there comes back and
+				// hands over its tasks again.
+				sub.overflowed = true
+			} else {
+				sub.ended = append(sub.ended, id)
+			}
 			select {
 			case sub.wake <- struct{}{}:
 			default:
@@ -450,6 +472,7 @@ func (c *Collector) forget(id string) {
 	t, ok := c.tasks[id]
 	if ok {
 		delete(c.tasks, id)
+		t.forgotten = true
 		c.lastBusy = time.Now()
 	}
 	c.mu.Unlock()
@@ -468,6 +491,10 @@ func (c *Collector) forget(id string) {
 func validBase(n string) bool {
 	return n != "" && n != "." && n != ".." && len(n) < 200 && !strings.ContainsAny(n, "/\x00")
 }
+
+// ValidName reports whether the collector takes name as a log file's base
+// name (a plain file name shorter than 200 bytes).
+func ValidName(name string) bool { return validBase(name) }
 
 func closeAll(fs []*os.File) {
 	for _, f := range fs {

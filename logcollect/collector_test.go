@@ -171,6 +171,95 @@ func TestSubscriptionHearsOfEndedTasks(t *testing.T) {
 	waitGone(t, cl, "t2")
 }
 
+// A forgotten task's streams were cut off, not drained: no word of it.
+func TestSubscriptionNoWordOfAForgottenTask(t *testing.T) {
+	dir := t.TempDir()
+	_, cl := collectorIn(t, dir)
+	sub, err := Dial(filepath.Join(dir, "sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	ended, err := sub.Subscribe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := newTaskPipes(t, 1)
+	if err := cl.Add("cut", tp.dir, []string{"web.stdout"}, tp.readers, Limits{MaxFiles: 2, FileSize: 1 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Forget("cut"); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, cl, "cut")
+	select {
+	case id := <-ended:
+		t.Fatalf("heard of %s, which was forgotten with its writer still open", id)
+	case <-time.After(300 * time.Millisecond):
+	}
+}
+
+// A subscriber that stops reading costs the collector at most
+// maxPendingWords words, and its connection is closed once the collector
+// can write again.
+func TestSubscriberThatDoesNotReadIsBounded(t *testing.T) {
+	old := maxPendingWords
+	maxPendingWords = 8
+	defer func() { maxPendingWords = old }()
+	dir := t.TempDir()
+	c, cl := collectorIn(t, dir)
+	// Subscribed, and never read until the end.
+	sub, err := Dial(filepath.Join(dir, "sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	if _, _, err := sub.call(request{Op: opSubscribe}, nil); err != nil {
+		t.Fatal(err)
+	}
+	lim := Limits{MaxFiles: 1, FileSize: 1 << 20}
+	for i := 0; i < 1500; i++ {
+		tp := newTaskPipes(t, 1)
+		id := fmt.Sprintf("t%d", i)
+		if err := cl.Add(id, tp.dir, []string{"web.stdout"}, tp.readers, lim); err != nil {
+			t.Fatal(err)
+		}
+		tp.writers[0].Close()
+		tp.readers[0].Close()
+		waitGone(t, cl, id)
+		c.mu.Lock()
+		for s := range c.subs {
+			if len(s.ended) > maxPendingWords {
+				c.mu.Unlock()
+				t.Fatalf("%d words pending for a subscriber, past the bound of %d", len(s.ended), maxPendingWords)
+			}
+		}
+		c.mu.Unlock()
+	}
+	c.mu.Lock()
+	overflowed := false
+	for s := range c.subs {
+		overflowed = overflowed || s.overflowed
+	}
+	c.mu.Unlock()
+	if !overflowed {
+		t.Fatal("1500 unread words never filled the subscriber's socket: the test shows nothing")
+	}
+	// Reading again lets the collector write, see the overflow and hang up.
+	buf := make([]byte, maxMsg)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		sub.conn.SetReadDeadline(deadline)
+		n, err := sub.conn.Read(buf)
+		if err != nil && time.Now().After(deadline) {
+			t.Fatal("the collector kept the connection of a subscriber that overflowed")
+		}
+		if err != nil || n == 0 {
+			break
+		}
+	}
+}
+
 // logFiles returns base's files in dir, oldest first.
 func logFiles(t *testing.T, dir, base string) []string {
 	t.Helper()
