@@ -293,9 +293,10 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 	if err != nil {
 		return nil, nil, err
 	}
-	if conf.collectsLogs(cfg) {
-		for _, stream := range []string{"stdout", "stderr"} {
-			if name := cfg.Name + "." + stream; !logcollect.ValidName(name) {
+	collected := conf.collectsLogs(cfg)
+	if collected {
+		for _, name := range taskLogNames(cfg.Name) {
+			if !logcollect.ValidName(name) {
 				return nil, nil, fmt.Errorf("task name: its log file %q is not a file name the log collector takes (a plain name shorter than 200 bytes)", name)
 			}
 		}
@@ -320,7 +321,6 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 	// round trip to another process) runs alongside the steps below, and is
 	// waited for before the launch, so that no command runs whose output
 	// has nowhere to go.
-	collected := conf.collectsLogs(cfg)
 	stdout, stderr, registered, err := d.taskOutput(cfg, collected, logLimits)
 	if err != nil {
 		return nil, nil, err

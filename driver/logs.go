@@ -97,9 +97,8 @@ type taskLogs struct {
 	pipes []*os.File
 	lim   logcollect.Limits
 	// ended is closed when the collector says the task's streams have all
-	// ended (its output is in its files); heard says it has been.
+	// ended (its output is in its files).
 	ended chan struct{}
-	heard bool
 }
 
 func newTaskLogs(dir *os.File, lim logcollect.Limits) *taskLogs {
@@ -109,10 +108,24 @@ func newTaskLogs(dir *os.File, lim logcollect.Limits) *taskLogs {
 // markEnded records the collector's word that the task's streams ended.
 // collector.mu is held.
 func (t *taskLogs) markEnded() {
-	if !t.heard {
-		t.heard = true
+	if !t.heard() {
 		close(t.ended)
 	}
+}
+
+// heard reports whether the collector's word came.
+func (t *taskLogs) heard() bool {
+	select {
+	case <-t.ended:
+		return true
+	default:
+		return false
+	}
+}
+
+// taskLogNames are the base names of a task's log files.
+func taskLogNames(task string) []string {
+	return []string{task + ".stdout", task + ".stderr"}
 }
 
 func (t *taskLogs) close() {
@@ -425,7 +438,7 @@ func (d *Driver) taskLogPipes(cfg *drivers.TaskConfig, lim logcollect.Limits) (s
 		return nil, nil, nil, err
 	}
 	t := newTaskLogs(dir, lim)
-	t.names = []string{cfg.Name + ".stdout", cfg.Name + ".stderr"}
+	t.names = taskLogNames(cfg.Name)
 	var writers []*os.File
 	for range t.names {
 		r, w, err := os.Pipe()

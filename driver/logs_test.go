@@ -191,7 +191,7 @@ func TestHarnessExitHeardFromTheCollector(t *testing.T) {
 	}
 	d.collector().mu.Lock()
 	tl, ok := d.collector().tasks[task.ID]
-	heard := ok && tl.heard
+	heard := ok && tl.heard()
 	d.collector().mu.Unlock()
 	if !heard {
 		t.Fatal("the plugin has no word of the task's end from the collector")
@@ -248,7 +248,7 @@ func TestHarnessCollectorRefusalKeepsTheWord(t *testing.T) {
 	}
 	c.mu.Lock()
 	tl, ok := c.tasks[task.ID]
-	heard := ok && tl.heard
+	heard := ok && tl.heard()
 	c.mu.Unlock()
 	if !heard {
 		t.Fatal("no word of the task's end after the refusal")

@@ -312,7 +312,7 @@ func (c *Collector) add(req request, fds []*os.File) error {
 		return err
 	}
 	for _, n := range req.Names {
-		if !validBase(n) {
+		if !ValidName(n) {
 			return fmt.Errorf("add %q: bad log file name %q", req.ID, n)
 		}
 	}
@@ -418,10 +418,10 @@ func (c *Collector) ended(id string, t *task, s *stream) {
 			delete(c.tasks, id)
 		}
 		c.lastBusy = time.Now()
+		if t.forgotten {
+			return
+		}
 		for sub := range c.subs {
-			if t.forgotten {
-				continue
-			}
 			if len(sub.ended) >= maxPendingWords {
 				// A subscriber that does not read: its connection is
 				// closed, and a plugin that is still there comes back and
@@ -486,15 +486,12 @@ func (c *Collector) forget(id string) {
 	}
 }
 
-// validBase: a plain file name (Nomad's task names may hold most
-// characters, never a slash).
-func validBase(n string) bool {
+// ValidName reports whether the collector takes name as a log file's base
+// name: a plain file name shorter than 200 bytes (Nomad's task names may
+// hold most characters, never a slash).
+func ValidName(n string) bool {
 	return n != "" && n != "." && n != ".." && len(n) < 200 && !strings.ContainsAny(n, "/\x00")
 }
-
-// ValidName reports whether the collector takes name as a log file's base
-// name (a plain file name shorter than 200 bytes).
-func ValidName(name string) bool { return validBase(name) }
 
 func closeAll(fs []*os.File) {
 	for _, f := range fs {

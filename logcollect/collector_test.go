@@ -116,10 +116,7 @@ func TestWaitAnswersWhenTheStreamsEnd(t *testing.T) {
 func TestSubscriptionHearsOfEndedTasks(t *testing.T) {
 	dir := t.TempDir()
 	c, cl := collectorIn(t, dir)
-	sub, err := Dial(filepath.Join(dir, "sock"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	sub := dialIn(t, dir)
 	ended, err := sub.Subscribe()
 	if err != nil {
 		t.Fatal(err)
@@ -171,16 +168,22 @@ func TestSubscriptionHearsOfEndedTasks(t *testing.T) {
 	waitGone(t, cl, "t2")
 }
 
+// dialIn is a second connection to the collector in dir, closed at the end.
+func dialIn(t *testing.T, dir string) *Client {
+	t.Helper()
+	cl, err := Dial(filepath.Join(dir, "sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	return cl
+}
+
 // A forgotten task's streams were cut off, not drained: no word of it.
 func TestSubscriptionNoWordOfAForgottenTask(t *testing.T) {
 	dir := t.TempDir()
 	_, cl := collectorIn(t, dir)
-	sub, err := Dial(filepath.Join(dir, "sock"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Close()
-	ended, err := sub.Subscribe()
+	ended, err := dialIn(t, dir).Subscribe()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,11 +212,7 @@ func TestSubscriberThatDoesNotReadIsBounded(t *testing.T) {
 	dir := t.TempDir()
 	c, cl := collectorIn(t, dir)
 	// Subscribed, and never read until the end.
-	sub, err := Dial(filepath.Join(dir, "sock"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Close()
+	sub := dialIn(t, dir)
 	if _, _, err := sub.call(request{Op: opSubscribe}, nil); err != nil {
 		t.Fatal(err)
 	}
