@@ -219,10 +219,6 @@ func onSyscalls(nrs []uintptr, body []bpf.Instruction) []bpf.Instruction {
 	return append(p, ifEqual(uint32(nrs[last]), body)...)
 }
 
-func onSyscall(nr uintptr, body []bpf.Instruction) []bpf.Instruction {
-	return onSyscalls([]uintptr{nr}, body)
-}
-
 // tooLong is the panic of a block too long for a conditional jump over it;
 // the program is fixed, so every test would see it.
 type tooLong int
