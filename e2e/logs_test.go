@@ -153,3 +153,33 @@ func TestLogsAcrossRestarts(t *testing.T) {
 		t.Fatalf("alloc fs alloc/logs:\n%s", fsList)
 	}
 }
+
+// TestTaskNameTooLongForItsLogs: a job names its task so that its log files'
+// names would pass the collector's limit. The start fails before anything
+// is made, with an event that says why, and a job beside it, on the same
+// collector, runs and has its last line in its log when Nomad hears of its
+// exit.
+func TestTaskNameTooLongForItsLogs(t *testing.T) {
+	a := sharedAgent(t)
+	long := strings.Repeat("n", 195)
+	const longJob, okJob = "longname", "longname-neighbour"
+	hcl := strings.Replace(batchJob(longJob, "", `        command = "/bin/sh"
+        args    = ["-c", "echo ran"]`), `task "t"`, fmt.Sprintf("task %q", long), 1)
+	a.runJob(t, writeJob(t, longJob, hcl), longJob)
+	al := a.waitAlloc(t, longJob, 2*time.Minute, "terminal", terminal)
+	events := al.allEvents(long)
+	if al.ClientStatus != "failed" || !strings.Contains(events, "task name") || !strings.Contains(events, "200 bytes") {
+		t.Fatalf("a task name too long for its log files: want failed with an event naming the limit, got %s; events: %s", al.ClientStatus, events)
+	}
+	if started := al.events(long, "Started"); len(started) != 0 {
+		t.Errorf("the task started: %s", events)
+	}
+
+	a.runJob(t, writeJob(t, okJob, batchJob(okJob, "", `        command = "/bin/sh"
+        args    = ["-c", "echo first; echo last line"]`)), okJob)
+	al = a.waitAlloc(t, okJob, 2*time.Minute, "terminal", terminal)
+	logs := a.mustNomad(t, "alloc", "logs", al.ID, "t")
+	if al.ClientStatus != "complete" || logs != "first\nlast line\n" {
+		t.Fatalf("the job beside it: want complete with both lines, got %s, logs %q", al.ClientStatus, logs)
+	}
+}
