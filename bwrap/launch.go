@@ -136,10 +136,30 @@ func Start(l Launch) (*Sandbox, error) {
 		}
 	}()
 	var trees []string
+	var dataFiles []*os.File
+	defer func() {
+		for _, f := range dataFiles {
+			f.Close()
+		}
+	}()
 	if l.StageDir != "" {
-		trees, err = treeArgs(spec.Mounts, l.StageDir, staged, stagedKind(spec.Mounts, opened))
+		// The data entries' descriptors come after the bind sources and
+		// the template namespace (ExtraFiles below).
+		dataFD := lastFD + len(sources) + 1
+		if templateFile != nil {
+			dataFD++
+		}
+		var data [][]byte
+		trees, data, err = treeArgs(spec.Mounts, l.StageDir, staged, stagedKind(spec.Mounts, opened), dataFD)
 		if err != nil {
 			return nil, err
+		}
+		for _, d := range data {
+			f, err := memfd("bwrap-tree-data", d)
+			if err != nil {
+				return nil, err
+			}
+			dataFiles = append(dataFiles, f)
 		}
 	}
 	opts, command, err := spec.split(staged)
@@ -210,6 +230,7 @@ func Start(l Launch) (*Sandbox, error) {
 	if templateFile != nil {
 		cmd.ExtraFiles = append(cmd.ExtraFiles, templateFile)
 	}
+	cmd.ExtraFiles = append(cmd.ExtraFiles, dataFiles...)
 	// A session of its own: the sandbox must not get the plugin's signals, nor
 	// die with it (tasks outlive plugin restarts).
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}

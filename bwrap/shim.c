@@ -10,8 +10,9 @@
 //          [-tree NAME | -devtree NAME] [-tree-... ]...] -- /abs/path/to/bwrap ARG...
 //
 // Started as root with the task's stdio, its failure report's descriptor (3),
-// bwrap's descriptors (4 to 6) and
-// the bind sources the launcher opened (7 to N), in this order it joins the
+// bwrap's descriptors (4 to 6),
+// the bind sources the launcher opened (7 to N), the template namespace and
+// the trees' data files (-tree-data FD PATH), in this order it joins the
 // task's cgroups and network namespace; with -stage, it builds the root
 // bwrap runs in (see shim_root), binds each source descriptor at DIR/<fd>
 // on a private tmpfs there (bwrap binds from it, so it never walks a
@@ -190,6 +191,9 @@ struct tree_op {
 	char *copy;
 	size_t copy_len;
 	mode_t copy_mode;
+	// -tree-data: the descriptor (a memory file of the launcher's caller)
+	// whose content the entry is, instead of a host path; else -1.
+	int data_fd;
 };
 
 // Files up to this size that every user may read are copied into a tree
@@ -362,6 +366,25 @@ static int tree_copy(struct tree_op *op) {
 	return 1;
 }
 
+// tree_data reads op's content from its descriptor, a regular file of at
+// most TREE_COPY_MAX bytes, and closes it: it must not reach bwrap.
+static void tree_data(struct tree_op *op) {
+	struct stat st;
+	if (fstat(op->data_fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > TREE_COPY_MAX)
+		shim_fail("shim: tree entry %s: descriptor %d: want a regular file of at most %d bytes", op->path, op->data_fd, TREE_COPY_MAX);
+	char *buf = malloc(st.st_size > 0 ? (size_t)st.st_size : 1);
+	if (buf == NULL)
+		shim_fail("shim: out of memory");
+	size_t n = 0;
+	for (ssize_t r; n < (size_t)st.st_size && (r = pread(op->data_fd, buf + n, (size_t)st.st_size - n, (off_t)n)) != 0; n += (size_t)r)
+		if (r < 0)
+			shim_fail("shim: tree entry %s: reading descriptor %d: %s", op->path, op->data_fd, strerror(errno));
+	close(op->data_fd);
+	op->copy = buf;
+	op->copy_len = n;
+	op->copy_mode = 0644;
+}
+
 // shim_trees_open clones the mount of each bind's source, as the host has
 // it now: links followed (as bwrap's bind of the path would), with what is
 // mounted below it; a missing one is left out (bwrap's --ro-bind-try). A
@@ -376,6 +399,10 @@ static void shim_trees_open(struct tree_op *ops, int nops) {
 			devices = ops[i].devices;
 		if (ops[i].kind != TREE_BIND && ops[i].kind != TREE_NODE)
 			continue;
+		if (ops[i].data_fd >= 0) {
+			tree_data(&ops[i]);
+			continue;
+		}
 		if (ops[i].kind == TREE_BIND && tree_copy(&ops[i]))
 			continue;
 		int mnt = (int)syscall(SYS_open_tree, AT_FDCWD, ops[i].source, OPEN_TREE_CLONE | O_CLOEXEC | AT_RECURSIVE);
@@ -707,13 +734,15 @@ static void shim_main(int argc, char **argv) {
 		const char *val = argv[++i];
 		if (strncmp(flag, "-tree", 5) == 0 || strcmp(flag, "-devtree") == 0) {
 			// -tree NAME, -devtree NAME, -tree-dir PATH, -tree-file PATH,
-			// -tree-node SOURCE PATH, -tree-link TARGET PATH, -tree-bind SOURCE PATH
+			// -tree-node SOURCE PATH, -tree-link TARGET PATH, -tree-bind SOURCE PATH,
+			// -tree-data FD PATH
 			if (ntrees == SHIM_MAX_TREE_OPS)
 				shim_fail("shim: more than %d tree entries", SHIM_MAX_TREE_OPS);
 			struct tree_op *op = &trees[ntrees];
 			op->source = NULL;
 			op->path = val;
 			op->devices = 0;
+			op->data_fd = -1;
 			if (strcmp(flag, "-tree") == 0 || strcmp(flag, "-devtree") == 0) {
 				op->kind = TREE_BEGIN;
 				op->devices = flag[1] == 'd';
@@ -726,7 +755,7 @@ static void shim_main(int argc, char **argv) {
 					op->kind = TREE_NODE;
 				else if (strcmp(flag, "-tree-link") == 0)
 					op->kind = TREE_LINK;
-				else if (strcmp(flag, "-tree-bind") == 0)
+				else if (strcmp(flag, "-tree-bind") == 0 || strcmp(flag, "-tree-data") == 0)
 					op->kind = TREE_BIND;
 				else
 					shim_fail("shim: unknown flag %s", flag);
@@ -734,7 +763,12 @@ static void shim_main(int argc, char **argv) {
 					shim_fail("shim: %s needs a source and a path", flag);
 				op->source = val;
 				op->path = argv[++i];
-				if (op->kind != TREE_LINK && op->source[0] != '/')
+				if (strcmp(flag, "-tree-data") == 0) {
+					long fd = shim_id(flag, val);
+					if (fd <= SHIM_LAST_FD || fd > 65535 || fcntl((int)fd, F_GETFD) < 0)
+						shim_fail("shim: -tree-data %s: want an open descriptor above %d", val, SHIM_LAST_FD);
+					op->data_fd = (int)fd;
+				} else if (op->kind != TREE_LINK && op->source[0] != '/')
 					shim_fail("shim: %s %s: not an absolute path", flag, op->source);
 			}
 			ntrees++;
@@ -803,6 +837,11 @@ static void shim_main(int argc, char **argv) {
 		shim_fail("shim: root entries need -stage");
 	if (template_fd >= 0 && (stage == NULL || template_fd <= last_fd))
 		shim_fail("shim: -template needs -stage, and a descriptor after the bind sources");
+	// A data descriptor is none of the others: staging would bind it, or
+	// the namespace would be read as a file.
+	for (int t = 0; t < ntrees; t++)
+		if (trees[t].data_fd >= 0 && (trees[t].data_fd <= last_fd || trees[t].data_fd == template_fd))
+			shim_fail("shim: -tree-data %d: want a descriptor after the bind sources and the template", trees[t].data_fd);
 	if (stage != NULL) {
 		char dir[PATH_MAX], staged[PATH_MAX];
 		if (stage[0] != '/' || realpath(stage, dir) == NULL || strcmp(dir, "/") == 0)

@@ -62,6 +62,12 @@ func ownedDir(t *testing.T, dir, name string, uid, gid uint32, text string) stri
 // output, or the error Start gave.
 func runIn(t *testing.T, uid, gid uint32, mounts []Mount, script string) (ExitStatus, string, error) {
 	t.Helper()
+	return runWith(t, uid, gid, append(SystemMounts(16<<20), mounts...), script)
+}
+
+// runWith is runIn with all of the sandbox's mounts given.
+func runWith(t *testing.T, uid, gid uint32, mounts []Mount, script string) (ExitStatus, string, error) {
+	t.Helper()
 	bw := needSandbox(t)
 	dir := t.TempDir()
 	out := filepath.Join(dir, "out")
@@ -75,7 +81,7 @@ func runIn(t *testing.T, uid, gid uint32, mounts []Mount, script string) (ExitSt
 		Spec: &Spec{
 			Command: "/bin/sh", Args: []string{"-c", script},
 			Env:    map[string]string{"PATH": "/usr/bin:/bin"},
-			Mounts: append(SystemMounts(16<<20), mounts...),
+			Mounts: mounts,
 			UID:    uid, GID: gid,
 		},
 		Stdout: f, Stderr: f, StatusPath: filepath.Join(dir, "status"), Seccomp: testFilter(t),

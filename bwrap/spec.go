@@ -59,7 +59,14 @@ const (
 	TreeNode
 	// TreeLink is a symbolic link to Source.
 	TreeLink
+	// TreeData is a read-only file (0644, root's) holding Data, at most
+	// TreeDataMax bytes: what the host has nowhere, such as a password
+	// file that names the task's user. Only the launcher builds it.
+	TreeData
 )
+
+// TreeDataMax is the most a TreeData entry may hold (the launcher's limit).
+const TreeDataMax = 256 << 10
 
 // TreeEntry is one entry of a Tree.
 type TreeEntry struct {
@@ -68,6 +75,8 @@ type TreeEntry struct {
 	// ("ssl/certs" for /etc/ssl/certs in a tree at /etc).
 	Path   string
 	Source string
+	// Data is a TreeData entry's content.
+	Data []byte
 }
 
 // Mount is one filesystem operation; bwrap applies them in order.

@@ -1,8 +1,15 @@
 package bwrap
 
 import (
+	"errors"
+	"fmt"
 	"os"
+	"path"
 	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
 )
 
 // etcFiles are the parts of the host's /etc that ordinary programs and R need.
@@ -141,4 +148,78 @@ func HostPath(mounts []Mount, inside string) (host string, ok bool) {
 		}
 	}
 	return "", false
+}
+
+// userName is what NameUser writes into a password file: no field
+// separator, no newline, nothing a reader could take for another entry.
+var userName = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,63}$`)
+
+// NameUser gives the sandbox's /etc/passwd and /etc/group an entry for the
+// task's user and group when the host's files have none (Nomad's dynamic
+// workload users exist only as IDs): otherwise `id -un`, `whoami`, a shell's
+// prompt and R's Sys.info() find no name, and every such lookup goes on
+// through each other source nsswitch.conf names (systemd's loads a library
+// and searches its user records), in every process of the task that asks.
+// An ID or a name the host's file already has is left as the host has it.
+// The files are the host's as they are now, with the entry added, read-only
+// as before.
+func NameUser(mounts []Mount, name string, uid, gid uint32, home string) ([]Mount, error) {
+	if !userName.MatchString(name) {
+		return nil, fmt.Errorf("bwrap: user name %q: want lower-case letters, digits, '_' and '-'", name)
+	}
+	if !path.IsAbs(home) || strings.ContainsAny(home, ":\n") {
+		return nil, fmt.Errorf("bwrap: home %q: want an absolute path without ':' or a newline", home)
+	}
+	out := slices.Clone(mounts)
+	for i, m := range out {
+		if m.Kind != Tree || m.Dest != "/etc" {
+			continue
+		}
+		m.Entries = slices.Clone(m.Entries)
+		for j, e := range m.Entries {
+			var line string
+			var id uint32
+			switch e.Path {
+			case "passwd":
+				line, id = fmt.Sprintf("%s:x:%d:%d::%s:/bin/sh\n", name, uid, gid, home), uid
+			case "group":
+				line, id = fmt.Sprintf("%s:x:%d:\n", name, gid), gid
+			default:
+				continue
+			}
+			if e.Kind != TreeBind {
+				continue
+			}
+			host, err := os.ReadFile(e.Source)
+			if err != nil && !errors.Is(err, os.ErrNotExist) {
+				return nil, fmt.Errorf("bwrap: reading %s: %w", e.Source, err)
+			}
+			if hasEntry(host, name, id) {
+				continue
+			}
+			if len(host) > 0 && host[len(host)-1] != '\n' {
+				host = append(host, '\n')
+			}
+			data := append(host, line...)
+			if len(data) > TreeDataMax {
+				continue // a host file this large is bound as it is
+			}
+			m.Entries[j] = TreeEntry{Kind: TreeData, Path: e.Path, Data: data}
+		}
+		out[i] = m
+	}
+	return out, nil
+}
+
+// hasEntry reports whether a passwd or group file has an entry of that
+// name or of that ID (its third field).
+func hasEntry(file []byte, name string, id uint32) bool {
+	want := strconv.FormatUint(uint64(id), 10)
+	for line := range strings.Lines(string(file)) {
+		f := strings.SplitN(strings.TrimRight(line, "\n"), ":", 4)
+		if f[0] == name || len(f) > 2 && f[2] == want {
+			return true
+		}
+	}
+	return false
 }

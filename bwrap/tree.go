@@ -27,6 +27,10 @@ func (m Mount) checkTree() error {
 			if e.Source == "" {
 				return fmt.Errorf("tree %s: link %s has no target", m.Dest, e.Path)
 			}
+		case TreeData:
+			if e.Source != "" || len(e.Data) > TreeDataMax {
+				return fmt.Errorf("tree %s: data entry %s: want no source and at most %d bytes", m.Dest, e.Path, TreeDataMax)
+			}
 		default:
 			return fmt.Errorf("tree %s: entry %s: unknown kind %d", m.Dest, e.Path, e.Kind)
 		}
@@ -58,6 +62,8 @@ func (m Mount) treeArgv(built bool) ([]string, error) {
 	for _, e := range m.Entries {
 		dest := path.Join(m.Dest, e.Path)
 		switch {
+		case e.Kind == TreeData:
+			return nil, fmt.Errorf("tree %s: data entry %s: only the launcher (a launch with a staging dir) builds it", m.Dest, e.Path)
 		case e.Kind == TreeLink:
 			a = append(a, "--symlink", e.Source, dest)
 		case e.Kind == TreeNode || m.Devices:
@@ -77,18 +83,19 @@ type sourceKind func(i int) (dir, skip bool)
 // treeArgs returns the launcher's flags that build the spec's trees on the
 // staging tmpfs, and records in staged where each one is. A mount after a
 // tree that lands inside it gets its mount point in the tree: bwrap, as the
-// task, cannot make one in a directory of root's.
-func treeArgs(mounts []Mount, stage string, staged map[int]string, kind sourceKind) ([]string, error) {
-	var args []string
+// task, cannot make one in a directory of root's. The data entries' contents
+// are returned in order: the launcher reads the first from descriptor
+// dataFD, the next from dataFD+1, and so on.
+func treeArgs(mounts []Mount, stage string, staged map[int]string, kind sourceKind, dataFD int) (args []string, data [][]byte, err error) {
 	for i, m := range mounts {
 		if m.Kind != Tree {
 			continue
 		}
 		if err := m.checkTree(); err != nil {
-			return nil, fmt.Errorf("bwrap: mount %d: %w", i, err)
+			return nil, nil, fmt.Errorf("bwrap: mount %d: %w", i, err)
 		}
 		if stage == "" {
-			return nil, fmt.Errorf("bwrap: tree %s: no staging dir to build it in", m.Dest)
+			return nil, nil, fmt.Errorf("bwrap: tree %s: no staging dir to build it in", m.Dest)
 		}
 		name := "tree" + strconv.Itoa(i)
 		if m.Devices {
@@ -105,17 +112,20 @@ func treeArgs(mounts []Mount, stage string, staged map[int]string, kind sourceKi
 				args = append(args, "-tree-node", e.Source, e.Path)
 			case TreeLink:
 				args = append(args, "-tree-link", e.Source, e.Path)
+			case TreeData:
+				args = append(args, "-tree-data", strconv.Itoa(dataFD+len(data)), e.Path)
+				data = append(data, e.Data)
 			}
 			have[e.Path] = e.Kind
 		}
 		points, err := mountPoints(mounts, i, have, kind)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		args = append(args, points...)
 		staged[i] = path.Join(stage, name)
 	}
-	return args, nil
+	return args, data, nil
 }
 
 // mountPoints are the flags for the mount points, in the tree at mounts[t],
@@ -209,6 +219,8 @@ func (m Mount) TreeSource(rel string) (host, link string, ok bool) {
 		switch e.Kind {
 		case TreeBind, TreeNode:
 			return path.Join(e.Source, r), "", true
+		case TreeData:
+			return "", "", false
 		case TreeLink:
 			target := e.Source
 			if !path.IsAbs(target) {

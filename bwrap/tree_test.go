@@ -45,6 +45,7 @@ func TestTreeArgs(t *testing.T) {
 			{Kind: TreeBind, Source: "/etc/hosts", Path: "hosts"},
 			{Kind: TreeBind, Source: "/etc/ssl/certs", Path: "ssl/certs"},
 			{Kind: TreeLink, Source: "/proc/self/mounts", Path: "mtab"},
+			{Kind: TreeData, Data: []byte("x:1\n"), Path: "passwd"},
 		}},
 		{Kind: ROBind, Source: file, Dest: "/etc/hosts"},
 		{Kind: Bind, Source: dir, Dest: "/etc/app/conf.d"},
@@ -57,15 +58,19 @@ func TestTreeArgs(t *testing.T) {
 		{Kind: Tmpfs, Dest: "/tmp"},
 	}
 	staged := map[int]string{}
-	args, err := treeArgs(mounts, "/stage", staged, func(j int) (bool, bool) { return pathKind(mounts[j]) })
+	args, data, err := treeArgs(mounts, "/stage", staged, func(j int) (bool, bool) { return pathKind(mounts[j]) }, 9)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := []string{"-tree", "tree1",
 		"-tree-bind", "/etc/hosts", "hosts", "-tree-bind", "/etc/ssl/certs", "ssl/certs", "-tree-link", "/proc/self/mounts", "mtab",
+		"-tree-data", "9", "passwd",
 		"-tree-file", "hosts", "-tree-dir", "app/conf.d", "-tree-file", "app/key", "-tree-dir", "cache"}
 	if !reflect.DeepEqual(args, want) {
 		t.Errorf("flags\n got %q\nwant %q", args, want)
+	}
+	if len(data) != 1 || string(data[0]) != "x:1\n" {
+		t.Errorf("data %q, want the passwd entry's", data)
 	}
 	if staged[1] != "/stage/tree1" || len(staged) != 1 {
 		t.Errorf("staged %v, want the tree at /stage/tree1", staged)
@@ -85,10 +90,16 @@ func TestTreeArgs(t *testing.T) {
 		"node in ro tree": {{Kind: Tree, Dest: "/dev", Entries: []TreeEntry{{Kind: TreeNode, Source: "/dev/null", Path: "null"}}}},
 		"tree at /":       {{Kind: Tree, Dest: "/"}},
 		"link into tree":  {{Kind: Tree, Dest: "/etc"}, {Kind: Symlink, Source: "/x", Dest: "/etc/x"}},
+		"data and source": {{Kind: Tree, Dest: "/etc", Entries: []TreeEntry{{Kind: TreeData, Source: "/etc/passwd", Path: "passwd"}}}},
+		"data too large":  {{Kind: Tree, Dest: "/etc", Entries: []TreeEntry{{Kind: TreeData, Data: make([]byte, TreeDataMax+1), Path: "passwd"}}}},
 	} {
-		if _, err := treeArgs(bad, "/stage", map[int]string{}, func(int) (bool, bool) { return false, false }); err == nil {
+		if _, _, err := treeArgs(bad, "/stage", map[int]string{}, func(int) (bool, bool) { return false, false }, 9); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+	// Without the launcher there is nothing to write the data with.
+	if _, err := (&Spec{Command: "/bin/true", UID: 1000, GID: 1000, Mounts: mounts}).Argv(); err == nil || !strings.Contains(err.Error(), "launcher") {
+		t.Errorf("a data entry without the launcher: %v, want a refusal naming the launcher", err)
 	}
 }
 
@@ -328,5 +339,90 @@ func TestTreeCopiesOnlyWhatEveryoneMayRead(t *testing.T) {
 	}
 	if st.Code != 0 || out != "open refused\n /opt/cfg/closed.conf\n" {
 		t.Errorf("exit %d %v, output %q; want the open file copied (read, no mount) and the closed one bound (unread, a mount)", st.Code, st.Err, out)
+	}
+}
+
+// NameUser adds the task's user and group to the host's files, and only
+// where they have neither its ID nor its name.
+func TestNameUser(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	etc := func(passwd, group string) []Mount {
+		return []Mount{{Kind: Tree, Dest: "/etc", Entries: []TreeEntry{
+			{Kind: TreeBind, Source: "/etc/hosts", Path: "hosts"},
+			{Kind: TreeBind, Source: passwd, Path: "passwd"},
+			{Kind: TreeBind, Source: group, Path: "group"},
+		}}}
+	}
+	passwd := write("passwd", "root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534::/nonexistent:/usr/sbin/nologin")
+	group := write("group", "root:x:0:\n")
+	in := etc(passwd, group)
+	got, err := NameUser(in, "nomad-80123", 80123, 80124, "/local")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := got[0].Entries
+	if e[0].Kind != TreeBind || e[1].Kind != TreeData || e[2].Kind != TreeData {
+		t.Fatalf("entries %+v: want hosts bound, passwd and group as data", e)
+	}
+	if want := "root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534::/nonexistent:/usr/sbin/nologin\nnomad-80123:x:80123:80124::/local:/bin/sh\n"; string(e[1].Data) != want {
+		t.Errorf("passwd\n%s\nwant\n%s", e[1].Data, want)
+	}
+	if want := "root:x:0:\nnomad-80123:x:80124:\n"; string(e[2].Data) != want {
+		t.Errorf("group\n%s\nwant\n%s", e[2].Data, want)
+	}
+	if in[0].Entries[1].Kind != TreeBind {
+		t.Error("NameUser changed the mounts it was given")
+	}
+
+	// The host's own entries win: by ID, and by name.
+	for _, c := range []struct {
+		name     string
+		uid, gid uint32
+	}{{"nomad-65534", 65534, 65534}, {"nobody", 80123, 0}} {
+		got, err := NameUser(etc(passwd, group), c.name, c.uid, c.gid, "/local")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got[0].Entries[1].Kind != TreeBind {
+			t.Errorf("%s (uid %d): the host's passwd has it, yet it was rewritten", c.name, c.uid)
+		}
+	}
+	for _, bad := range []struct{ name, home string }{{"x:0:0", "/local"}, {"a\nroot", "/local"}, {"", "/local"}, {"nomad-1", "/lo:cal"}, {"nomad-1", "local"}} {
+		if _, err := NameUser(etc(passwd, group), bad.name, 80123, 80123, bad.home); err == nil {
+			t.Errorf("name %q home %q: accepted", bad.name, bad.home)
+		}
+	}
+}
+
+// In the sandbox the task's user has a name, the files stay read-only and
+// root's, and the descriptors that carried them do not reach the task.
+func TestNamedUserInTheSandbox(t *testing.T) {
+	const uid, gid = 80123, 80124
+	mounts, err := NameUser(SystemMounts(16<<20), "nomad-80123", uid, gid, "/tmp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, out, err := runWith(t, uid, gid, mounts, `id -un; id -gn; grep '^nomad-80123:' /etc/passwd
+head -1 /etc/passwd; stat -c '%a' /etc/passwd /etc/group
+ls /proc/self/fd | tr '\n' ' '; echo
+if (echo x >> /etc/passwd) 2>/dev/null; then echo written; else echo refused; fi`)
+	if err != nil || st.Code != 0 {
+		t.Fatalf("%v %+v: %s", err, st, out)
+	}
+	host, err := os.ReadFile("/etc/passwd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, _, _ := strings.Cut(string(host), "\n")
+	want := "nomad-80123\nnomad-80123\nnomad-80123:x:80123:80124::/tmp:/bin/sh\n" + first + "\n644\n644\n0 1 2 3 \nrefused\n"
+	if out != want {
+		t.Errorf("got\n%s\nwant\n%s", out, want)
 	}
 }

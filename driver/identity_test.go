@@ -402,3 +402,29 @@ func TestHarnessPidsLimitCeiling(t *testing.T) {
 		_ = h.DestroyTask(task.ID, true)
 	}
 }
+
+// A dynamic workload user has a name in its sandbox, as a host user has:
+// `id -un`, a shell's prompt and R's Sys.info() see nomad-<N>, with /local
+// as its home. A host user keeps the host's own entry.
+func TestHarnessDynamicUserHasAName(t *testing.T) {
+	h, _ := newHarness(t, Config{AllowedUsers: []string{"nobody"}})
+	script := `id -un; id -gn; getent passwd "$(id -u)"; getent group "$(id -g)" | cut -d: -f1,3`
+	task := startAs(t, h, "named", "nomad-89990", sh(script))
+	if res := waitExit(t, h, task.ID, 20*time.Second); res.ExitCode != 0 {
+		t.Fatalf("%+v %s", res, logs(t, task, "stderr"))
+	}
+	if got, want := logs(t, task, "stdout"), "nomad-89990\nnomad-89990\nnomad-89990:x:89990:89990::/local:/bin/sh\nnomad-89990:89990\n"; got != want {
+		t.Errorf("dynamic user:\n%s\nwant\n%s", got, want)
+	}
+	host, err := exec.Command("getent", "passwd", "nobody").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	task = startAs(t, h, "host-user", "nobody", sh(`getent passwd nobody; grep -c '^nomad-' /etc/passwd || true`))
+	if res := waitExit(t, h, task.ID, 20*time.Second); res.ExitCode != 0 {
+		t.Fatalf("%+v %s", res, logs(t, task, "stderr"))
+	}
+	if got, want := logs(t, task, "stdout"), string(host)+"0\n"; got != want {
+		t.Errorf("host user:\n%s\nwant\n%s", got, want)
+	}
+}

@@ -39,6 +39,12 @@ func (d *Driver) buildSpec(cfg *drivers.TaskConfig, tc *TaskConfig, conf Config,
 	}
 	td := cfg.TaskDir()
 	mounts := bwrap.SystemMounts(conf.TmpSizeMB << 20)
+	if isDynamicUser(cfg.User) {
+		// Its name, in the sandbox's /etc/passwd and /etc/group.
+		if mounts, err = bwrap.NameUser(mounts, cfg.User, uid, gid, insideLocal); err != nil {
+			return nil, "", err
+		}
+	}
 	// The task's dirs are opened beneath the allocation's dir without
 	// following links and bound by descriptor: the client's data_dir may be
 	// closed to task UIDs (Nomad makes it 0700), and a link swapped in after

@@ -73,7 +73,6 @@ type hostUser struct{ uid, gid uint32 }
 // lookupUser resolves a task's user as Nomad does: "nomad-<N>" (a dynamic
 // workload user) is N:N, any other name comes from the host's user database.
 func lookupUser(name string) (u hostUser, dynamicUser bool, err error) {
-	_, parseErr := dynamic.Parse(name)
 	uid, gid, _, err := dynamic.LookupUser(name)
 	if err != nil {
 		return hostUser{}, false, err
@@ -81,7 +80,14 @@ func lookupUser(name string) (u hostUser, dynamicUser bool, err error) {
 	if uid < 0 || gid < 0 || uid > 1<<31-1 || gid > 1<<31-1 {
 		return hostUser{}, false, fmt.Errorf("uid %d / gid %d out of range", uid, gid)
 	}
-	return hostUser{uint32(uid), uint32(gid)}, parseErr == nil, nil
+	return hostUser{uint32(uid), uint32(gid)}, isDynamicUser(name), nil
+}
+
+// isDynamicUser reports whether name is a Nomad dynamic workload user
+// ("nomad-<N>"): one that exists only as its IDs, in no user database.
+func isDynamicUser(name string) bool {
+	_, err := dynamic.Parse(name)
+	return err == nil
 }
 
 // normalizeIdentities checks allowed_uids and allowed_users and resolves the
