@@ -61,6 +61,12 @@ type Launch struct {
 	// Seccomp is a compiled filter (struct sock_filter entries) bwrap loads
 	// for the command; nil runs without one.
 	Seccomp []byte
+	// Ready, if set, is waited for once the launch is prepared, just before
+	// the launcher starts: what must be settled before anything of the
+	// command runs, and may take its time alongside the preparation (the
+	// hand-over of the task's output to a collector). An error stops the
+	// launch.
+	Ready func() error
 }
 
 // Sandbox is a started (or reattached) bwrap sandbox.
@@ -234,6 +240,13 @@ func Start(l Launch) (*Sandbox, error) {
 	// A session of its own: the sandbox must not get the plugin's signals, nor
 	// die with it (tasks outlive plugin restarts).
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if l.Ready != nil {
+		if err := l.Ready(); err != nil {
+			infoW.Close()
+			os.Remove(l.StatusPath)
+			return nil, err
+		}
+	}
 	if err := cmd.Start(); err != nil {
 		infoW.Close()
 		return nil, fmt.Errorf("bwrap: starting launcher: %w", err)

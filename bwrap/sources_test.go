@@ -1,6 +1,7 @@
 package bwrap
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -209,5 +210,62 @@ func TestBindSourceSwapRace(t *testing.T) {
 	t.Logf("%d starts bound the real dir, %d were refused, %d swaps", bound, refused, swaps.Load())
 	if bound == 0 || refused == 0 {
 		t.Errorf("the race was not exercised: %d bound, %d refused", bound, refused)
+	}
+}
+
+// Ready is waited for before anything of the launch runs, and its error
+// stops the launch: no command, no status file.
+func TestReadyGatesTheLaunch(t *testing.T) {
+	bw := needSandbox(t)
+	uid, gid := nobody(t)
+	root := closedRoot(t)
+	dir := ownedDir(t, root, "out", uid, gid, "")
+	marker := filepath.Join(dir, "ran")
+	launch := func(ready func() error) (*Sandbox, error) {
+		return Start(Launch{
+			Bwrap: bw, Shim: []string{os.Args[0], ShimCommand},
+			Spec: &Spec{
+				Command: "/bin/sh", Args: []string{"-c", "touch /out/ran"},
+				Env:    map[string]string{"PATH": "/usr/bin:/bin"},
+				Mounts: append(SystemMounts(16<<20), Mount{Kind: Bind, Source: dir, Dest: "/out", Beneath: root, Owner: &uid, MustBeDir: true}),
+				UID:    uid, GID: gid,
+			},
+			StatusPath: filepath.Join(root, "status"), Seccomp: testFilter(t),
+			StageDir: stageDir(t), Ready: ready,
+		})
+	}
+	refused := errors.New("not ready")
+	if sb, err := launch(func() error { time.Sleep(200 * time.Millisecond); return refused }); !errors.Is(err, refused) {
+		if sb != nil {
+			sb.Kill()
+		}
+		t.Fatalf("Start: %v, want the Ready error", err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	for _, p := range []string{marker, filepath.Join(root, "status")} {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s after a launch that was not ready: %v", p, err)
+		}
+	}
+	// Ready first, then the command: a command started alongside Ready
+	// would have run well within its 200 ms.
+	var readyFrom time.Time
+	sb, err := launch(func() error {
+		readyFrom = time.Now()
+		time.Sleep(200 * time.Millisecond)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sb.Wait(30*time.Second) || sb.Status().Code != 0 {
+		t.Fatalf("sandbox: %+v", sb.Status())
+	}
+	fi, err := os.Stat(marker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ran := fi.ModTime().Sub(readyFrom); ran < 150*time.Millisecond {
+		t.Errorf("the command ran %v after Ready was called, before it returned (200 ms)", ran)
 	}
 }

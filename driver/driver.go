@@ -313,14 +313,10 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 		return nil, nil, err
 	}
 	defer releaseUID()
-	spec, rChoice, err := d.buildSpec(cfg, &tc, conf, uid, gid)
-	if err != nil {
-		return nil, nil, err
-	}
 	// The task's output first: its registration with the collector (a
-	// round trip to another process) runs alongside the steps below, and is
-	// waited for before the launch, so that no command runs whose output
-	// has nowhere to go.
+	// round trip to another process) runs alongside the steps below and the
+	// launch's preparation, and is waited for just before the launcher
+	// starts, so that no command runs whose output has nowhere to go.
 	stdout, stderr, registered, err := d.taskOutput(cfg, collected, logLimits)
 	if err != nil {
 		return nil, nil, err
@@ -340,6 +336,10 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 				d.collector().finish(cfg.ID, 5*time.Second)
 			}
 		}()
+	}
+	spec, rChoice, err := d.buildSpec(cfg, &tc, conf, uid, gid)
+	if err != nil {
+		return nil, nil, err
 	}
 	if err := prepareTaskDirs(cfg, uid, gid); err != nil {
 		return nil, nil, err
@@ -401,9 +401,6 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 		return nil, nil, err
 	}
 	defer devnull.Close()
-	if err := registered(); err != nil {
-		return nil, nil, err
-	}
 
 	sb, err = bwrap.Start(bwrap.Launch{
 		Bwrap:      bwrapPath,
@@ -417,6 +414,7 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 		NetNS:      netNS(cfg, spec),
 		Seccomp:    d.seccomp,
 		StageDir:   stage,
+		Ready:      registered,
 	})
 	if err != nil {
 		return nil, nil, err
