@@ -87,6 +87,13 @@ type Sandbox struct {
 	cmdMu    sync.Mutex
 	cmdFD    int
 	finished bool
+
+	// heldNS are the mount namespaces of bwrap's monitor (the launch's root)
+	// and of the sandbox, held open until the sandbox has ended: the last
+	// process of a mount namespace tears its mounts down as it exits, and
+	// waits there for an RCU grace period, which held up the exit's report.
+	// Closed off that path, once it is reported.
+	heldNS []int
 }
 
 // ExitStatus is how a sandbox ended.
@@ -273,6 +280,14 @@ func Start(l Launch) (*Sandbox, error) {
 		// pid 1 already gone: the command failed at once; Wait reports it.
 		s.Init = Proc{Pid: initPid}
 	}
+	// The monitor is this process's child, so its pid is not reused before
+	// the wait; pid 1's could be, if it is already gone, and then some other
+	// namespace is held for a while, which is harmless.
+	for _, pid := range []int{cmd.Process.Pid, initPid} {
+		if fd, err := unix.Open("/proc/"+strconv.Itoa(pid)+"/ns/mnt", unix.O_RDONLY|unix.O_CLOEXEC, 0); err == nil {
+			s.heldNS = append(s.heldNS, fd)
+		}
+	}
 	go s.watchCommand()
 	go func() {
 		werr := cmd.Wait()
@@ -434,6 +449,13 @@ func (s *Sandbox) finish(waitErr error) {
 			}
 		}
 		close(s.done)
+		if held := s.heldNS; len(held) > 0 {
+			go func() {
+				for _, fd := range held {
+					unix.Close(fd)
+				}
+			}()
+		}
 	})
 }
 

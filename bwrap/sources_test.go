@@ -2,8 +2,10 @@ package bwrap
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -267,5 +269,75 @@ func TestReadyGatesTheLaunch(t *testing.T) {
 	}
 	if ran := fi.ModTime().Sub(readyFrom); ran < 150*time.Millisecond {
 		t.Errorf("the command ran %v after Ready was called, before it returned (200 ms)", ran)
+	}
+}
+
+// mountNSFDs lists this process's descriptors that are mount namespaces.
+func mountNSFDs(t *testing.T) []string {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range ents {
+		if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && strings.HasPrefix(l, "mnt:[") {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// While a sandbox runs, the launcher's process holds the mount namespaces
+// of bwrap's monitor and of the sandbox (so that neither's last process
+// tears its mounts down on the exit's path), and lets go of both once the
+// sandbox has ended.
+func TestSandboxMountNamespacesHeldUntilItEnds(t *testing.T) {
+	bw := needSandbox(t)
+	uid, gid := nobody(t)
+	root := closedRoot(t)
+	// The launchers' template namespace is held for the process's life.
+	if _, err := templateNS([]string{os.Args[0], ShimCommand}, root); err != nil {
+		t.Fatal(err)
+	}
+	before := len(mountNSFDs(t))
+	own, err := os.Readlink("/proc/self/ns/mnt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb, err := Start(Launch{
+		Bwrap: bw, Shim: []string{os.Args[0], ShimCommand},
+		Spec: &Spec{
+			Command: "/bin/sh", Args: []string{"-c", "read x"},
+			Env:    map[string]string{"PATH": "/usr/bin:/bin"},
+			Mounts: SystemMounts(16 << 20),
+			UID:    uid, GID: gid,
+		},
+		StatusPath: filepath.Join(root, "status"), Seccomp: testFilter(t),
+		StageDir: stageDir(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := mountNSFDs(t)
+	sandboxNS, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", sb.Init.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(held) != before+2 || !slices.Contains(held, sandboxNS) || slices.Contains(held[before:], own) {
+		t.Errorf("while running: mount namespaces held %v, want two more than %d, the sandbox's %s among them", held, before, sandboxNS)
+	}
+	if err := sb.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if !sb.Wait(30 * time.Second) {
+		t.Fatal("sandbox did not end")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(mountNSFDs(t)) != before {
+		if time.Now().After(deadline) {
+			t.Fatalf("after the end: mount namespaces held %v, want %d", mountNSFDs(t), before)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
