@@ -768,6 +768,7 @@ static void shim_main(int argc, char **argv) {
 					if (fd <= SHIM_LAST_FD || fd > 65535 || fcntl((int)fd, F_GETFD) < 0)
 						shim_fail("shim: -tree-data %s: want an open descriptor above %d", val, SHIM_LAST_FD);
 					op->data_fd = (int)fd;
+					op->source = "its data";
 				} else if (op->kind != TREE_LINK && op->source[0] != '/')
 					shim_fail("shim: %s %s: not an absolute path", flag, op->source);
 			}

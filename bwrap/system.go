@@ -3,6 +3,7 @@ package bwrap
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path"
 	"path/filepath"
@@ -10,6 +11,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // etcFiles are the parts of the host's /etc that ordinary programs and R need.
@@ -190,11 +193,11 @@ func NameUser(mounts []Mount, name string, uid, gid uint32, home string) ([]Moun
 			if e.Kind != TreeBind {
 				continue
 			}
-			host, err := os.ReadFile(e.Source)
-			if err != nil && !errors.Is(err, os.ErrNotExist) {
-				return nil, fmt.Errorf("bwrap: reading %s: %w", e.Source, err)
+			host, ok, err := readShared(e.Source)
+			if err != nil {
+				return nil, err
 			}
-			if hasEntry(host, name, id) {
+			if !ok || hasEntry(host, name, id) {
 				continue
 			}
 			if len(host) > 0 && host[len(host)-1] != '\n' {
@@ -209,6 +212,40 @@ func NameUser(mounts []Mount, name string, uid, gid uint32, home string) ([]Moun
 		out[i] = m
 	}
 	return out, nil
+}
+
+// readShared reads path (links followed) when it is missing (nil, true) or
+// a regular file of at most TreeDataMax bytes that every user may read, as
+// the launcher copies such a file; ok is false for anything else (a file
+// only root may read, a FIFO, a device, a larger file), which is then
+// bound as the host has it. The checks and the read are of the one file
+// opened, and a FIFO is never opened for reading.
+func readShared(path string) (data []byte, ok bool, err error) {
+	fd, err := unix.Open(path, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ENOENT) {
+		return nil, true, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("bwrap: %s: %w", path, err)
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, false, fmt.Errorf("bwrap: %s: %w", path, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Mode&0o444 != 0o444 || st.Size > TreeDataMax {
+		return nil, false, nil
+	}
+	f, err := os.Open("/proc/self/fd/" + strconv.Itoa(fd))
+	if err != nil {
+		return nil, false, fmt.Errorf("bwrap: %s: %w", path, err)
+	}
+	defer f.Close()
+	data, err = io.ReadAll(io.LimitReader(f, TreeDataMax+1))
+	if err != nil {
+		return nil, false, fmt.Errorf("bwrap: reading %s: %w", path, err)
+	}
+	return data, len(data) <= TreeDataMax, nil
 }
 
 // hasEntry reports whether a passwd or group file has an entry of that

@@ -187,7 +187,7 @@ func below(p, dir string) (string, bool) {
 func throughEntry(rel string, have map[string]TreeEntryKind) bool {
 	for p, k := range have {
 		r, ok := below(rel, p)
-		if ok && (k == TreeLink || k == TreeBind && r != "") {
+		if ok && (k == TreeLink || (k == TreeBind || k == TreeData) && r != "") {
 			return true
 		}
 	}
@@ -204,6 +204,17 @@ func pathKind(m Mount) (dir, skip bool) {
 		return false, m.Optional && errors.Is(err, os.ErrNotExist)
 	}
 	return fi.IsDir(), false
+}
+
+// DataAbove returns the path of the data entry (a file the launcher writes)
+// that rel lies below, if any: nothing can be mounted there.
+func (m Mount) DataAbove(rel string) (string, bool) {
+	for _, e := range m.Entries {
+		if r, in := below(rel, e.Path); in && r != "" && e.Kind == TreeData {
+			return e.Path, true
+		}
+	}
+	return "", false
 }
 
 // TreeSource maps a path inside a tree (relative to its Dest) to the host

@@ -1,6 +1,7 @@
 package bwrap
 
 import (
+	"golang.org/x/sys/unix"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -393,6 +394,39 @@ func TestNameUser(t *testing.T) {
 		if got[0].Entries[1].Kind != TreeBind {
 			t.Errorf("%s (uid %d): the host's passwd has it, yet it was rewritten", c.name, c.uid)
 		}
+	}
+	// A host file the launcher would not copy is bound as the host has it:
+	// one only root may read, a FIFO (never opened for reading), a larger
+	// one.
+	closed := write("closed", "root:x:0:0:secret:/root:/bin/bash\n")
+	if err := os.Chmod(closed, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fifo := filepath.Join(dir, "fifo")
+	if err := unix.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	large := write("large", strings.Repeat("u:x:1:1::/:/bin/sh\n", TreeDataMax/19+1))
+	for _, src := range []string{closed, fifo, large} {
+		got, err := NameUser(etc(src, group), "nomad-80123", 80123, 80123, "/local")
+		if err != nil {
+			t.Fatalf("%s: %v", src, err)
+		}
+		if e := got[0].Entries[1]; e.Kind != TreeBind || e.Source != src {
+			t.Errorf("%s: passwd entry %+v, want the host's bound as it is", src, e)
+		}
+	}
+	// The written file has nothing below it that could be a mount point.
+	named, err := NameUser(append(SystemMounts(1<<20), Mount{Kind: Bind, Source: dir, Dest: "/etc/passwd/x"}), "nomad-80123", 80123, 80123, "/local")
+	if err != nil {
+		t.Fatal(err)
+	}
+	flags, _, err := treeArgs(named, "/stage", map[int]string{}, func(int) (bool, bool) { return true, false }, 9)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j := strings.Join(flags, " "); strings.Contains(j, "passwd/x") {
+		t.Errorf("a mount point made below the written passwd: %s", j)
 	}
 	for _, bad := range []struct{ name, home string }{{"x:0:0", "/local"}, {"a\nroot", "/local"}, {"", "/local"}, {"nomad-1", "/lo:cal"}, {"nomad-1", "local"}} {
 		if _, err := NameUser(etc(passwd, group), bad.name, 80123, 80123, bad.home); err == nil {

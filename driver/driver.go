@@ -285,7 +285,7 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 		return nil, nil, bwrapErr
 	}
 	// The operator's pids_limit is a ceiling (0: none), checked before any
-	// side effect like every other refusal of the job's config.
+	// side effect.
 	if conf.PidsLimit > 0 && tc.PidsLimit > conf.PidsLimit {
 		return nil, nil, fmt.Errorf("config: pids_limit %d is above the plugin's pids_limit %d: a job may lower it, not raise it", tc.PidsLimit, conf.PidsLimit)
 	}
@@ -316,7 +316,9 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 	// The task's output first: its registration with the collector (a
 	// round trip to another process) runs alongside the steps below and the
 	// launch's preparation, and is waited for just before the launcher
-	// starts, so that no command runs whose output has nowhere to go.
+	// starts, so that no command runs whose output has nowhere to go. The
+	// refusals of the job's config that buildSpec finds come after it, and
+	// end that registration again (below).
 	stdout, stderr, registered, err := d.taskOutput(cfg, collected, logLimits)
 	if err != nil {
 		return nil, nil, err

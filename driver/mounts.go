@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -258,6 +259,9 @@ func mountpointPossible(mounts []bwrap.Mount, b namedBind) error {
 		case bwrap.Tree:
 			// The launcher makes mount points in the tree itself, but not in
 			// a host directory bound there (read-only) nor through a link.
+			if file, ok := m.DataAbove(rel); ok {
+				return fmt.Errorf("%s: %s lies below %s, a file in the sandbox", b.what, b.Dest, path.Join(m.Dest, file))
+			}
 			host, link, ok := m.TreeSource(rel)
 			switch {
 			case link != "":

@@ -10,6 +10,8 @@ import (
 
 	"github.com/hashicorp/nomad/plugins/drivers"
 	"github.com/hashicorp/nomad/plugins/drivers/testutils"
+
+	"github.com/bwrap-r/bwrap-r/bwrap"
 )
 
 // taskUIDOf is the UID of a task's nomad-<N> user.
@@ -226,5 +228,23 @@ func TestHarnessVolumesNested(t *testing.T) {
 			_ = h2.Impl().DestroyTask(dup.ID, true)
 		}
 		t.Fatalf("two mounts at /data: got %v, want a refusal", err)
+	}
+}
+
+// Nothing can be mounted below a file the launcher writes into /etc (the
+// task user's passwd and group): refused at the start, with the file named,
+// rather than failing in the launcher.
+func TestMountBelowAWrittenEtcFileRefused(t *testing.T) {
+	mounts, err := bwrap.NameUser(bwrap.SystemMounts(1<<20), "nomad-80123", 80123, 80123, "/local")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = mountpointPossible(mounts, namedBind{bwrap.Mount{Kind: bwrap.ROBind, Source: "/usr", Dest: "/etc/passwd/x"}, "volume_mount data"})
+	if err == nil || !strings.Contains(err.Error(), "lies below /etc/passwd, a file in the sandbox") {
+		t.Errorf("a mount below the written /etc/passwd: %v", err)
+	}
+	// Over the file itself it replaces it whole, as over any /etc entry.
+	if err := mountpointPossible(mounts, namedBind{bwrap.Mount{Kind: bwrap.ROBind, Source: "/usr", Dest: "/etc/passwd"}, "volume_mount data"}); err != nil {
+		t.Errorf("a mount over /etc/passwd: %v", err)
 	}
 }
