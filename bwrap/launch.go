@@ -92,8 +92,9 @@ type Sandbox struct {
 	// and of the sandbox, held open until the sandbox has ended: the last
 	// process of a mount namespace tears its mounts down as it exits, and
 	// waits there for an RCU grace period, which held up the exit's report.
-	// Closed off that path, once it is reported.
-	heldNS []int
+	// Closed off that path, once it is reported; released is closed then.
+	heldNS   []int
+	released chan struct{}
 }
 
 // ExitStatus is how a sandbox ended.
@@ -260,7 +261,7 @@ func Start(l Launch) (*Sandbox, error) {
 	}
 	infoW.Close()
 
-	s := &Sandbox{StatusPath: l.StatusPath, done: make(chan struct{}), cmdFD: -1}
+	s := &Sandbox{StatusPath: l.StatusPath, done: make(chan struct{}), released: make(chan struct{}), cmdFD: -1}
 	s.Monitor, err = ProcOf(cmd.Process.Pid)
 	if err != nil {
 		s.Monitor = Proc{Pid: cmd.Process.Pid}
@@ -423,7 +424,7 @@ func readChildPidLine(path string) (int, bool, error) {
 // restarted): it waits for the monitor without being its parent, and reads the
 // exit code from the status file.
 func Reattach(monitor, init Proc, statusPath string) *Sandbox {
-	s := &Sandbox{Monitor: monitor, Init: init, StatusPath: statusPath, done: make(chan struct{}), cmdFD: -1}
+	s := &Sandbox{Monitor: monitor, Init: init, StatusPath: statusPath, done: make(chan struct{}), released: make(chan struct{}), cmdFD: -1}
 	go s.watchCommand()
 	go func() {
 		s.finish(monitor.waitExit())
@@ -449,14 +450,21 @@ func (s *Sandbox) finish(waitErr error) {
 			}
 		}
 		close(s.done)
-		if held := s.heldNS; len(held) > 0 {
-			go func() {
-				for _, fd := range held {
-					unix.Close(fd)
-				}
-			}()
-		}
+		go func() {
+			for _, fd := range s.heldNS {
+				unix.Close(fd)
+			}
+			close(s.released)
+		}()
 	})
+}
+
+// Released waits, once the sandbox has ended, until its mounts are gone
+// from every namespace this process held: a volume bound into it is then
+// free for its plugin to unmount and detach.
+func (s *Sandbox) Released() {
+	<-s.done
+	<-s.released
 }
 
 // ReadStatus reads bwrap's --json-status-fd file. bwrap writes the exit code

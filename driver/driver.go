@@ -571,6 +571,9 @@ func (d *Driver) DestroyTask(taskID string, force bool) error {
 		}
 	}
 	<-h.done
+	// The sandbox's mounts gone (a volume in it free to be unmounted)
+	// before the client goes on to the allocation's volumes.
+	h.sandbox.Released()
 	if h.state.Logs {
 		// What the task wrote last reaches its files before it is gone.
 		d.collector().finish(taskID, 10*time.Second)

@@ -248,3 +248,46 @@ func TestMountBelowAWrittenEtcFileRefused(t *testing.T) {
 		t.Errorf("a mount over /etc/passwd: %v", err)
 	}
 }
+
+// mountNSHeld counts this process's descriptors that are mount namespaces.
+func mountNSHeld(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range ents {
+		if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && strings.HasPrefix(l, "mnt:[") {
+			n++
+		}
+	}
+	return n
+}
+
+// Once DestroyTask returns, no descriptor of the plugin's holds the
+// sandbox's mount namespaces (held while it ran, for a quick exit): none is
+// left behind, and the client may unmount the allocation's volumes.
+func TestHarnessDestroyReleasesTheSandboxMounts(t *testing.T) {
+	h, _ := newHarness(t, Config{})
+	// A first task makes the launchers' template namespace, held for the
+	// plugin's life.
+	first := newTask(t, h, "first", sh("true"))
+	start(t, h, first)
+	waitExit(t, h, first.ID, 20*time.Second)
+	if err := h.DestroyTask(first.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	before := mountNSHeld(t)
+	for i := 0; i < 3; i++ {
+		task := newTask(t, h, "again", sh("true"))
+		start(t, h, task)
+		waitExit(t, h, task.ID, 20*time.Second)
+		if err := h.DestroyTask(task.ID, true); err != nil {
+			t.Fatal(err)
+		}
+		if n := mountNSHeld(t); n != before {
+			t.Fatalf("after DestroyTask: %d mount namespaces held, want %d", n, before)
+		}
+	}
+}
