@@ -180,6 +180,9 @@ func NameUser(mounts []Mount, name string, uid, gid uint32, home string) ([]Moun
 		}
 		m.Entries = slices.Clone(m.Entries)
 		for j, e := range m.Entries {
+			if e.Kind != TreeBind {
+				continue
+			}
 			var line string
 			var id uint32
 			switch e.Path {
@@ -188,9 +191,6 @@ func NameUser(mounts []Mount, name string, uid, gid uint32, home string) ([]Moun
 			case "group":
 				line, id = fmt.Sprintf("%s:x:%d:\n", name, gid), gid
 			default:
-				continue
-			}
-			if e.Kind != TreeBind {
 				continue
 			}
 			host, ok, err := readShared(e.Source)
