@@ -208,3 +208,31 @@ func procIDs(pid string) ([]int, error) {
 	}
 	return ids, nil
 }
+
+// A task's dynamic workload user has a name in its sandbox (the launcher
+// writes /etc/passwd with it, read-only and root's), and a job cannot use
+// its user field to put a line of its own in that file.
+func TestTaskUserNamedInItsSandbox(t *testing.T) {
+	a := sharedAgent(t)
+	const job = "named-user"
+	a.runJob(t, writeJob(t, job, batchJob(job, "", `        command = "/bin/sh"
+        args    = ["-c", "id -un; grep -c \"^$(id -un):x:$(id -u):$(id -g)::/local:\" /etc/passwd; (echo evil:x:0:0::/:/bin/sh >> /etc/passwd) 2>/dev/null && echo WROTE; stat -c %a-%U /etc/passwd"]`)), job)
+	al := a.waitAlloc(t, job, 2*time.Minute, "terminal", terminal)
+	logs := a.mustNomad(t, "alloc", "logs", al.ID, "t")
+	lines := strings.Split(strings.TrimSpace(logs), "\n")
+	if al.ClientStatus != "complete" || len(lines) != 3 || !strings.HasPrefix(lines[0], "nomad-") || lines[1] != "1" || lines[2] != "644-nobody" {
+		t.Fatalf("want complete, the task's name, its one entry and a read-only root file (root is nobody in the sandbox); got %s, logs %q, events %s", al.ClientStatus, logs, al.allEvents("t"))
+	}
+
+	// The job's user field names a line of passwd: refused, never written.
+	const attack = "named-user-inject"
+	hcl := strings.Replace(batchJob(attack, "", `        command = "/bin/sh"
+        args    = ["-c", "cat /etc/passwd"]`), `driver = "bwrap-r"`, `driver = "bwrap-r"
+      user   = "nomad-80050:x:0:0::/:/bin/sh\nroot"`, 1)
+	a.runJob(t, writeJob(t, attack, hcl), attack)
+	al = a.waitAlloc(t, attack, 2*time.Minute, "terminal", terminal)
+	events := al.allEvents("t")
+	if al.ClientStatus != "failed" || len(al.events("t", "Started")) != 0 || !strings.Contains(events, "user") {
+		t.Fatalf("a user field holding a passwd line: want failed before it started, with an event naming the user; got %s, events %s", al.ClientStatus, events)
+	}
+}
