@@ -25,8 +25,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/nomad/client/lib/cgroupslib"
+	"github.com/bwrap-r/bwrap-r/internal/nomadcgroups"
 	"golang.org/x/sys/unix"
 )
 
@@ -60,9 +59,10 @@ func TestMain(m *testing.M) {
 		os.Setenv("NOMAD_TEST_LOG_LEVEL", "ERROR")
 	}
 	if os.Getenv("BWRAP_R_BENCH") != "" && os.Getuid() == 0 {
-		// As the Nomad client does at start: the nomad cgroup tree.
-		if err := cgroupslib.Init(hclog.NewNullLogger(), ""); err != nil {
-			fmt.Fprintln(os.Stderr, "cgroupslib.Init:", err)
+		// As the Nomad client does at start: the nomad cgroup tree (on v1 no task
+		// of any driver can join the cpuset partition before this).
+		if err := nomadcgroups.Init(); err != nil {
+			fmt.Fprintln(os.Stderr, "nomad cgroups:", err)
 		}
 	}
 	os.Exit(m.Run())

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/nomad/client/lib/cgroupslib"
 	"github.com/hashicorp/nomad/helper/uuid"
 	"github.com/hashicorp/nomad/plugins/base"
 	"github.com/hashicorp/nomad/plugins/drivers"
@@ -19,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/bwrap-r/bwrap-r/bwrap"
+	"github.com/bwrap-r/bwrap-r/internal/nomadcgroups"
 	"github.com/bwrap-r/bwrap-r/preflight"
 )
 
@@ -31,7 +31,7 @@ func TestMain(m *testing.M) {
 	// As the Nomad client does at start: the nomad cgroup tree (on v1 a task
 	// cannot join the cpuset partition before this).
 	if os.Getuid() == 0 {
-		if err := initNomadCgroups(); err != nil {
+		if err := nomadcgroups.Init(); err != nil {
 			fmt.Fprintln(os.Stderr, "nomad cgroups:", err)
 		}
 	}
@@ -60,28 +60,6 @@ func detachGuardsBelow(dir string) {
 	for i := len(points) - 1; i >= 0; i-- {
 		_ = unix.Unmount(points[i], unix.MNT_DETACH)
 	}
-}
-
-// initNomadCgroups sets up Nomad's cgroup tree as the client does at start:
-// cgroupslib.Init, and on v1 the node's cores in the share partition (the
-// client's cpuset manager writes them; without them no task can join it).
-func initNomadCgroups() error {
-	if cgroupslib.GetMode() != cgroupslib.CG1 {
-		return cgroupslib.Init(hclog.NewNullLogger(), "")
-	}
-	cores, err := os.ReadFile("/sys/fs/cgroup/cpuset/cpuset.effective_cpus")
-	if err != nil {
-		return err
-	}
-	c := strings.TrimSpace(string(cores))
-	if err := cgroupslib.Init(hclog.NewNullLogger(), c); err != nil {
-		return err
-	}
-	share := filepath.Join("/sys/fs/cgroup/cpuset", cgroupslib.NomadCgroupParent, cgroupslib.SharePartition(), "cpuset.cpus")
-	if cur, err := os.ReadFile(share); err == nil && strings.TrimSpace(string(cur)) == "" {
-		return os.WriteFile(share, []byte(c), 0o644)
-	}
-	return nil
 }
 
 func needRoot(t *testing.T) {
