@@ -19,7 +19,8 @@ func Init() error {
 	if cgroupslib.GetMode() != cgroupslib.CG1 {
 		return cgroupslib.Init(hclog.NewNullLogger(), "")
 	}
-	cores, err := os.ReadFile("/sys/fs/cgroup/cpuset/cpuset.effective_cpus")
+	cpuset := filepath.Join(cgroupslib.GetDefaultRoot(), "cpuset")
+	cores, err := os.ReadFile(filepath.Join(cpuset, "cpuset.effective_cpus"))
 	if err != nil {
 		return err
 	}
@@ -27,7 +28,7 @@ func Init() error {
 	if err := cgroupslib.Init(hclog.NewNullLogger(), c); err != nil {
 		return err
 	}
-	share := filepath.Join("/sys/fs/cgroup/cpuset", cgroupslib.NomadCgroupParent, cgroupslib.SharePartition(), "cpuset.cpus")
+	share := filepath.Join(cpuset, cgroupslib.NomadCgroupParent, cgroupslib.SharePartition(), "cpuset.cpus")
 	if cur, err := os.ReadFile(share); err == nil && strings.TrimSpace(string(cur)) == "" {
 		return os.WriteFile(share, []byte(c), 0o644)
 	}
