@@ -215,9 +215,8 @@ func Start(l Launch) (*Sandbox, error) {
 	}
 	defer argsFile.Close()
 
-	args := append([]string{}, l.Shim[1:]...)
-	args = append(args, "-uid", strconv.FormatUint(uint64(spec.UID), 10),
-		"-gid", strconv.FormatUint(uint64(spec.GID), 10))
+	args := []string{"-uid", strconv.FormatUint(uint64(spec.UID), 10),
+		"-gid", strconv.FormatUint(uint64(spec.GID), 10)}
 	for _, cg := range l.Cgroups {
 		args = append(args, "-cgroup", cg)
 	}
@@ -237,17 +236,11 @@ func Start(l Launch) (*Sandbox, error) {
 	args = append(args, trees...)
 	args = append(args, "--", bwrapPath, "--args", strconv.Itoa(argsFD))
 	args = append(args, command...)
-	cmd := exec.Command(l.Shim[0], args...)
-	cmd.Env = []string{}
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = l.Stdin, l.Stdout, l.Stderr
-	cmd.ExtraFiles = append([]*os.File{infoW, status, argsFile, seccompFile}, sources...)
+	files := append([]*os.File{l.Stdin, l.Stdout, l.Stderr, infoW, status, argsFile, seccompFile}, sources...)
 	if templateFile != nil {
-		cmd.ExtraFiles = append(cmd.ExtraFiles, templateFile)
+		files = append(files, templateFile)
 	}
-	cmd.ExtraFiles = append(cmd.ExtraFiles, dataFiles...)
-	// A session of its own: the sandbox must not get the plugin's signals, nor
-	// die with it (tasks outlive plugin restarts).
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	files = append(files, dataFiles...)
 	if l.Ready != nil {
 		if err := l.Ready(); err != nil {
 			infoW.Close()
@@ -255,9 +248,11 @@ func Start(l Launch) (*Sandbox, error) {
 			return nil, err
 		}
 	}
-	if err := cmd.Start(); err != nil {
+	cmd, err := startShim(l.Shim, args, files)
+	if err != nil {
 		infoW.Close()
-		return nil, fmt.Errorf("bwrap: starting launcher: %w", err)
+		os.Remove(l.StatusPath)
+		return nil, err
 	}
 	infoW.Close()
 

@@ -9,6 +9,9 @@
 //         [-stage DIR [-fds N] [-root-bind PATH]... [-root-link TARGET PATH]...
 //          [-tree NAME | -devtree NAME] [-tree-... ]...] -- /abs/path/to/bwrap ARG...
 //
+// or, started ahead of its launch, as _shim -request: the same, with that
+// argv and the descriptors below sent on a socket (request.c).
+//
 // Started as root with the task's stdio, its failure report's descriptor (3),
 // bwrap's descriptors (4 to 6),
 // the bind sources the launcher opened (7 to N), the template namespace and
@@ -711,7 +714,7 @@ void shim_join_cgroups(const char *const *cgroups, int n) {
 	}
 }
 
-static void shim_main(int argc, char **argv) {
+void shim_main(int argc, char **argv) {
 	long uid = -1, gid = -1, last_fd = SHIM_LAST_FD;
 	const char *netns = NULL, *stage = NULL;
 	const char *cgroups[SHIM_MAX_CGROUPS];
@@ -900,6 +903,8 @@ __attribute__((constructor)) static void bwrap_r_shim(int argc, char **argv, cha
 	(void)envp;
 	if (argc == 4 && strcmp(argv[1], "_shim") == 0 && strcmp(argv[2], "-template") == 0)
 		shim_template(argv[3]);
+	if (argc == 3 && strcmp(argv[1], "_shim") == 0 && strcmp(argv[2], "-request") == 0)
+		shim_request(argv[0]);
 	if (argc > 1 && strcmp(argv[1], "_shim") == 0)
 		shim_main(argc, argv);
 }

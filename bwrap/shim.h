@@ -4,6 +4,12 @@
 #define SHIM_INFO_FD 3
 #define SHIM_LAST_FD 6
 
+// A spare launcher (request.c) waits for its request on this descriptor; a
+// request carries at most this many descriptors for the shim (one more, its
+// argv, and the kernel's limit of 253 a message is kept).
+#define SHIM_REQUEST_FD 3
+#define SHIM_REQUEST_MAX_FDS 240
+
 // Descriptors enter.go hands to the enter launcher (enter.c): the task's
 // environment (NUL-separated KEY=VALUE entries) and the compiled seccomp
 // filter (struct sock_filter entries); with -tty, the unix socket the
@@ -19,3 +25,7 @@ void shim_fail(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 
 long shim_id(const char *flag, const char *s);
 void shim_stdio(void);
 void shim_join_cgroups(const char *const *cgroups, int n);
+// The launcher shim with argv as exec'd ("_shim" in argv[1]); it execs bwrap
+// or fails.
+void shim_main(int argc, char **argv) __attribute__((noreturn));
+void shim_request(char *argv0) __attribute__((noreturn));

@@ -1,0 +1,207 @@
+package bwrap
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// maxRequestFDs is how many descriptors a launcher request may carry
+// (SHIM_REQUEST_MAX_FDS): more go the old way, by exec.
+const maxRequestFDs = 240
+
+// maxRequestArgs bounds the argv a request carries (request.c checks it too).
+const maxRequestArgs = 4 << 20
+
+// launcher is a launcher shim started ahead of its sandbox (_shim -request,
+// request.c): this process's child, waiting on a socket of which this
+// process holds the only other end. Starting one is a fork and exec of this
+// binary, and on these VMs the exec alone costs half a millisecond of glibc
+// start-up; a spare started after one launch is what the next one takes, so
+// that a start pays a message instead.
+type launcher struct {
+	cmd  *exec.Cmd
+	conn int
+}
+
+// startLauncher starts a launcher that waits for its request. shim is the
+// launch's Shim argv.
+func startLauncher(shim []string) (*launcher, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("bwrap: launcher socket: %w", err)
+	}
+	theirs := os.NewFile(uintptr(fds[1]), "launcher-request")
+	args := append(append([]string{}, shim[1:]...), "-request")
+	cmd := exec.Command(shim[0], args...)
+	cmd.Env = []string{}
+	cmd.ExtraFiles = []*os.File{theirs}
+	// A session of its own: the sandbox must not get the plugin's signals, nor
+	// die with it (tasks outlive plugin restarts).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	err = cmd.Start()
+	theirs.Close()
+	if err != nil {
+		unix.Close(fds[0])
+		return nil, fmt.Errorf("bwrap: starting launcher: %w", err)
+	}
+	return &launcher{cmd: cmd, conn: fds[0]}, nil
+}
+
+// release lets an unused launcher go: at end of file on its socket it exits,
+// having done nothing.
+func (ln *launcher) release() {
+	unix.Close(ln.conn)
+	go ln.cmd.Wait()
+}
+
+// errLauncherGone is a request to a launcher that had already exited.
+var errLauncherGone = errors.New("bwrap: the launcher had exited")
+
+// request hands the launcher its shim argv (what follows "_shim") and its
+// descriptors: files[k] becomes its descriptor k, nil leaves k closed. The
+// launcher's socket is closed either way.
+func (ln *launcher) request(argv []string, files []*os.File) error {
+	defer func() { unix.Close(ln.conn); ln.conn = -1 }()
+	argsFile, err := argsMemfd(argv)
+	if err != nil {
+		return err
+	}
+	defer argsFile.Close()
+	fi, err := argsFile.Stat()
+	if err != nil {
+		return err
+	}
+	if fi.Size() == 0 || fi.Size() > maxRequestArgs {
+		return fmt.Errorf("bwrap: the launcher's arguments: %d bytes, want 1 to %d", fi.Size(), maxRequestArgs)
+	}
+	header := []byte{0, 0, 0, 0}
+	fds := []int{int(argsFile.Fd())}
+	for k, f := range files {
+		if f == nil {
+			continue
+		}
+		header = binary.NativeEndian.AppendUint32(header, uint32(k))
+		fds = append(fds, int(f.Fd()))
+	}
+	n := len(fds) - 1
+	if n == 0 || n > maxRequestFDs {
+		return fmt.Errorf("bwrap: a launcher request of %d descriptors, want 1 to %d", n, maxRequestFDs)
+	}
+	binary.NativeEndian.PutUint32(header, uint32(n))
+	err = unix.Sendmsg(ln.conn, header, unix.UnixRights(fds...), nil, unix.MSG_NOSIGNAL)
+	runtime.KeepAlive(files)
+	if errors.Is(err, unix.EPIPE) || errors.Is(err, unix.ECONNRESET) || errors.Is(err, unix.ECONNREFUSED) {
+		return errLauncherGone
+	}
+	if err != nil {
+		return fmt.Errorf("bwrap: sending the launcher its request: %w", err)
+	}
+	return nil
+}
+
+// spares holds one idle launcher for each Shim argv launched with.
+var spares struct {
+	sync.Mutex
+	idle    map[string]*launcher
+	filling map[string]bool
+}
+
+func spareKey(shim []string) string { return strings.Join(shim, "\x00") }
+
+// takeSpare returns the idle launcher for shim, if there is one.
+func takeSpare(shim []string) *launcher {
+	spares.Lock()
+	defer spares.Unlock()
+	key := spareKey(shim)
+	ln := spares.idle[key]
+	delete(spares.idle, key)
+	return ln
+}
+
+// refillSpare starts, in the background, a spare launcher for shim unless
+// one is idle or on its way. Called once a launch is done with its own, so
+// that starting the next does not compete with it.
+func refillSpare(shim []string) {
+	key := spareKey(shim)
+	spares.Lock()
+	if spares.idle[key] != nil || spares.filling[key] {
+		spares.Unlock()
+		return
+	}
+	if spares.filling == nil {
+		spares.filling = map[string]bool{}
+		spares.idle = map[string]*launcher{}
+	}
+	spares.filling[key] = true
+	spares.Unlock()
+	go func() {
+		ln, err := startLauncher(shim)
+		spares.Lock()
+		defer spares.Unlock()
+		spares.filling[key] = false
+		if err != nil {
+			// The next launch starts its own, and reports the failure.
+			return
+		}
+		if spares.idle[key] != nil {
+			ln.release()
+			return
+		}
+		spares.idle[key] = ln
+	}()
+}
+
+// startShim starts the launcher shim with args (its flags and bwrap's argv,
+// after Shim's own) and files as its descriptors 0 to len(files)-1 (nil:
+// closed; for 0 to 2, /dev/null). It takes the spare launcher if there is
+// one, and leaves another started for the next launch.
+func startShim(shim, args []string, files []*os.File) (*exec.Cmd, error) {
+	defer refillSpare(shim)
+	n := 0
+	for _, f := range files {
+		if f != nil {
+			n++
+		}
+	}
+	if n <= maxRequestFDs {
+		ln := takeSpare(shim)
+		for try := 0; try < 2; try++ {
+			if ln == nil {
+				var err error
+				if ln, err = startLauncher(shim); err != nil {
+					return nil, err
+				}
+			}
+			err := ln.request(args, files)
+			if err == nil {
+				return ln.cmd, nil
+			}
+			go ln.cmd.Wait()
+			if !errors.Is(err, errLauncherGone) {
+				return nil, err
+			}
+			// A spare that died while it waited (killed, say): once more,
+			// with one of its own.
+			ln = nil
+		}
+		return nil, errLauncherGone
+	}
+	cmd := exec.Command(shim[0], append(append([]string{}, shim[1:]...), args...)...)
+	cmd.Env = []string{}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = files[0], files[1], files[2]
+	cmd.ExtraFiles = files[3:]
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("bwrap: starting launcher: %w", err)
+	}
+	return cmd, nil
+}
