@@ -24,7 +24,7 @@ const tracefs = "/sys/kernel/tracing"
 
 // tracePhases are the parts of a launch the trace tells apart, in order.
 var tracePhases = []string{
-	"Go: the launch's preparation (bind sources opened, memfds, status file), fork+exec of the shim",
+	"Go: the launch's preparation (bind sources opened, memfds, status file), then the request to the spare launcher (in the reference columns, fork+exec of the shim)",
 	"shim (C, before the Go runtime): cgroups joined, the launch's root built (host paths cloned, sources staged, /etc and /dev built) in a copy of the template mount namespace, drop to the task's UID",
 	"  of which the slowest single write (the first cgroup join)",
 	"bwrap's parent: its own start, clone of the sandbox's pid 1",
@@ -107,6 +107,34 @@ func (tr *tracer) follow() error {
 	return os.WriteFile(tracefsFile("tracing_on"), []byte("1"), 0)
 }
 
+// followSpares traces, too, the spare launchers waiting in this process
+// (children whose argv ends "_shim -request"): the launch to come takes one,
+// which a goroutine of the plugin started on some other thread.
+func (tr *tracer) followSpares() error {
+	// Children of every thread: the spare's parent is whichever thread forked it.
+	tids, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return err
+	}
+	var kids []int
+	for _, tid := range tids {
+		b, _ := os.ReadFile(filepath.Join("/proc/self/task", tid.Name(), "children"))
+		for _, f := range strings.Fields(string(b)) {
+			if n, err := strconv.Atoi(f); err == nil {
+				kids = append(kids, n)
+			}
+		}
+	}
+	for _, pid := range kids {
+		if argv := readArgv(pid); len(argv) >= 2 && argv[len(argv)-2] == "_shim" && argv[len(argv)-1] == "-request" {
+			if err := appendFile(tracefsFile("set_event_pid"), strconv.Itoa(pid)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 func (tr *tracer) mark(s string) { _ = os.WriteFile(tracefsFile("trace_marker"), []byte(s), 0) }
 
 // read stops tracing and returns the trace.
@@ -147,6 +175,9 @@ func traceLaunches(n int, gap time.Duration, launch func() error) ([]map[string]
 	}
 	for i := 0; i < n; i++ {
 		time.Sleep(gap)
+		if err := tr.followSpares(); err != nil {
+			return nil, err
+		}
 		tr.mark("bench: launch start")
 		err := launch()
 		tr.mark("bench: launch done")
@@ -202,6 +233,9 @@ func parseTrace(b []byte, shimBinary string) ([]map[string]float64, error) {
 		t0, done float64
 		events   []traceEvent
 		calls    []syscallSpan
+		// firstExit is each process's first syscall return in the launch:
+		// for a spare launcher, its request received.
+		firstExit map[int]float64
 	}
 	var all []*launch
 	var cur *launch
@@ -224,7 +258,7 @@ func parseTrace(b []byte, shimBinary string) ([]map[string]float64, error) {
 		ev, rest := m[4], m[5]
 		switch {
 		case ev == "tracing_mark_write" && strings.Contains(rest, "launch start"):
-			cur = &launch{t0: t}
+			cur = &launch{t0: t, firstExit: map[int]float64{}}
 			all = append(all, cur)
 		case ev == "tracing_mark_write" && strings.Contains(rest, "launch done"):
 			if cur != nil {
@@ -239,6 +273,9 @@ func parseTrace(b []byte, shimBinary string) ([]map[string]float64, error) {
 				open[pid] = entered{t, nr, count}
 			}
 		case ev == "sys_exit":
+			if _, seen := cur.firstExit[pid]; !seen {
+				cur.firstExit[pid] = t
+			}
 			if o, ok := open[pid]; ok {
 				delete(open, pid)
 				cur.calls = append(cur.calls, syscallSpan{pid: pid, nr: o.nr, start: o.t, end: t, count: o.count})
@@ -256,20 +293,15 @@ func parseTrace(b []byte, shimBinary string) ([]map[string]float64, error) {
 		exitAt := map[int]float64{}
 		children := map[int][]int{}
 		forkAt := map[int]float64{}
-		var shim, monitor int
-		var shimT, bwrapT float64
+		var monitor int
+		var bwrapT float64
 		for _, e := range l.events {
 			switch e.name {
 			case "sched_process_exec":
 				execAt[e.pid] = append(execAt[e.pid], e)
-				f := reFilename.FindStringSubmatch(e.rest)
-				if f == nil {
-					continue
-				}
-				switch {
-				case shim == 0 && filepath.Base(f[1]) == shimBinary:
-					shim, shimT = e.pid, e.t
-				case shim != 0 && e.pid == shim && filepath.Base(f[1]) == "bwrap":
+				// The launcher is the process that execs bwrap: spare
+				// (started before the launch) or exec'd for it.
+				if f := reFilename.FindStringSubmatch(e.rest); f != nil && monitor == 0 && filepath.Base(f[1]) == "bwrap" {
 					monitor, bwrapT = e.pid, e.t
 				}
 			case "sched_process_fork":
@@ -283,6 +315,17 @@ func parseTrace(b []byte, shimBinary string) ([]map[string]float64, error) {
 			}
 		}
 		if monitor == 0 || len(children[monitor]) == 0 {
+			continue
+		}
+		shim := monitor
+		shimT, ok := l.firstExit[shim]
+		for _, e := range execAt[shim] {
+			if f := reFilename.FindStringSubmatch(e.rest); f != nil && filepath.Base(f[1]) == shimBinary {
+				shimT, ok = e.t, true
+				break
+			}
+		}
+		if !ok || shimT > bwrapT {
 			continue
 		}
 		pid1 := children[monitor][0]
