@@ -35,7 +35,8 @@ type Launch struct {
 	// Bwrap is the absolute path of the bwrap binary.
 	Bwrap string
 	// Shim is the argv that starts the launcher shim, e.g. {"/proc/self/exe",
-	// ShimCommand}; the shim's flags and bwrap's argv are appended.
+	// ShimCommand}, ending with ShimCommand; the shim's flags and bwrap's argv
+	// are appended (or sent to a spare started as Shim + "-request").
 	Shim []string
 	Spec *Spec
 	// Stdin, Stdout and Stderr are the only descriptors besides bwrap's own
@@ -111,9 +112,14 @@ type ExitStatus struct {
 // Start launches the sandbox through the shim and returns once bwrap reported
 // the sandbox's pid 1, or with an error if it never did.
 func Start(l Launch) (*Sandbox, error) {
-	if l.Spec == nil || len(l.Shim) == 0 || l.Bwrap == "" || l.StatusPath == "" {
+	if l.Spec == nil || len(l.Shim) < 2 || l.Bwrap == "" || l.StatusPath == "" {
 		return nil, errors.New("bwrap: incomplete launch")
 	}
+	if l.Shim[len(l.Shim)-1] != ShimCommand {
+		return nil, fmt.Errorf("bwrap: launcher argv %q does not end with %s", l.Shim, ShimCommand)
+	}
+	// The next launch's spare, once this one is done with its own.
+	defer refillSpare(l.Shim)
 	spec := *l.Spec
 	// No --info-fd: bwrap's monitor writes it before it lets pid 1 go on, so
 	// with a pipe whose reader (this process) had died, SIGPIPE killed the

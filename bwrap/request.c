@@ -27,15 +27,11 @@
 
 #include "shim.h"
 
-// Bounds on a request, which the launcher checks before it sends one.
-#define REQUEST_MAX_ARGS_BYTES (4 << 20)
-#define REQUEST_MAX_ARGS 65536
-
-// request_fail reports a failure before the request's descriptors are in
-// place (so there is no report descriptor yet) and ends the launcher.
+// request_fail reports a failure of the request: on its report descriptor
+// (the one bound for 3) once the request has named it, else only on stderr
+// (the /dev/null the spare was started with), and ends the launcher.
 static void request_fail(const char *what) {
-	dprintf(STDERR_FILENO, "bwrap-r: launcher request: %s: %s\n", what, strerror(errno));
-	_exit(125);
+	shim_fail("launcher request: %s: %s", what, strerror(errno));
 }
 
 // request_place moves each descriptor fds[k] to targets[k] and closes every
@@ -52,11 +48,16 @@ static void request_place(const int *fds, const int32_t *targets, int n) {
 		high[k] = fcntl(fds[k], F_DUPFD_CLOEXEC, top + 1);
 		if (high[k] < 0)
 			request_fail("moving a descriptor");
+		if (shim_report_fd == fds[k])
+			shim_report_fd = high[k];
 		close(fds[k]);
 	}
-	for (int k = 0; k < n; k++)
+	for (int k = 0; k < n; k++) {
 		if (dup2(high[k], targets[k]) != targets[k])
 			request_fail("placing a descriptor");
+		if (shim_report_fd == high[k])
+			shim_report_fd = targets[k];
+	}
 	// Everything else goes: the socket, what the spare was started with,
 	// the copies above.
 	int k = 0;
@@ -77,7 +78,7 @@ static char **request_args(int fd, char *argv0, int *argc) {
 	struct stat st;
 	if (fstat(fd, &st) != 0)
 		request_fail("the argv file");
-	if (st.st_size <= 0 || st.st_size > REQUEST_MAX_ARGS_BYTES) {
+	if (st.st_size <= 0 || st.st_size > SHIM_REQUEST_MAX_ARGS_BYTES) {
 		errno = EINVAL;
 		request_fail("the argv file's size");
 	}
@@ -104,10 +105,6 @@ static char **request_args(int fd, char *argv0, int *argc) {
 	for (size_t i = 0; i < size; i++)
 		if (buf[i] == '\0')
 			n++;
-	if (n > REQUEST_MAX_ARGS) {
-		errno = E2BIG;
-		request_fail("the argv file");
-	}
 	char **argv = calloc((size_t)n + 3, sizeof *argv);
 	if (argv == NULL)
 		request_fail("calloc");
@@ -123,6 +120,8 @@ static char **request_args(int fd, char *argv0, int *argc) {
 }
 
 void shim_request(char *argv0) {
+	// No report descriptor until the request names one.
+	shim_report_fd = -1;
 	// A request's bytes: n, then n targets.
 	int32_t header[1 + SHIM_REQUEST_MAX_FDS + 1];
 	union {
@@ -163,6 +162,9 @@ void shim_request(char *argv0) {
 	for (int k = 0; k < n; k++)
 		if (targets[k] < 0 || targets[k] > 65535 || (k > 0 && targets[k] <= targets[k - 1]))
 			request_fail("descriptor targets out of order");
+	for (int k = 0; k < n; k++)
+		if (targets[k] == SHIM_INFO_FD)
+			shim_report_fd = fds[k + 1];
 	// The argv file first, while the numbers are still known; it is
 	// read before placing moves anything onto its number.
 	int argc;

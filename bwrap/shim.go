@@ -20,6 +20,12 @@ var (
 	_ [C.ENTER_SECCOMP_FD - enterSeccompFD]struct{}
 	_ [enterConsoleFD - C.ENTER_CONSOLE_FD]struct{}
 	_ [C.ENTER_CONSOLE_FD - enterConsoleFD]struct{}
+	_ [maxRequestFDs - C.SHIM_REQUEST_MAX_FDS]struct{}
+	_ [C.SHIM_REQUEST_MAX_FDS - maxRequestFDs]struct{}
+	_ [maxRequestArgs - C.SHIM_REQUEST_MAX_ARGS_BYTES]struct{}
+	_ [C.SHIM_REQUEST_MAX_ARGS_BYTES - maxRequestArgs]struct{}
+	_ [infoFD - C.SHIM_REQUEST_FD]struct{}
+	_ [C.SHIM_REQUEST_FD - infoFD]struct{}
 )
 
 // ShimCommand is the hidden subcommand that runs the launcher shim (shim.c).

@@ -9,6 +9,9 @@
 // argv, and the kernel's limit of 253 a message is kept).
 #define SHIM_REQUEST_FD 3
 #define SHIM_REQUEST_MAX_FDS 240
+// And at most this many bytes of argv (above the kernel's own bound on an
+// exec's, 2 MiB with the usual 8 MiB stack limit).
+#define SHIM_REQUEST_MAX_ARGS_BYTES (4 << 20)
 
 // Descriptors enter.go hands to the enter launcher (enter.c): the task's
 // environment (NUL-separated KEY=VALUE entries) and the compiled seccomp

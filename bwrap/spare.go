@@ -14,12 +14,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// maxRequestFDs is how many descriptors a launcher request may carry
-// (SHIM_REQUEST_MAX_FDS): more go the old way, by exec.
-const maxRequestFDs = 240
-
-// maxRequestArgs bounds the argv a request carries (request.c checks it too).
-const maxRequestArgs = 4 << 20
+// maxRequestFDs and maxRequestArgs bound what a launcher request carries:
+// its descriptors and the bytes of its argv (SHIM_REQUEST_MAX_FDS and
+// SHIM_REQUEST_MAX_ARGS_BYTES; shim.go checks they agree). A launch above
+// either goes the old way, by exec.
+const (
+	maxRequestFDs  = 240
+	maxRequestArgs = 4 << 20
+)
 
 // launcher is a launcher shim started ahead of its sandbox (_shim -request,
 // request.c): this process's child, waiting on a socket of which this
@@ -54,13 +56,6 @@ func startLauncher(shim []string) (*launcher, error) {
 		return nil, fmt.Errorf("bwrap: starting launcher: %w", err)
 	}
 	return &launcher{cmd: cmd, conn: fds[0]}, nil
-}
-
-// release lets an unused launcher go: at end of file on its socket it exits,
-// having done nothing.
-func (ln *launcher) release() {
-	unix.Close(ln.conn)
-	go ln.cmd.Wait()
 }
 
 // errLauncherGone is a request to a launcher that had already exited.
@@ -128,8 +123,9 @@ func takeSpare(shim []string) *launcher {
 }
 
 // refillSpare starts, in the background, a spare launcher for shim unless
-// one is idle or on its way. Called once a launch is done with its own, so
-// that starting the next does not compete with it.
+// one is idle or on its way (so never more than one). Start calls it as it
+// returns, once bwrap has made the sandbox, so that the next spare's fork
+// and exec compete less with this launch's own work.
 func refillSpare(shim []string) {
 	key := spareKey(shim)
 	spares.Lock()
@@ -152,10 +148,8 @@ func refillSpare(shim []string) {
 			// The next launch starts its own, and reports the failure.
 			return
 		}
-		if spares.idle[key] != nil {
-			ln.release()
-			return
-		}
+		// A spare that dies while idle (killed) stays a zombie until a
+		// launch takes it and finds it gone: there is at most one.
 		spares.idle[key] = ln
 	}()
 }
@@ -163,16 +157,18 @@ func refillSpare(shim []string) {
 // startShim starts the launcher shim with args (its flags and bwrap's argv,
 // after Shim's own) and files as its descriptors 0 to len(files)-1 (nil:
 // closed; for 0 to 2, /dev/null). It takes the spare launcher if there is
-// one, and leaves another started for the next launch.
+// one.
 func startShim(shim, args []string, files []*os.File) (*exec.Cmd, error) {
-	defer refillSpare(shim)
-	n := 0
+	n, size := 0, 0
 	for _, f := range files {
 		if f != nil {
 			n++
 		}
 	}
-	if n <= maxRequestFDs {
+	for _, a := range args {
+		size += len(a) + 1
+	}
+	if n <= maxRequestFDs && size <= maxRequestArgs {
 		ln := takeSpare(shim)
 		for try := 0; try < 2; try++ {
 			if ln == nil {
@@ -190,7 +186,8 @@ func startShim(shim, args []string, files []*os.File) (*exec.Cmd, error) {
 				return nil, err
 			}
 			// A spare that died while it waited (killed, say): once more,
-			// with one of its own.
+			// with one of its own. One killed after the request was sent
+			// fails this start (Start reports that no sandbox came).
 			ln = nil
 		}
 		return nil, errLauncherGone

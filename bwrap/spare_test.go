@@ -2,6 +2,7 @@ package bwrap
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"io"
 	"os"
 	"os/exec"
@@ -206,15 +207,26 @@ func TestLaunchAfterTheSpareDied(t *testing.T) {
 }
 
 // rawRequest sends a launcher of its own header and descriptors as given
-// (-2 stands for the pipe read back), and returns how it exited and what it
-// wrote there (its stderr until it places the request's descriptors).
+// (-2 stands for the pipe read back, -3 for a second one, the report's), and
+// returns how it exited, what it wrote on the first (its stderr until it
+// places the request's descriptors) and what on the second.
 func rawRequest(t *testing.T, header []byte, fds []int, closeOnly bool) (int, string) {
+	code, stderr, _ := rawRequestReport(t, header, fds, closeOnly)
+	return code, stderr
+}
+
+func rawRequestReport(t *testing.T, header []byte, fds []int, closeOnly bool) (int, string, string) {
 	t.Helper()
 	errR, errW, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer errR.Close()
+	infoR, infoW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer infoR.Close()
 	sock, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -232,6 +244,9 @@ func rawRequest(t *testing.T, header []byte, fds []int, closeOnly bool) (int, st
 		if fds[k] == -2 {
 			fds[k] = int(errW.Fd())
 		}
+		if fds[k] == -3 {
+			fds[k] = int(infoW.Fd())
+		}
 	}
 	if !closeOnly {
 		if err := unix.Sendmsg(sock[0], header, unix.UnixRights(fds...), nil, unix.MSG_NOSIGNAL); err != nil {
@@ -240,9 +255,11 @@ func rawRequest(t *testing.T, header []byte, fds []int, closeOnly bool) (int, st
 	}
 	unix.Close(sock[0])
 	errW.Close()
+	infoW.Close()
 	b, _ := io.ReadAll(errR)
+	info, _ := io.ReadAll(infoR)
 	cmd.Wait()
-	return cmd.ProcessState.ExitCode(), string(b)
+	return cmd.ProcessState.ExitCode(), string(b), string(info)
 }
 
 func request32(v ...uint32) []byte {
@@ -305,5 +322,19 @@ func TestLauncherRefusesMalformedRequests(t *testing.T) {
 	}
 	if code, stderr := rawRequest(t, nil, nil, true); code != 0 || stderr != "" {
 		t.Errorf("let go: exit %d, stderr %q; want 0 and nothing said", code, stderr)
+	}
+	// Once the request names its report descriptor (3), a failure is
+	// reported there, as the shim's own are, for the plugin to tell Nomad.
+	code, _, info := rawRequestReport(t, request32(2, 2, 3), []int{argv(strings.TrimSuffix(ok, "\x00")), nf, -3}, false)
+	var msg map[string]string
+	if err := json.Unmarshal([]byte(info), &msg); code != 125 || err != nil || !strings.Contains(msg["shim-error"], "NUL-terminated") {
+		t.Errorf("exit %d, report %q; want 125 and the failure as JSON", code, info)
+	}
+}
+
+func TestStartWantsTheShimCommandLast(t *testing.T) {
+	_, err := Start(Launch{Bwrap: "/usr/bin/bwrap", Shim: []string{os.Args[0], ShimCommand, "-cgroup", "/x"}, Spec: &Spec{}, StatusPath: "/nonexistent/status"})
+	if err == nil || !strings.Contains(err.Error(), "does not end with "+ShimCommand) {
+		t.Errorf("Start with a Shim of its own flags: %v", err)
 	}
 }
