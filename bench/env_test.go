@@ -84,8 +84,9 @@ type env struct {
 	// for the memory workload (each exec task costs a chroot build).
 	execKept []*task
 	// traced is one launch as StartTask makes it (bwrap.Start joining the
-	// task's cgroups), for the tracer.
-	traced func() error
+	// task's cgroups), for the tracer, which it tells (mark) when bwrap.Start
+	// is called and when the exit status is read.
+	traced func(mark func(string)) error
 }
 
 func newEnv(t *testing.T, rep *report) *env {

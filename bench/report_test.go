@@ -579,7 +579,7 @@ func (r *report) explain(b *strings.Builder) {
 // 100 ms apart, bwrap-r's spec with /etc and /dev bound entry by entry, four
 // v1 cgroups (freezer, cpu, memory, pids) of the tracer's own. A reference,
 // not a measurement of this run.
-var traceBefore = []float64{0.98, 8.45, 7.32, 1.15, 6.71, 2.68, 0.47, 0.21, 0.60, 18.23}
+var traceBefore = []float64{0.98, 8.45, 7.32, 1.15, 6.71, 2.68, 0.47, 0.21, 0.60, 18.23, math.NaN(), math.NaN()}
 
 // traceBeforeRoot is this trace before bwrap ran in a root of the launch's
 // own (commit f760fd6: bwrap in a copy of the host's mount namespace, the
@@ -588,7 +588,7 @@ var traceBefore = []float64{0.98, 8.45, 7.32, 1.15, 6.71, 2.68, 0.47, 0.21, 0.60
 // after another bench run; the node calm before the workload), the start
 // workload's 100 bwrap-r and 100 raw_exec tasks running. A reference, not a
 // measurement of this run.
-var traceBeforeRoot = []float64{1.17, 2.25, 0.02, 1.48, 11.2, 6.63, 0.71, 0.24, 1.15, 17.7}
+var traceBeforeRoot = []float64{1.17, 2.25, 0.02, 1.48, 11.2, 6.63, 0.71, 0.24, 1.15, 17.7, math.NaN(), math.NaN()}
 
 // traceSection writes where each millisecond of a launch goes, from the
 // kernel's trace of the start workload's traced launches.
@@ -604,7 +604,7 @@ func (r *report) traceSection(b *strings.Builder) {
 		w("Not traced in this run: %s.\n", reason)
 		return
 	}
-	w("The kernel's tracer (ftrace: syscall entry and exit, fork, exec and exit events, about a microsecond each) followed %d launches as StartTask makes them (bwrap.Start joining the task's cgroups, the launcher building /etc and /dev, `/bin/true` as the command), each after a %v pause, from bwrap.Start's call until its exit status was read. Median ms per part, process by process; the parts add up to the total. StartTask's own work around the launch (task dirs, cgroup limits, the spec, the handle) and the gRPC hop are the difference between the rows \"StartTask through the harness\" and \"bwrap.Start joining the task's cgroups\" above.\n\n", n, traceGap)
+	w("The kernel's tracer (ftrace: syscall entry and exit, fork, exec and exit events, about a microsecond each) followed %d launches as StartTask makes them (bwrap.Start joining the task's cgroups, the launcher building /etc and /dev, `/bin/true` as the command), each after a %v pause, from just before the task's cgroup dirs are made until they and the status file are removed again (the last two rows say how much of that is this work around the launch: StartTask's and DestroyTask's in the driver). Median ms per part, process by process; the parts add up to the total. StartTask's own work around the launch (task dirs, cgroup limits, the spec, the handle) and the gRPC hop are the difference between the rows \"StartTask through the harness\" and \"bwrap.Start joining the task's cgroups\" above.\n\n", n, traceGap)
 	w("| Part | this run | before the launch's root (reference) | before the trees (reference) |\n|---|---|---|---|\n")
 	for i, k := range tracePhases {
 		name := k

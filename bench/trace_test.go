@@ -34,7 +34,16 @@ var tracePhases = []string{
 	"pid 1 and bwrap's monitor exit (the sandbox torn down)",
 	"Go: the monitor's exit seen, the exit status read",
 	"total",
+	"  of which before bwrap.Start's call (the task's cgroup dirs made: StartTask's work, counted in the first row)",
+	"  of which after the exit status was read (cgroup dirs and status file removed: DestroyTask's work, counted in the row before the total)",
 }
+
+// The launch's own marks, between the tracer's "launch start" and "launch
+// done".
+const (
+	traceStartCall  = "bench: bwrap.Start called"
+	traceStatusRead = "bench: exit status read"
+)
 
 // tracer is the kernel's tracer set up to follow one thread and what it
 // starts; stop puts everything back as it was.
@@ -161,8 +170,9 @@ func (tr *tracer) stop() {
 
 // traceLaunches runs launch n times, each after a pause of gap, with the
 // tracer following it, and returns each launch's phases (ms, by
-// tracePhases). launch runs on the thread the tracer follows.
-func traceLaunches(n int, gap time.Duration, launch func() error) ([]map[string]float64, error) {
+// tracePhases). launch runs on the thread the tracer follows, and marks the
+// trace with traceStartCall and traceStatusRead.
+func traceLaunches(n int, gap time.Duration, launch func(mark func(string)) error) ([]map[string]float64, error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	tr, err := startTracer()
@@ -179,7 +189,7 @@ func traceLaunches(n int, gap time.Duration, launch func() error) ([]map[string]
 			return nil, err
 		}
 		tr.mark("bench: launch start")
-		err := launch()
+		err := launch(tr.mark)
 		tr.mark("bench: launch done")
 		if err != nil {
 			return nil, err
@@ -231,8 +241,10 @@ var (
 func parseTrace(b []byte, shimBinary string) ([]map[string]float64, error) {
 	type launch struct {
 		t0, done float64
-		events   []traceEvent
-		calls    []syscallSpan
+		// startCall and statusRead: the launch's own marks (0: none).
+		startCall, statusRead float64
+		events                []traceEvent
+		calls                 []syscallSpan
 		// firstExit is each process's first syscall return in the launch:
 		// for a spare launcher, its request received.
 		firstExit map[int]float64
@@ -260,6 +272,10 @@ func parseTrace(b []byte, shimBinary string) ([]map[string]float64, error) {
 		case ev == "tracing_mark_write" && strings.Contains(rest, "launch start"):
 			cur = &launch{t0: t, firstExit: map[int]float64{}}
 			all = append(all, cur)
+		case ev == "tracing_mark_write" && cur != nil && strings.Contains(rest, traceStartCall):
+			cur.startCall = t
+		case ev == "tracing_mark_write" && cur != nil && strings.Contains(rest, traceStatusRead):
+			cur.statusRead = t
 		case ev == "tracing_mark_write" && strings.Contains(rest, "launch done"):
 			if cur != nil {
 				cur.done = t
@@ -359,6 +375,10 @@ func parseTrace(b []byte, shimBinary string) ([]map[string]float64, error) {
 			tracePhases[7]: exitAt[monitor] - exitAt[command],
 			tracePhases[8]: l.done - exitAt[monitor],
 			tracePhases[9]: l.done - l.t0,
+		}
+		if l.startCall > 0 && l.statusRead > 0 {
+			p[tracePhases[10]] = l.startCall - l.t0
+			p[tracePhases[11]] = l.done - l.statusRead
 		}
 		out = append(out, p)
 	}

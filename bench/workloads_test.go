@@ -691,7 +691,10 @@ func (e *env) phaser() func(i int, record bool) {
 		}
 		return up, ms(time.Since(t0)), nil
 	}
-	launch := func(withCgroups bool) (up, done float64, err error) {
+	// mark, when tracing, notes in the trace when bwrap.Start is called and
+	// when the exit status is in hand: the cgroups made before and removed
+	// after are StartTask's and DestroyTask's work, not the launch's.
+	launch := func(withCgroups bool, mark func(string)) (up, done float64, err error) {
 		var cgroups []string
 		if withCgroups {
 			dirs, teardown, err := taskCgroupDirs()
@@ -709,6 +712,7 @@ func (e *env) phaser() func(i int, record bool) {
 		status := filepath.Join(state, uuid.Generate()+".status")
 		defer os.Remove(status)
 		t0 := time.Now()
+		mark(traceStartCall)
 		sb, err := bwrap.Start(bwrap.Launch{
 			Bwrap: bwrapPath, Shim: []string{self, bwrap.ShimCommand}, Spec: spec(),
 			Stdin: devnull, Stdout: devnull, Stderr: devnull, StatusPath: status,
@@ -720,15 +724,17 @@ func (e *env) phaser() func(i int, record bool) {
 		up = ms(time.Since(t0))
 		st := sb.Status()
 		done = ms(time.Since(t0))
+		mark(traceStatusRead)
 		if st.Err != nil || st.Code != 0 {
 			return 0, 0, fmt.Errorf("sandbox: %+v", st)
 		}
 		return up, done, nil
 	}
-	e.traced = func() error {
-		_, _, err := launch(true)
+	e.traced = func(mark func(string)) error {
+		_, _, err := launch(true, mark)
 		return err
 	}
+	noMark := func(string) {}
 	steps := []string{phSpawn, phBench, phPlugin, phShimB, phShimP, phBwrapUp, phLaunch, phLaunchC, phInitB, phInitP}
 	shimArgs := []string{bwrap.ShimCommand, "-uid", "65534", "-gid", "65534", "--", "/bin/true"}
 	return func(i int, record bool) {
@@ -755,9 +761,9 @@ func (e *env) phaser() func(i int, record bool) {
 			case phBwrapUp:
 				a, b, err = bwrapAlone()
 			case phLaunch:
-				a, b, err = launch(false)
+				a, b, err = launch(false, noMark)
 			case phLaunchC:
-				a, b, err = launch(true)
+				a, b, err = launch(true, noMark)
 			case phInitB:
 				var top []string
 				a, top, err = initTrace(self, noopCommand)
