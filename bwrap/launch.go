@@ -120,6 +120,29 @@ func Start(l Launch) (*Sandbox, error) {
 	}
 	// The next launch's spare, once this one is done with its own.
 	defer refillSpare(l.Shim)
+	// The status file is made alongside the steps below: creating a file
+	// on the state dir's file system (ext4) took 0.26 ms of every start.
+	type made struct {
+		f   *os.File
+		err error
+	}
+	statusMade := make(chan made, 1)
+	go func() {
+		// O_EXCL: an existing file could hold a stale or planted exit code.
+		f, err := os.OpenFile(l.StatusPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
+		statusMade <- made{f, err}
+	}()
+	statusTaken := false
+	defer func() {
+		if !statusTaken {
+			// A return before it was needed: it was made for nothing.
+			// Waited for here, so that it is gone before a retry makes it.
+			if m := <-statusMade; m.err == nil {
+				m.f.Close()
+				os.Remove(l.StatusPath)
+			}
+		}
+	}()
 	spec := *l.Spec
 	// No --info-fd: bwrap's monitor writes it before it lets pid 1 go on, so
 	// with a pipe whose reader (this process) had died, SIGPIPE killed the
@@ -186,11 +209,12 @@ func Start(l Launch) (*Sandbox, error) {
 	if err != nil {
 		return nil, err
 	}
-	// O_EXCL: an existing file could hold a stale or planted exit code.
-	status, err := os.OpenFile(l.StatusPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("bwrap: status file: %w", err)
+	m := <-statusMade
+	statusTaken = true
+	if m.err != nil {
+		return nil, fmt.Errorf("bwrap: status file: %w", m.err)
 	}
+	status := m.f
 	defer status.Close()
 	// Watched before the launch, so that no write of bwrap's is missed.
 	watch, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)

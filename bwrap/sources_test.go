@@ -338,3 +338,39 @@ func TestSandboxMountNamespacesHeldUntilItEnds(t *testing.T) {
 		t.Errorf("once released: mount namespaces held %v, want %d", left, before)
 	}
 }
+
+// A start refused before its launch leaves no status file behind (it is made
+// alongside the launch's preparation), so the same task can start again.
+func TestRefusedStartLeavesNoStatusFile(t *testing.T) {
+	uid, gid := nobody(t)
+	bw := needSandbox(t)
+	root := closedRoot(t)
+	status := filepath.Join(t.TempDir(), "status")
+	launch := func(source string) error {
+		sb, err := Start(Launch{
+			Bwrap: bw, Shim: []string{os.Args[0], ShimCommand},
+			Spec: &Spec{
+				Command: "/bin/true", Env: map[string]string{"PATH": "/usr/bin:/bin"},
+				Mounts: append(SystemMounts(16<<20), Mount{Kind: Bind, Source: source, Dest: "/local", Beneath: root}),
+				UID:    uid, GID: gid,
+			},
+			StatusPath: status, StageDir: stageDir(t),
+		})
+		if err == nil && (!sb.Wait(30*time.Second) || sb.Status().Code != 0) {
+			return fmt.Errorf("sandbox: %+v", sb.Status())
+		}
+		return err
+	}
+	for i := 0; i < 20; i++ {
+		if err := launch(filepath.Join(root, "nope")); err == nil || !strings.Contains(err.Error(), "no such file") {
+			t.Fatalf("start with a missing source: %v", err)
+		}
+		if _, err := os.Lstat(status); !os.IsNotExist(err) {
+			t.Fatalf("after a refused start, the status file: %v", err)
+		}
+	}
+	ownedDir(t, root, "local", uid, gid, "local")
+	if err := launch(filepath.Join(root, "local")); err != nil {
+		t.Fatalf("the start after them: %v", err)
+	}
+}
