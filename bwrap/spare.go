@@ -42,13 +42,8 @@ func startLauncher(shim []string) (*launcher, error) {
 		return nil, fmt.Errorf("bwrap: launcher socket: %w", err)
 	}
 	theirs := os.NewFile(uintptr(fds[1]), "launcher-request")
-	args := append(append([]string{}, shim[1:]...), "-request")
-	cmd := exec.Command(shim[0], args...)
-	cmd.Env = []string{}
+	cmd := shimCommand(shim, "-request")
 	cmd.ExtraFiles = []*os.File{theirs}
-	// A session of its own: the sandbox must not get the plugin's signals, nor
-	// die with it (tasks outlive plugin restarts).
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	err = cmd.Start()
 	theirs.Close()
 	if err != nil {
@@ -58,12 +53,23 @@ func startLauncher(shim []string) (*launcher, error) {
 	return &launcher{cmd: cmd, conn: fds[0]}, nil
 }
 
+// shimCommand is the launcher's command: Shim's argv with args after it, an
+// empty environment, and a session of its own (the sandbox must not get the
+// plugin's signals, nor die with it: tasks outlive plugin restarts).
+func shimCommand(shim []string, args ...string) *exec.Cmd {
+	cmd := exec.Command(shim[0], append(append([]string{}, shim[1:]...), args...)...)
+	cmd.Env = []string{}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	return cmd
+}
+
 // errLauncherGone is a request to a launcher that had already exited.
 var errLauncherGone = errors.New("bwrap: the launcher had exited")
 
 // request hands the launcher its shim argv (what follows "_shim") and its
-// descriptors: files[k] becomes its descriptor k, nil leaves k closed. The
-// launcher's socket is closed either way.
+// descriptors: files[k] becomes its descriptor k, nil leaves k closed. argv
+// is at most maxRequestArgs bytes (startShim checks). The launcher's socket
+// is closed either way.
 func (ln *launcher) request(argv []string, files []*os.File) error {
 	defer func() { unix.Close(ln.conn); ln.conn = -1 }()
 	argsFile, err := argsMemfd(argv)
@@ -71,13 +77,6 @@ func (ln *launcher) request(argv []string, files []*os.File) error {
 		return err
 	}
 	defer argsFile.Close()
-	fi, err := argsFile.Stat()
-	if err != nil {
-		return err
-	}
-	if fi.Size() == 0 || fi.Size() > maxRequestArgs {
-		return fmt.Errorf("bwrap: the launcher's arguments: %d bytes, want 1 to %d", fi.Size(), maxRequestArgs)
-	}
 	header := []byte{0, 0, 0, 0}
 	fds := []int{int(argsFile.Fd())}
 	for k, f := range files {
@@ -192,11 +191,9 @@ func startShim(shim, args []string, files []*os.File) (*exec.Cmd, error) {
 		}
 		return nil, errLauncherGone
 	}
-	cmd := exec.Command(shim[0], append(append([]string{}, shim[1:]...), args...)...)
-	cmd.Env = []string{}
+	cmd := shimCommand(shim, args...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = files[0], files[1], files[2]
 	cmd.ExtraFiles = files[3:]
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("bwrap: starting launcher: %w", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -112,23 +113,13 @@ func checkDescribed(t *testing.T, out string) {
 	for _, line := range strings.Split(out, "\n") {
 		if strings.HasPrefix(line, "sid ") {
 			f := strings.Fields(line)
-			sid, pid = atoiOr(f[1]), atoiOr(f[3])
+			sid, _ = strconv.Atoi(f[1])
+			pid, _ = strconv.Atoi(f[3])
 		}
 	}
 	if sid == 0 || sid != pid {
 		t.Errorf("session %d, want its own (%d):\n%s", sid, pid, out)
 	}
-}
-
-func atoiOr(s string) int {
-	n := 0
-	for _, c := range s {
-		if c < '0' || c > '9' {
-			return 0
-		}
-		n = n*10 + int(c-'0')
-	}
-	return n
 }
 
 // waitSpare waits until a spare launcher for shim is idle and returns its pid.

@@ -322,6 +322,7 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 	// and waited for before the launch.
 	cgroups := taskCgroups(cfg)
 	cgroupsMade := make(chan error, 1)
+	waitCgroups := sync.OnceValue(func() error { return <-cgroupsMade })
 	go func() {
 		var err error
 		if cgroups != nil {
@@ -333,7 +334,6 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 		}
 		cgroupsMade <- err
 	}()
-	cgroupsWaited := false
 	started := false
 	// Runs last on a failed start, after the cleanup below has killed the
 	// sandbox.
@@ -341,9 +341,7 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 		if started {
 			return
 		}
-		if !cgroupsWaited {
-			<-cgroupsMade
-		}
+		_ = waitCgroups()
 		cgroups.Teardown()
 	}()
 	// The task's output first: its registration with the collector (a
@@ -408,8 +406,7 @@ func (d *Driver) StartTask(cfg *drivers.TaskConfig) (*drivers.TaskHandle, *drive
 			return nil, nil, err
 		}
 	}
-	cgroupsWaited = true
-	if err := <-cgroupsMade; err != nil {
+	if err := waitCgroups(); err != nil {
 		return nil, nil, err
 	}
 	stage, err := stateDirs(conf.StateDir)
