@@ -25,7 +25,7 @@ const tracefs = "/sys/kernel/tracing"
 // tracePhases are the parts of a launch the trace tells apart, in order.
 var tracePhases = []string{
 	"Go: the launch's preparation (bind sources opened, memfds, status file), then the request to the spare launcher (in the reference columns, fork+exec of the shim)",
-	"shim (C, before the Go runtime): cgroups joined, the launch's root built (host paths cloned, sources staged, /etc and /dev built) in a copy of the template mount namespace, drop to the task's UID",
+	"shim (C, before the Go runtime): cgroups joined, the launch's root built (host paths cloned, sources staged, the sandbox's root assembled) in a copy of the template mount namespace, drop to the task's UID",
 	"  of which the slowest single write (the first cgroup join)",
 	"bwrap's parent: its own start, clone of the sandbox's pid 1",
 	"sandbox's pid 1: the sandbox's mounts, fork+exec of the command",

@@ -548,7 +548,7 @@ const (
 	phShimP   = "the shim in bin/plugins/bwrap-r (production): drop to a task UID, exec /bin/true, to exit"
 	phBwrapUp = "bwrap alone, as the task's user, one bind per /etc and /dev entry (no launcher): until pid 1 exists (--info-fd)"
 	phBwrapTr = "bwrap alone, one bind per /etc and /dev entry: /bin/true to exit"
-	phLaunch  = "bwrap.Start (shim building /etc and /dev, then bwrap; no cgroups): until it returns"
+	phLaunch  = "bwrap.Start (shim assembling the sandbox's root, then bwrap; no cgroups): until it returns"
 	phLaunchT = "bwrap.Start: /bin/true to exit"
 	phLaunchC = "bwrap.Start joining the task's cgroups (as StartTask does): until it returns"
 	phLaunchE = "bwrap.Start joining the task's cgroups: /bin/true to exit"

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -162,13 +163,6 @@ func Start(l Launch) (*Sandbox, error) {
 	var rootArgs []string
 	var templateFile *os.File
 	bwrapPath := l.Bwrap
-	if l.StageDir != "" {
-		spec.Mounts, rootArgs, bwrapPath = launchRoot(spec.Mounts, l.Bwrap)
-		var err error
-		if templateFile, err = templateNS(l.Shim, l.StageDir); err != nil {
-			return nil, err
-		}
-	}
 	sources, staged, opened, err := openSources(spec.Mounts, lastFD+1, l.StageDir)
 	if err != nil {
 		return nil, err
@@ -178,6 +172,17 @@ func Start(l Launch) (*Sandbox, error) {
 			f.Close()
 		}
 	}()
+	if l.StageDir != "" {
+		fdOf := map[int]int{}
+		for i, f := range opened {
+			fdOf[i] = lastFD + 1 + slices.Index(sources, f)
+		}
+		spec.Mounts, staged, opened = assembleRoot(spec.Mounts, fdOf, staged, opened)
+		spec.Mounts, rootArgs, bwrapPath = launchRoot(spec.Mounts, l.Bwrap)
+		if templateFile, err = templateNS(l.Shim, l.StageDir); err != nil {
+			return nil, err
+		}
+	}
 	var trees []string
 	var dataFiles []*os.File
 	defer func() {

@@ -35,6 +35,9 @@ func launchRoot(mounts []Mount, bwrap string) (_ []Mount, args []string, bwrapPa
 		}
 	}
 	bwrapPath = add(bwrap)
+	// The loader and bwrap's libraries (the sandbox's own /usr is in the
+	// assembled root, not here).
+	add("/usr")
 	add("/etc/ld.so.cache")
 	var links []string
 	for _, l := range hostUsrLinks() {

@@ -7,7 +7,8 @@
 //
 //   _shim -uid N -gid N [-cgroup DIR]... [-netns FILE]
 //         [-stage DIR [-fds N] [-root-bind PATH]... [-root-link TARGET PATH]...
-//          [-tree NAME | -devtree NAME] [-tree-... ]...] -- /abs/path/to/bwrap ARG...
+//          [-tree NAME | -devtree NAME | -roottree NAME] [-tree-... ]...]
+//         -- /abs/path/to/bwrap ARG...
 //
 // or, started ahead of its launch, as _shim -request: the same, with that
 // argv and the descriptors below sent on a socket (request.c).
@@ -77,6 +78,9 @@
 #endif
 
 #define SHIM_MAX_CGROUPS 16
+
+static void shim_as_task(long uid, long gid);
+static void shim_as_root(void);
 #define SHIM_MAX_TREE_OPS 512
 
 // The descriptor a failure is reported on as JSON; the enter launcher has
@@ -140,44 +144,27 @@ static void shim_private_mounts(int template_fd) {
 		shim_fail("shim: making / a slave: %s", strerror(errno));
 }
 
-// shim_stage moves each bind source the launcher opened (descriptors
-// SHIM_LAST_FD+1 to last_fd: detached copies of their mounts, open_tree
-// OPEN_TREE_CLONE) to stage/<fd>, on a tmpfs private to this launch. That
-// binds the very file root opened and checked, whatever its path is by now,
-// and the task's UID only has to traverse stage, not every parent of the
-// source.
-static void shim_stage(const char *stage, long last_fd) {
-	if (mount("bwrap-r-stage", stage, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0711,size=4m") != 0)
-		shim_fail("shim: staging tmpfs on %s: %s", stage, strerror(errno));
-	for (long fd = SHIM_LAST_FD + 1; fd <= last_fd; fd++) {
-		struct stat st;
-		char dst[PATH_MAX];
-		if (fstat((int)fd, &st) != 0)
-			shim_fail("shim: bind source descriptor %ld: %s", fd, strerror(errno));
-		if (snprintf(dst, sizeof dst, "%s/%ld", stage, fd) >= (int)sizeof dst)
-			shim_fail("shim: -stage %s: path too long", stage);
-		if (S_ISDIR(st.st_mode)) {
-			if (mkdir(dst, 0700) != 0)
-				shim_fail("shim: staging %s: %s", dst, strerror(errno));
-		} else {
-			int f = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-			if (f < 0)
-				shim_fail("shim: staging %s: %s", dst, strerror(errno));
-			close(f);
-		}
-		if (syscall(SYS_move_mount, (int)fd, "", AT_FDCWD, dst, MOVE_MOUNT_F_EMPTY_PATH) != 0)
-			shim_fail("shim: binding bind source descriptor %ld at %s: %s", fd, dst, strerror(errno));
-		close((int)fd);
-	}
-}
-
 // A tree is a directory the shim assembles on its staging tmpfs, as root,
 // for bwrap to bind into the sandbox as one mount (bwrap-r's /etc and /dev):
 // bwrap parses the whole mount table for every bind it makes, so the files
 // of /etc bound one by one cost a start milliseconds. The tree is private to
 // this launch's mount namespace and built from the host as it is now, so it
 // is never stale and nothing a task does reaches any other.
-enum tree_op_kind { TREE_BEGIN, TREE_DIR, TREE_FILE, TREE_NODE, TREE_LINK, TREE_BIND };
+enum tree_op_kind { TREE_BEGIN, TREE_DIR, TREE_FILE, TREE_NODE, TREE_LINK, TREE_BIND, TREE_PATH, TREE_DEVPATH, TREE_FD, TREE_TMPFS };
+
+// The sandbox's root (-roottree, assemble.go): a tree on a tmpfs of its own,
+// read-only once built, that bwrap binds as its root with --dev-bind. Its
+// mounts carry the flags bwrap's own binds would set (mount_setattr, before
+// they are attached): a read-only bind is read-only, nosuid and nodev, a
+// bind of devices nosuid only, a writable bind nosuid and nodev. Only a root
+// tree has these entries:
+//   -tree-path[-try] SOURCE PATH     bwrap's --ro-bind[-try] SOURCE, the
+//                                    source looked up as the task's UID
+//   -tree-devpath[-try] SOURCE PATH  bwrap's --dev-bind[-try] SOURCE, likewise
+//   -tree-fd[-rw] FD PATH            a bind source the launcher opened (read-
+//                                    only, or writable), not staged
+//   -tree-tmpfs SIZE MODE PATH       a tmpfs (SIZE bytes, 0: the default;
+//                                    octal MODE), the task's, nosuid and nodev
 
 struct tree_op {
 	enum tree_op_kind kind;
@@ -197,7 +184,19 @@ struct tree_op {
 	// -tree-data: the descriptor (a memory file of the launcher's caller)
 	// whose content the entry is, instead of a host path; else -1.
 	int data_fd;
+	// TREE_BEGIN: the sandbox's root tree.
+	int root;
+	// TREE_PATH, TREE_DEVPATH: a missing source is left out (-try).
+	int optional;
+	// TREE_FD: writable.
+	int writable;
+	// TREE_TMPFS: its size in bytes (0: the kernel's default) and mode.
+	long long size;
+	mode_t mode;
 };
+
+// The task's IDs, for the owner of a root tree's tmpfs.
+static long tree_uid = -1, tree_gid = -1;
 
 // Files up to this size that every user may read are copied into a tree
 // rather than bound: a bind is a mount that bwrap parses with the mount
@@ -299,6 +298,53 @@ static void attach_at(int parent, const char *name, const char *path, int mnt) {
 	close(mnt);
 }
 
+// tree_tmpfs makes a root tree's tmpfs, detached: the task's, as bwrap's
+// --tmpfs in the task's user namespace would be.
+static int tree_tmpfs(const struct tree_op *op) {
+	int fs = (int)syscall(SYS_fsopen, "tmpfs", FSOPEN_CLOEXEC);
+	if (fs < 0)
+		shim_fail("shim: tree entry %s: tmpfs: %s", op->path, strerror(errno));
+	char size[32], mode[16], uid[32], gid[32];
+	snprintf(size, sizeof size, "%lld", op->size);
+	snprintf(mode, sizeof mode, "%o", (unsigned)op->mode);
+	snprintf(uid, sizeof uid, "%ld", tree_uid);
+	snprintf(gid, sizeof gid, "%ld", tree_gid);
+	const char *opts[][2] = {{"source", "tmpfs"}, {"mode", mode}, {"uid", uid}, {"gid", gid}, {"size", size}};
+	for (size_t k = 0; k < sizeof opts / sizeof opts[0]; k++) {
+		if (strcmp(opts[k][0], "size") == 0 && op->size == 0)
+			continue;
+		if (syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, opts[k][0], opts[k][1], 0) != 0)
+			shim_fail("shim: tree entry %s: tmpfs %s=%s: %s", op->path, opts[k][0], opts[k][1], strerror(errno));
+	}
+	if (syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) != 0)
+		shim_fail("shim: tree entry %s: tmpfs: %s", op->path, strerror(errno));
+	int mnt = (int)syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
+	if (mnt < 0)
+		shim_fail("shim: tree entry %s: tmpfs: %s", op->path, strerror(errno));
+	close(fs);
+	return mnt;
+}
+
+// tree_flags are the mount flags bwrap's bind of an entry's kind would set.
+static unsigned long long tree_flags(const struct tree_op *op) {
+	switch (op->kind) {
+	case TREE_NODE:
+	case TREE_DEVPATH:
+		return MOUNT_ATTR_NOSUID;
+	case TREE_FD:
+		return MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | (op->writable ? 0 : MOUNT_ATTR_RDONLY);
+	default:
+		return MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+	}
+}
+
+// tree_set_flags sets them on a detached mount and everything below it.
+static void tree_set_flags(const struct tree_op *op, int mnt) {
+	struct mount_attr attr = {.attr_set = tree_flags(op)};
+	if (syscall(SYS_mount_setattr, mnt, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) != 0)
+		shim_fail("shim: tree entry %s: setting its flags: %s", op->path, strerror(errno));
+}
+
 static void tree_entry(int root, const struct tree_op *op) {
 	char buf[PATH_MAX];
 	const char *name;
@@ -314,6 +360,12 @@ static void tree_entry(int root, const struct tree_op *op) {
 		if (symlinkat(op->source, parent, name) != 0)
 			shim_fail("shim: tree entry %s: symlink: %s", op->path, strerror(errno));
 		break;
+	case TREE_TMPFS:
+		attach_at(parent, name, op->path, tree_tmpfs(op));
+		break;
+	case TREE_PATH:
+	case TREE_DEVPATH:
+	case TREE_FD:
 	case TREE_NODE:
 	case TREE_BIND: {
 		if (op->copy != NULL) {
@@ -393,13 +445,50 @@ static void tree_data(struct tree_op *op) {
 // mounted below it; a missing one is left out (bwrap's --ro-bind-try). A
 // device node is bound too, not made: its own mount keeps device access
 // when bwrap remounts the tree's directory read-only (and so nodev).
-static void shim_trees_open(struct tree_op *ops, int nops) {
+static void shim_trees_open(struct tree_op *ops, int nops, long uid, long gid) {
 	int devices = 0;
+	// A root tree's binds by path are looked up as the task, all at once,
+	// as bwrap would look them up (shim_root_open).
+	int found[SHIM_MAX_TREE_OPS];
+	int as_task = 0;
+	for (int i = 0; i < nops; i++) {
+		found[i] = -1;
+		if (ops[i].kind != TREE_PATH && ops[i].kind != TREE_DEVPATH)
+			continue;
+		if (!as_task) {
+			shim_as_task(uid, gid);
+			as_task = 1;
+		}
+		found[i] = open(ops[i].source, O_PATH | O_CLOEXEC);
+		if (found[i] < 0 && (errno != ENOENT || !ops[i].optional)) {
+			int err = errno;
+			shim_as_root();
+			shim_fail("shim: tree entry %s: %s, as uid %ld gid %ld: %s", ops[i].path, ops[i].source, uid, gid, strerror(err));
+		}
+	}
+	if (as_task)
+		shim_as_root();
 	for (int i = 0; i < nops; i++) {
 		ops[i].mnt = -1;
 		ops[i].copy = NULL;
 		if (ops[i].kind == TREE_BEGIN)
 			devices = ops[i].devices;
+		if (ops[i].kind == TREE_PATH || ops[i].kind == TREE_DEVPATH) {
+			if (found[i] < 0)
+				continue;
+			ops[i].mnt = (int)syscall(SYS_open_tree, found[i], "", OPEN_TREE_CLONE | O_CLOEXEC | AT_RECURSIVE | AT_EMPTY_PATH);
+			if (ops[i].mnt < 0)
+				shim_fail("shim: tree entry %s: %s: %s", ops[i].path, ops[i].source, strerror(errno));
+			close(found[i]);
+			tree_set_flags(&ops[i], ops[i].mnt);
+			continue;
+		}
+		if (ops[i].kind == TREE_FD) {
+			ops[i].mnt = ops[i].data_fd;
+			ops[i].data_fd = -1;
+			tree_set_flags(&ops[i], ops[i].mnt);
+			continue;
+		}
 		if (ops[i].kind != TREE_BIND && ops[i].kind != TREE_NODE)
 			continue;
 		if (ops[i].data_fd >= 0) {
@@ -419,7 +508,45 @@ static void shim_trees_open(struct tree_op *ops, int nops) {
 			shim_fail("shim: tree entry %s: %s: %s", ops[i].path, ops[i].source, strerror(errno));
 		if (ops[i].kind == TREE_NODE && (!devices || (!S_ISCHR(st.st_mode) && !S_ISBLK(st.st_mode))))
 			shim_fail("shim: tree entry %s: %s is not a device node in a tree for devices", ops[i].path, ops[i].source);
+		tree_set_flags(&ops[i], mnt);
 		ops[i].mnt = mnt;
+	}
+}
+
+// shim_stage moves each bind source the launcher opened (descriptors
+// SHIM_LAST_FD+1 to last_fd: detached copies of their mounts, open_tree
+// OPEN_TREE_CLONE), but those a root tree binds itself (-tree-fd), to
+// stage/<fd>, on a tmpfs private to this launch. That
+// binds the very file root opened and checked, whatever its path is by now,
+// and the task's UID only has to traverse stage, not every parent of the
+// source.
+static void shim_stage(const char *stage, long last_fd, const struct tree_op *trees, int ntrees) {
+	if (mount("bwrap-r-stage", stage, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0711,size=4m") != 0)
+		shim_fail("shim: staging tmpfs on %s: %s", stage, strerror(errno));
+	for (long fd = SHIM_LAST_FD + 1; fd <= last_fd; fd++) {
+		struct stat st;
+		char dst[PATH_MAX];
+		int taken = 0;
+		for (int t = 0; t < ntrees; t++)
+			taken |= trees[t].kind == TREE_FD && trees[t].mnt == fd;
+		if (taken)
+			continue;
+		if (fstat((int)fd, &st) != 0)
+			shim_fail("shim: bind source descriptor %ld: %s", fd, strerror(errno));
+		if (snprintf(dst, sizeof dst, "%s/%ld", stage, fd) >= (int)sizeof dst)
+			shim_fail("shim: -stage %s: path too long", stage);
+		if (S_ISDIR(st.st_mode)) {
+			if (mkdir(dst, 0700) != 0)
+				shim_fail("shim: staging %s: %s", dst, strerror(errno));
+		} else {
+			int f = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+			if (f < 0)
+				shim_fail("shim: staging %s: %s", dst, strerror(errno));
+			close(f);
+		}
+		if (syscall(SYS_move_mount, (int)fd, "", AT_FDCWD, dst, MOVE_MOUNT_F_EMPTY_PATH) != 0)
+			shim_fail("shim: binding bind source descriptor %ld at %s: %s", fd, dst, strerror(errno));
+		close((int)fd);
 	}
 }
 
@@ -427,7 +554,9 @@ static void shim_trees_open(struct tree_op *ops, int nops) {
 // tmpfs: its directories and mount points first, then its links, then its
 // binds, so that nothing is ever made through a link or inside a bound host
 // directory.
-static void shim_trees(const char *stage, const struct tree_op *ops, int nops) {
+static void shim_trees(const char *stage, const struct tree_op *ops, int nops, long uid, long gid) {
+	tree_uid = uid;
+	tree_gid = gid;
 	mode_t old = umask(0);
 	for (int i = 0; i < nops; i++) {
 		if (ops[i].kind != TREE_BEGIN)
@@ -440,6 +569,8 @@ static void shim_trees(const char *stage, const struct tree_op *ops, int nops) {
 			shim_fail("shim: tree %s: path too long", name);
 		if (mkdir(dir, 0755) != 0)
 			shim_fail("shim: tree %s: %s", dir, strerror(errno));
+		if (ops[i].root && mount("bwrap-r-sandbox", dir, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755,size=16m") != 0)
+			shim_fail("shim: tree %s: its tmpfs: %s", dir, strerror(errno));
 		int root = open(dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (root < 0)
 			shim_fail("shim: tree %s: %s", dir, strerror(errno));
@@ -448,11 +579,15 @@ static void shim_trees(const char *stage, const struct tree_op *ops, int nops) {
 			end++;
 		for (int pass = 0; pass < 3; pass++) {
 			for (int j = i + 1; j < end; j++) {
-				int p = ops[j].kind == TREE_LINK ? 1 : ops[j].kind == TREE_BIND || ops[j].kind == TREE_NODE ? 2 : 0;
+				int p = ops[j].kind == TREE_LINK ? 1 : ops[j].kind == TREE_DIR || ops[j].kind == TREE_FILE ? 0 : 2;
 				if (p == pass)
 					tree_entry(root, &ops[j]);
 			}
 		}
+		// Built: the task can change nothing in it.
+		struct mount_attr ro = {.attr_set = MOUNT_ATTR_RDONLY};
+		if (ops[i].root && syscall(SYS_mount_setattr, root, "", AT_EMPTY_PATH, &ro, sizeof ro) != 0)
+			shim_fail("shim: tree %s: read-only: %s", dir, strerror(errno));
 		close(root);
 	}
 	umask(old);
@@ -735,7 +870,7 @@ void shim_main(int argc, char **argv) {
 		if (i + 1 >= argc)
 			shim_fail("shim: %s needs a value", flag);
 		const char *val = argv[++i];
-		if (strncmp(flag, "-tree", 5) == 0 || strcmp(flag, "-devtree") == 0) {
+		if (strncmp(flag, "-tree", 5) == 0 || strcmp(flag, "-devtree") == 0 || strcmp(flag, "-roottree") == 0) {
 			// -tree NAME, -devtree NAME, -tree-dir PATH, -tree-file PATH,
 			// -tree-node SOURCE PATH, -tree-link TARGET PATH, -tree-bind SOURCE PATH,
 			// -tree-data FD PATH
@@ -746,9 +881,28 @@ void shim_main(int argc, char **argv) {
 			op->path = val;
 			op->devices = 0;
 			op->data_fd = -1;
-			if (strcmp(flag, "-tree") == 0 || strcmp(flag, "-devtree") == 0) {
+			op->root = op->optional = op->writable = 0;
+			op->size = 0;
+			op->mode = 0;
+			if (strcmp(flag, "-tree") == 0 || strcmp(flag, "-devtree") == 0 || strcmp(flag, "-roottree") == 0) {
 				op->kind = TREE_BEGIN;
-				op->devices = flag[1] == 'd';
+				op->root = flag[1] == 'r';
+				op->devices = flag[1] != 't';
+			} else if (strcmp(flag, "-tree-tmpfs") == 0) {
+				op->kind = TREE_TMPFS;
+				if (i + 2 >= argc)
+					shim_fail("shim: %s needs a size, a mode and a path", flag);
+				char *end = NULL;
+				errno = 0;
+				op->size = strtoll(val, &end, 10);
+				if (errno != 0 || end == val || *end != '\0' || op->size < 0)
+					shim_fail("shim: %s %s: not a size", flag, val);
+				const char *mode = argv[++i];
+				long m = strtol(mode, &end, 8);
+				if (end == mode || *end != '\0' || m < 0 || m > 07777)
+					shim_fail("shim: %s %s: not a mode", flag, mode);
+				op->mode = (mode_t)m;
+				op->path = argv[++i];
 			} else if (strcmp(flag, "-tree-dir") == 0)
 				op->kind = TREE_DIR;
 			else if (strcmp(flag, "-tree-file") == 0)
@@ -760,18 +914,26 @@ void shim_main(int argc, char **argv) {
 					op->kind = TREE_LINK;
 				else if (strcmp(flag, "-tree-bind") == 0 || strcmp(flag, "-tree-data") == 0)
 					op->kind = TREE_BIND;
+				else if (strcmp(flag, "-tree-path") == 0 || strcmp(flag, "-tree-path-try") == 0)
+					op->kind = TREE_PATH;
+				else if (strcmp(flag, "-tree-devpath") == 0 || strcmp(flag, "-tree-devpath-try") == 0)
+					op->kind = TREE_DEVPATH;
+				else if (strcmp(flag, "-tree-fd") == 0 || strcmp(flag, "-tree-fd-rw") == 0)
+					op->kind = TREE_FD;
 				else
 					shim_fail("shim: unknown flag %s", flag);
+				op->optional = strcmp(flag + strlen(flag) - 4, "-try") == 0;
+				op->writable = strcmp(flag, "-tree-fd-rw") == 0;
 				if (i + 1 >= argc)
 					shim_fail("shim: %s needs a source and a path", flag);
 				op->source = val;
 				op->path = argv[++i];
-				if (strcmp(flag, "-tree-data") == 0) {
+				if (strcmp(flag, "-tree-data") == 0 || op->kind == TREE_FD) {
 					long fd = shim_id(flag, val);
 					if (fd <= SHIM_LAST_FD || fd > 65535 || fcntl((int)fd, F_GETFD) < 0)
-						shim_fail("shim: -tree-data %s: want an open descriptor above %d", val, SHIM_LAST_FD);
+						shim_fail("shim: %s %s: want an open descriptor above %d", flag, val, SHIM_LAST_FD);
 					op->data_fd = (int)fd;
-					op->source = "its data";
+					op->source = op->kind == TREE_FD ? "its descriptor" : "its data";
 				} else if (op->kind != TREE_LINK && op->source[0] != '/')
 					shim_fail("shim: %s %s: not an absolute path", flag, op->source);
 			}
@@ -843,25 +1005,43 @@ void shim_main(int argc, char **argv) {
 		shim_fail("shim: -template needs -stage, and a descriptor after the bind sources");
 	// A data descriptor is none of the others: staging would bind it, or
 	// the namespace would be read as a file.
-	for (int t = 0; t < ntrees; t++)
-		if (trees[t].data_fd >= 0 && (trees[t].data_fd <= last_fd || trees[t].data_fd == template_fd))
-			shim_fail("shim: -tree-data %d: want a descriptor after the bind sources and the template", trees[t].data_fd);
+	// A root tree's bind source is one of the bind sources, taken once.
+	int in_root = 0;
+	for (int t = 0; t < ntrees; t++) {
+		const struct tree_op *op = &trees[t];
+		if (op->kind == TREE_BEGIN)
+			in_root = op->root;
+		if ((op->kind == TREE_PATH || op->kind == TREE_DEVPATH || op->kind == TREE_FD || op->kind == TREE_TMPFS) && !in_root)
+			shim_fail("shim: tree entry %s: only a -roottree has it", op->path);
+		if (op->kind == TREE_BEGIN && op->root && t != 0)
+			shim_fail("shim: -roottree %s: it comes first", op->path);
+		if (op->kind == TREE_FD) {
+			if (op->data_fd > last_fd)
+				shim_fail("shim: -tree-fd %d: want one of the bind sources (%d to %ld)", op->data_fd, SHIM_LAST_FD + 1, last_fd);
+			for (int u = 0; u < t; u++)
+				if (trees[u].kind == TREE_FD && trees[u].data_fd == op->data_fd)
+					shim_fail("shim: -tree-fd %d: taken twice", op->data_fd);
+			continue;
+		}
+		if (op->data_fd >= 0 && (op->data_fd <= last_fd || op->data_fd == template_fd))
+			shim_fail("shim: -tree-data %d: want a descriptor after the bind sources and the template", op->data_fd);
+	}
 	if (stage != NULL) {
 		char dir[PATH_MAX], staged[PATH_MAX];
 		if (stage[0] != '/' || realpath(stage, dir) == NULL || strcmp(dir, "/") == 0)
 			shim_fail("shim: -stage %s: want an absolute path of a directory (not /)", stage);
 		// What comes from the host, while in its namespace.
 		int proc = shim_root_open(roots, nroots, uid, gid);
-		shim_trees_open(trees, ntrees);
+		shim_trees_open(trees, ntrees, uid, gid);
 		shim_private_mounts(template_fd);
 		if (template_fd >= 0) {
 			close(template_fd);
 			snprintf(dir, sizeof dir, "%s", SHIM_TEMPLATE_ROOT);
 		}
 		shim_root_build(dir, roots, nroots, proc, stage, staged, sizeof staged);
-		shim_stage(staged, last_fd);
+		shim_stage(staged, last_fd, trees, ntrees);
 		if (ntrees > 0)
-			shim_trees(staged, trees, ntrees);
+			shim_trees(staged, trees, ntrees, uid, gid);
 		shim_pivot(dir);
 	}
 	if (setgroups(0, NULL) != 0)

@@ -77,6 +77,8 @@ type TreeEntry struct {
 	Source string
 	// Data is a TreeData entry's content.
 	Data []byte
+	// root: what an entry of the assembled root needs (assemble.go).
+	root rootEntry
 }
 
 // Mount is one filesystem operation; bwrap applies them in order.
@@ -113,6 +115,9 @@ type Mount struct {
 	// Entries and Devices describe a Tree.
 	Entries []TreeEntry
 	Devices bool
+	// root marks the sandbox's root as the launcher assembles it (a Tree at
+	// "/", assemble.go); never part of a Spec.
+	root bool
 }
 
 // byDescriptor reports whether the mount's source is opened by root and
@@ -217,7 +222,11 @@ func (s *Spec) split(staged map[int]string) (opts, command []string, err error) 
 	}
 	// The root is a tmpfs the task's user namespace owns: without this the
 	// task could write to /, /etc and every directory bwrap made for a mount.
-	a = append(a, "--remount-ro", "/", "--clearenv")
+	// An assembled root is root's, and read-only already.
+	if len(s.Mounts) == 0 || !s.Mounts[0].root {
+		a = append(a, "--remount-ro", "/")
+	}
+	a = append(a, "--clearenv")
 	for _, k := range slices.Sorted(maps.Keys(s.Env)) {
 		if k == "" || strings.ContainsAny(k, "=\x00") {
 			return nil, nil, fmt.Errorf("bwrap: invalid environment variable name %q", k)

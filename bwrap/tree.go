@@ -11,7 +11,7 @@ import (
 
 // checkTree refuses a tree whose destination or entries are not clean paths.
 func (m Mount) checkTree() error {
-	if !path.IsAbs(m.Dest) || path.Clean(m.Dest) != m.Dest || m.Dest == "/" {
+	if !path.IsAbs(m.Dest) || path.Clean(m.Dest) != m.Dest || (m.Dest == "/") != m.root {
 		return fmt.Errorf("tree destination %q must be a clean absolute path below /", m.Dest)
 	}
 	for _, e := range m.Entries {
@@ -31,6 +31,13 @@ func (m Mount) checkTree() error {
 			if e.Source != "" || len(e.Data) > TreeDataMax {
 				return fmt.Errorf("tree %s: data entry %s: want no source and at most %d bytes", m.Dest, e.Path, TreeDataMax)
 			}
+		case rootPath, rootDevPath, rootFD, rootTmpfs, rootDir:
+			if !m.root {
+				return fmt.Errorf("tree %s: entry %s: unknown kind %d", m.Dest, e.Path, e.Kind)
+			}
+			if (e.Kind == rootPath || e.Kind == rootDevPath) && !path.IsAbs(e.Source) {
+				return fmt.Errorf("tree %s: entry %s: source %q must be absolute", m.Dest, e.Path, e.Source)
+			}
 		default:
 			return fmt.Errorf("tree %s: entry %s: unknown kind %d", m.Dest, e.Path, e.Kind)
 		}
@@ -46,6 +53,9 @@ func (m Mount) checkTree() error {
 func (m Mount) treeArgv(built bool) ([]string, error) {
 	if err := m.checkTree(); err != nil {
 		return nil, err
+	}
+	if m.root && !built {
+		return nil, fmt.Errorf("tree %s: the assembled root is only built by the launcher", m.Dest)
 	}
 	if built {
 		flag := "--ro-bind"
@@ -98,13 +108,22 @@ func treeArgs(mounts []Mount, stage string, staged map[int]string, kind sourceKi
 			return nil, nil, fmt.Errorf("bwrap: tree %s: no staging dir to build it in", m.Dest)
 		}
 		name := "tree" + strconv.Itoa(i)
-		if m.Devices {
+		switch {
+		case m.root:
+			args = append(args, "-roottree", name)
+		case m.Devices:
 			args = append(args, "-devtree", name)
-		} else {
+		default:
 			args = append(args, "-tree", name)
 		}
 		have := map[string]TreeEntryKind{}
 		for _, e := range m.Entries {
+			try := func(flag string) string {
+				if e.root.optional {
+					return flag + "-try"
+				}
+				return flag
+			}
 			switch e.Kind {
 			case TreeBind:
 				args = append(args, "-tree-bind", e.Source, e.Path)
@@ -115,8 +134,24 @@ func treeArgs(mounts []Mount, stage string, staged map[int]string, kind sourceKi
 			case TreeData:
 				args = append(args, "-tree-data", strconv.Itoa(dataFD+len(data)), e.Path)
 				data = append(data, e.Data)
+			case rootPath:
+				args = append(args, try("-tree-path"), e.Source, e.Path)
+			case rootDevPath:
+				args = append(args, try("-tree-devpath"), e.Source, e.Path)
+			case rootFD:
+				flag := "-tree-fd"
+				if e.root.writable {
+					flag = "-tree-fd-rw"
+				}
+				args = append(args, flag, strconv.Itoa(e.root.fd), e.Path)
+			case rootTmpfs:
+				args = append(args, "-tree-tmpfs", strconv.FormatInt(e.root.size, 10), strconv.FormatUint(uint64(e.root.perms), 8), e.Path)
+			case rootDir:
+				args = append(args, "-tree-dir", e.Path)
 			}
-			have[e.Path] = e.Kind
+			if _, dup := have[e.Path]; !dup || e.Kind != rootDir {
+				have[e.Path] = e.Kind
+			}
 		}
 		points, err := mountPoints(mounts, i, have, kind)
 		if err != nil {
@@ -176,6 +211,9 @@ func below(p, dir string) (string, bool) {
 	if p == dir {
 		return "", true
 	}
+	if dir == "/" {
+		return strings.TrimPrefix(p, "/"), strings.HasPrefix(p, "/")
+	}
 	if strings.HasPrefix(p, dir+"/") {
 		return p[len(dir)+1:], true
 	}
@@ -187,7 +225,7 @@ func below(p, dir string) (string, bool) {
 func throughEntry(rel string, have map[string]TreeEntryKind) bool {
 	for p, k := range have {
 		r, ok := below(rel, p)
-		if ok && (k == TreeLink || (k == TreeBind || k == TreeData) && r != "") {
+		if ok && (k == TreeLink || k != rootDir && k != TreeNode && r != "") {
 			return true
 		}
 	}

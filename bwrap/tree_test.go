@@ -113,14 +113,14 @@ func startWith(t *testing.T, extra []Mount, script string) (ExitStatus, string, 
 	return runIn(t, uid, gid, extra, script)
 }
 
-// The launcher builds /etc and /dev as one mount each, holding what they held
-// as binds one by one: the same entries, read-only, device nodes usable.
+// The launcher builds /etc and /dev in the sandbox's root, holding what they
+// held as binds one by one: the same entries, read-only, device nodes usable.
 func TestTreesInTheSandbox(t *testing.T) {
 	st, out, err := startWith(t, nil, `set -e
 ls -A /etc | tr '\n' ' '; echo
 ls -A /etc/ssl | tr '\n' ' '; echo
 ls -A /dev | tr '\n' ' '; echo
-awk '$5 == "/etc" || $5 == "/dev" {print $5, $4}' /proc/self/mountinfo
+awk '$5 == "/" || $5 == "/etc" || $5 == "/dev" {print "mount", $5, $(NF-1)}' /proc/self/mountinfo
 ! touch /etc/x 2>/dev/null
 ! touch /etc/ssl/x 2>/dev/null
 ! mkdir /dev/x 2>/dev/null
@@ -162,9 +162,9 @@ echo done`)
 	if got := strings.Fields(lines[2]); !reflect.DeepEqual(got, []string{"fd", "full", "null", "ptmx", "pts", "random", "shm", "stderr", "stdin", "stdout", "tty", "urandom", "zero"}) {
 		t.Errorf("/dev holds %q", got)
 	}
-	// One mount each, from the launcher's staging tmpfs.
-	if !strings.Contains(out, "/etc /tree") || !strings.Contains(out, "/dev /tree") {
-		t.Errorf("/etc and /dev are not the launcher's trees:\n%s", out)
+	// No mount of their own: they lie on the root the launcher assembled.
+	if !strings.Contains(out, "mount / bwrap-r-sandbox") || strings.Contains(out, "mount /etc") || strings.Contains(out, "mount /dev") {
+		t.Errorf("/etc and /dev do not lie on the launcher's root:\n%s", out)
 	}
 }
 
@@ -241,6 +241,15 @@ func TestShimTreeRefusals(t *testing.T) {
 		{"node outside a device tree", []string{"-stage", stageDir(t), "-tree", "t", "-tree-node", "/dev/null", "null", "--", "/bin/true"}, "not a device node in a tree for devices"},
 		{"not a node", []string{"-stage", stageDir(t), "-devtree", "t", "-tree-node", "/etc/hosts", "null", "--", "/bin/true"}, "not a device node"},
 		{"missing path", []string{"-stage", stageDir(t), "-tree", "t", "-tree-bind", "/etc/hosts"}, "needs a source and a path"},
+		{"root's entry in a tree", []string{"-stage", stageDir(t), "-tree", "t", "-tree-tmpfs", "0", "755", "x", "--", "/bin/true"}, "only a -roottree has it"},
+		{"root's bind in a tree", []string{"-stage", stageDir(t), "-devtree", "t", "-tree-devpath", "/dev/null", "x", "--", "/bin/true"}, "only a -roottree has it"},
+		{"root tree after a tree", []string{"-stage", stageDir(t), "-tree", "t", "-roottree", "r", "--", "/bin/true"}, "it comes first"},
+		{"descriptor not a source", []string{"-stage", stageDir(t), "-roottree", "r", "-tree-fd", "2", "x", "--", "/bin/true"}, "want an open descriptor above 6"},
+		{"tmpfs size", []string{"-stage", stageDir(t), "-roottree", "r", "-tree-tmpfs", "-1", "755", "x", "--", "/bin/true"}, "not a size"},
+		{"tmpfs mode", []string{"-stage", stageDir(t), "-roottree", "r", "-tree-tmpfs", "0", "9", "x", "--", "/bin/true"}, "not a mode"},
+		{"tmpfs without a path", []string{"-stage", stageDir(t), "-roottree", "r", "-tree-tmpfs", "0", "755"}, "needs a size, a mode and a path"},
+		{"path the task cannot reach", []string{"-stage", stageDir(t), "-roottree", "r", "-tree-path", filepath.Join(host, "x"), "x", "--", "/bin/true"}, "as uid 65534 gid 65534: Permission denied"},
+		{"missing root path", []string{"-stage", stageDir(t), "-roottree", "r", "-tree-path", "/nonexistent-bwrap-r", "x", "--", "/bin/true"}, "No such file"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, stderr, _, code := runShim(t, append(ids, c.args...)...)
