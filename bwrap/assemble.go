@@ -67,6 +67,15 @@ func assembleRoot(mounts []Mount, fdOf map[int]int, staged map[int]string, opene
 		}
 		return false
 	}
+	// under reports whether one of ps lies strictly below dir.
+	under := func(ps []string, dir string) bool {
+		for _, p := range ps {
+			if r, ok := below(p, dir); ok && r != "" {
+				return true
+			}
+		}
+		return false
+	}
 	rel := func(dest string) string { return strings.TrimPrefix(dest, "/") }
 	add := func(e TreeEntry, claim bool) {
 		root.Entries = append(root.Entries, e)
@@ -102,7 +111,10 @@ func assembleRoot(mounts []Mount, fdOf map[int]int, staged map[int]string, opene
 			add(TreeEntry{Kind: rootDevPath, Path: rel(m.Dest), Source: m.Source, root: rootEntry{optional: m.Optional}}, true)
 			return true
 		case m.Kind == Tree:
-			if m.checkTree() != nil {
+			// Not a mount of its own here: what the run took below it would
+			// show through it (bwrap's bind of it would hide it), and its
+			// files would be written through such a mount.
+			if m.checkTree() != nil || under(claims, m.Dest) || under(deferred, m.Dest) {
 				return false
 			}
 			for _, e := range m.Entries {

@@ -6,6 +6,9 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // entryPaths lists the assembled root's entries as "kind path".
@@ -145,6 +148,9 @@ func TestAssembleRootStops(t *testing.T) {
 		{"below /proc", []Mount{{Kind: Procfs, Dest: "/proc"}}, Mount{Kind: Tmpfs, Dest: "/proc/x"}},
 		{"devices tree with a bind", nil, Mount{Kind: Tree, Dest: "/dev", Devices: true, Entries: []TreeEntry{{Kind: TreeBind, Source: "/dev/null", Path: "null"}}}},
 		{"dir of another mode", nil, Mount{Kind: Dir, Dest: "/d", Perms: 0o700}},
+		{"tree over a bind", []Mount{{Kind: ROBind, Source: "/x/hosts", Dest: "/etc/hosts"}},
+			Mount{Kind: Tree, Dest: "/etc", Entries: []TreeEntry{{Kind: TreeBind, Source: "/etc/hosts", Path: "hosts"}}}},
+		{"tree over /proc", []Mount{{Kind: Procfs, Dest: "/p/proc"}}, Mount{Kind: Tree, Dest: "/p", Entries: []TreeEntry{{Kind: TreeLink, Source: "x", Path: "l"}}}},
 		{"remount of a tmpfs", []Mount{{Kind: Tmpfs, Dest: "/tmp"}}, Mount{Kind: RemountRO, Dest: "/tmp"}},
 		{"unclean destination", nil, Mount{Kind: Tmpfs, Dest: "/a/../b"}},
 	} {
@@ -153,7 +159,7 @@ func TestAssembleRootStops(t *testing.T) {
 		got := dests(out[1:])
 		want := []string{c.stop.Dest, after.Dest}
 		if len(c.before) == 1 && c.before[0].Kind == Procfs {
-			want = append([]string{"/proc"}, want...)
+			want = append([]string{c.before[0].Dest}, want...)
 		}
 		if !out[0].root || !reflect.DeepEqual(got, want) {
 			t.Errorf("%s: bwrap's mounts %q, want %q", c.name, got, want)
@@ -223,5 +229,85 @@ echo x > /dev/null || echo "no /dev/null"`)
 		if strings.Contains(out, bad) {
 			t.Errorf("%s:\n%s", bad, out)
 		}
+	}
+}
+
+// A mount the host makes after the start, below what the sandbox binds,
+// never reaches the sandbox, even where the host's mount is shared (as
+// systemd makes /): every bind's copy is private, whether the launcher
+// attached it in the root (a task dir, a bind by path) or bwrap bound it
+// (a bind below a task dir, a bind by path from the launch's root).
+func TestHostMountsDoNotReachTheSandbox(t *testing.T) {
+	bw := needSandbox(t)
+	uid, gid := nobody(t)
+	// Where every user may look, as below /opt: the bind by path is looked
+	// up as the task.
+	dir, err := os.MkdirTemp("", "bwrap-r-shared")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("bwrap-r-test", dir, "tmpfs", 0, "mode=0755"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH); os.Remove(dir) })
+	if err := unix.Mount("", dir, "", unix.MS_SHARED, ""); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{"local", "local/sub", "sys", "sys2"} {
+		p := filepath.Join(dir, d)
+		if err := os.Mkdir(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(p, int(uid), int(gid)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := filepath.Join(t.TempDir(), "out")
+	f, err := os.Create(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	status := filepath.Join(t.TempDir(), "status")
+	sb, err := Start(Launch{
+		Bwrap: bw, Shim: []string{os.Args[0], ShimCommand},
+		Spec: &Spec{
+			Command: "/bin/sh", Args: []string{"-c", `while [ ! -e /local/go ]; do sleep 0.01; done
+grep -c -e ' /local/m ' -e ' /local/sub/m ' -e ' /opt/sys/m ' -e ' /opt/sys2/m ' /proc/self/mountinfo; ls /local/m /local/sub/m /opt/sys/m /opt/sys2/m`},
+			Env: map[string]string{"PATH": "/usr/bin:/bin"},
+			Mounts: append(SystemMounts(16<<20),
+				Mount{Kind: Bind, Source: filepath.Join(dir, "local"), Dest: "/local", Beneath: dir, MustBeDir: true},
+				Mount{Kind: ROBind, Source: filepath.Join(dir, "sys"), Dest: "/opt/sys"},
+				// After a bind by path the launcher does not take: bwrap's.
+				Mount{Kind: Bind, Source: filepath.Join(dir, "local/sub"), Dest: "/local/sub", Beneath: dir, MustBeDir: true},
+				// By path, from the launch's root.
+				Mount{Kind: ROBind, Source: filepath.Join(dir, "sys2"), Dest: "/opt/sys2"}),
+			UID: uid, GID: gid,
+		},
+		Stdout: f, Stderr: f, StatusPath: status, Seccomp: testFilter(t), StageDir: stageDir(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{"local/m", "local/sub/m", "sys/m", "sys2/m"} {
+		p := filepath.Join(dir, d)
+		if err := os.Mkdir(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Mount("bwrap-r-late", p, "tmpfs", 0, ""); err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(p, "late"), nil, 0o644)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "local", "go"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if !sb.Wait(30 * time.Second) {
+		_ = sb.Kill()
+		t.Fatal("sandbox did not end")
+	}
+	b, _ := os.ReadFile(out)
+	if got := strings.Fields(string(b)); len(got) == 0 || got[0] != "0" || strings.Contains(string(b), "late") {
+		t.Errorf("the host's later mounts reached the sandbox:\n%s", b)
 	}
 }

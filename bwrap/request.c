@@ -5,8 +5,8 @@
 // which only the plugin holds the other end:
 //
 //   one message: int32 n, int32 target[n] (ascending, 0 to 65535), with
-//   n+1 descriptors (SCM_RIGHTS): a memory file holding the shim's argv
-//   after "_shim", NUL-separated, then one descriptor for each target.
+//   n+1 descriptors (SCM_RIGHTS): one for each target, then a memory file
+//   holding the shim's argv after "_shim", NUL-separated.
 //
 // It places each descriptor at its target, closes every other one, and runs
 // the shim with that argv, exactly as if it had been exec'd so (shim.c).
@@ -36,7 +36,22 @@ static void request_fail(const char *what) {
 
 // request_place moves each descriptor fds[k] to targets[k] and closes every
 // other descriptor, the socket included.
-static void request_place(const int *fds, const int32_t *targets, int n) {
+static void request_place(const int *fds, const int32_t *targets, int n, int sock) {
+	// The kernel gives received descriptors the lowest free numbers, in
+	// order, and the spare waits with none below its socket's open: a
+	// request whose targets run 0, 1, 2... without a gap arrives placed.
+	int placed = 1;
+	for (int k = 0; k < n; k++)
+		placed &= fds[k] == targets[k];
+	if (placed) {
+		close(sock);
+		if (syscall(SYS_close_range, targets[n - 1] + 1, ~0U, 0) != 0)
+			request_fail("close_range");
+		return;
+	}
+	for (int k = 0; k < n; k++)
+		if (targets[k] == shim_stderr_fd)
+			shim_stderr_fd = -1;
 	int top = targets[n - 1];
 	// First above every target and every received descriptor, so that no
 	// dup2 below closes one still to be placed.
@@ -122,6 +137,15 @@ static char **request_args(int fd, char *argv0, int *argc) {
 void shim_request(char *argv0) {
 	// No report descriptor until the request names one.
 	shim_report_fd = -1;
+	// Nothing below the socket stays open (stdio is the spare's /dev/null,
+	// and nothing is reported before the request): what the request sends
+	// then lands on the lowest numbers (request_place).
+	int sock = fcntl(SHIM_REQUEST_FD, F_DUPFD_CLOEXEC, SHIM_REQUEST_SOCKET_FD);
+	if (sock < 0)
+		request_fail("moving the socket");
+	shim_stderr_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, sock + 1);
+	for (int fd = 0; fd <= SHIM_REQUEST_FD; fd++)
+		close(fd);
 	// A request's bytes: n, then n targets.
 	int32_t header[1 + SHIM_REQUEST_MAX_FDS + 1];
 	union {
@@ -132,7 +156,7 @@ void shim_request(char *argv0) {
 	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf, .msg_controllen = sizeof control.buf};
 	ssize_t got;
 	do
-		got = recvmsg(SHIM_REQUEST_FD, &msg, MSG_CMSG_CLOEXEC);
+		got = recvmsg(sock, &msg, 0);
 	while (got < 0 && errno == EINTR);
 	if (got == 0)
 		_exit(0);
@@ -164,11 +188,13 @@ void shim_request(char *argv0) {
 			request_fail("descriptor targets out of order");
 	for (int k = 0; k < n; k++)
 		if (targets[k] == SHIM_INFO_FD)
-			shim_report_fd = fds[k + 1];
-	// The argv file first, while the numbers are still known; it is
-	// read before placing moves anything onto its number.
+			shim_report_fd = fds[k];
+	// The argv file (sent last) first, while the numbers are still known;
+	// it is read before placing moves anything onto its number.
 	int argc;
-	char **argv = request_args(fds[0], argv0, &argc);
-	request_place(fds + 1, targets, n);
+	char **argv = request_args(fds[n], argv0, &argc);
+	request_place(fds, targets, n, sock);
+	// Placed: stderr is the task's, as for a launcher exec'd so.
+	shim_stderr_fd = STDERR_FILENO;
 	shim_main(argc, argv);
 }

@@ -86,6 +86,8 @@ static void shim_as_root(void);
 // The descriptor a failure is reported on as JSON; the enter launcher has
 // none (its descriptor 3 is the task's environment).
 int shim_report_fd = SHIM_INFO_FD;
+// Where a failure's message goes (a spare moves its stderr while it waits).
+int shim_stderr_fd = STDERR_FILENO;
 // The exit status of a launcher failure.
 int shim_fail_status = 125;
 
@@ -111,7 +113,8 @@ void shim_fail(const char *fmt, ...) {
 	n += snprintf(json + n, sizeof json - n, "\"}");
 	if (shim_report_fd >= 0)
 		(void)!write(shim_report_fd, json, n);
-	dprintf(STDERR_FILENO, "bwrap-r: %s\n", msg);
+	if (shim_stderr_fd >= 0)
+		dprintf(shim_stderr_fd, "bwrap-r: %s\n", msg);
 	_exit(shim_fail_status);
 }
 
@@ -338,9 +341,12 @@ static unsigned long long tree_flags(const struct tree_op *op) {
 	}
 }
 
-// tree_set_flags sets them on a detached mount and everything below it.
+// tree_set_flags sets them on a detached mount and everything below it, and
+// makes it private: a clone of a shared mount (systemd makes / shared) would
+// otherwise be its peer, and the host's later mounts below it would reach
+// the sandbox.
 static void tree_set_flags(const struct tree_op *op, int mnt) {
-	struct mount_attr attr = {.attr_set = tree_flags(op)};
+	struct mount_attr attr = {.attr_set = tree_flags(op), .propagation = MS_PRIVATE};
 	if (syscall(SYS_mount_setattr, mnt, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) != 0)
 		shim_fail("shim: tree entry %s: setting its flags: %s", op->path, strerror(errno));
 }
@@ -371,7 +377,11 @@ static void tree_entry(int root, const struct tree_op *op) {
 		if (op->copy != NULL) {
 			// O_TRUNC without O_EXCL: the file may be a later mount's mount
 			// point made in the first pass.
-			int f = openat(parent, name, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, op->copy_mode);
+			// Resolved as every entry is: never through a mount or a link.
+			struct open_how how = tree_how;
+			how.flags = O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC;
+			how.mode = op->copy_mode;
+			int f = (int)syscall(SYS_openat2, parent, name, &how, sizeof how);
 			if (f < 0 || fchmod(f, op->copy_mode) != 0 || write(f, op->copy, op->copy_len) != (ssize_t)op->copy_len)
 				shim_fail("shim: tree entry %s: copying %s: %s", op->path, op->source, strerror(errno));
 			close(f);
@@ -672,6 +682,10 @@ static int shim_root_open(struct root_op *ops, int nops, long uid, long gid) {
 			ops[i].mnt = (int)syscall(SYS_open_tree, found[i], "", OPEN_TREE_CLONE | O_CLOEXEC | AT_RECURSIVE | AT_EMPTY_PATH);
 			if (ops[i].mnt < 0)
 				shim_fail("shim: root entry %s: %s", ops[i].path, strerror(errno));
+			// Private, as the trees' (tree_set_flags): bwrap binds from it.
+			struct mount_attr private = {.propagation = MS_PRIVATE};
+			if (syscall(SYS_mount_setattr, ops[i].mnt, "", AT_EMPTY_PATH | AT_RECURSIVE, &private, sizeof private) != 0)
+				shim_fail("shim: root entry %s: making it private: %s", ops[i].path, strerror(errno));
 		}
 		close(found[i]);
 	}

@@ -8,6 +8,9 @@
 // request carries at most this many descriptors for the shim (one more, its
 // argv, and the kernel's limit of 253 a message is kept).
 #define SHIM_REQUEST_FD 3
+// Where the spare moves that socket while it waits: above what a request
+// usually sends, below any descriptor limit in use.
+#define SHIM_REQUEST_SOCKET_FD 128
 #define SHIM_REQUEST_MAX_FDS 240
 // And at most this many bytes of argv (above the kernel's own bound on an
 // exec's, 2 MiB with the usual 8 MiB stack limit).
@@ -23,6 +26,7 @@
 
 // Shared by shim.c and enter.c.
 extern int shim_report_fd;
+extern int shim_stderr_fd;
 extern int shim_fail_status;
 void shim_fail(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 long shim_id(const char *flag, const char *s);

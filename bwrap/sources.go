@@ -53,12 +53,16 @@ func openSources(mounts []Mount, firstFD int, stage string) (files []*os.File, s
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("bind source %s (for %s): cloning its mount: %w", m.Source, m.Dest, err)
 		}
+		// Private: a clone of a shared mount (systemd makes / shared) is
+		// its peer, and the host's later mounts below it would reach the
+		// sandbox.
+		attr := unix.MountAttr{Propagation: unix.MS_PRIVATE}
 		if m.FollowLinks {
-			attr := unix.MountAttr{Attr_clr: unix.MOUNT_ATTR_NOSYMFOLLOW}
-			if err := unix.MountSetattr(tree, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &attr); err != nil {
-				unix.Close(tree)
-				return nil, nil, nil, fmt.Errorf("bind source %s (for %s): following links in it: %w", m.Source, m.Dest, err)
-			}
+			attr.Attr_clr = unix.MOUNT_ATTR_NOSYMFOLLOW
+		}
+		if err := unix.MountSetattr(tree, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &attr); err != nil {
+			unix.Close(tree)
+			return nil, nil, nil, fmt.Errorf("bind source %s (for %s): making it private and following links in it: %w", m.Source, m.Dest, err)
 		}
 		staged[i] = filepath.Join(stage, strconv.Itoa(firstFD+len(files)))
 		cloned := os.NewFile(uintptr(tree), m.Source)

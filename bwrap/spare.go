@@ -78,15 +78,29 @@ func (ln *launcher) request(argv []string, files []*os.File) error {
 	}
 	defer argsFile.Close()
 	header := []byte{0, 0, 0, 0}
-	fds := []int{int(argsFile.Fd())}
+	var fds []int
 	for k, f := range files {
+		if f == nil && k <= 2 {
+			// The null device, as the shim would open itself: with no gap
+			// below the rest they arrive placed (request.c). A fresh one, so
+			// that no two tasks share a file description.
+			null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+			if err != nil {
+				return err
+			}
+			defer null.Close()
+			f = null
+		}
 		if f == nil {
 			continue
 		}
 		header = binary.NativeEndian.AppendUint32(header, uint32(k))
 		fds = append(fds, int(f.Fd()))
 	}
-	n := len(fds) - 1
+	n := len(fds)
+	// The argv file last: the descriptors then arrive at their targets
+	// when those run from 0 without a gap (request.c).
+	fds = append(fds, int(argsFile.Fd()))
 	if n == 0 || n > maxRequestFDs {
 		return fmt.Errorf("bwrap: a launcher request of %d descriptors, want 1 to %d", n, maxRequestFDs)
 	}

@@ -198,7 +198,8 @@ func TestLaunchAfterTheSpareDied(t *testing.T) {
 }
 
 // rawRequest sends a launcher of its own header and descriptors as given
-// (-2 stands for the pipe read back, -3 for a second one, the report's), and
+// (the argv file last; -2 stands for the pipe read back, -3 for a second
+// one, the report's), and
 // returns how it exited, what it wrote on the first (its stderr until it
 // places the request's descriptors) and what on the second.
 func rawRequest(t *testing.T, header []byte, fds []int, closeOnly bool) (int, string) {
@@ -283,7 +284,7 @@ func TestLauncherRefusesMalformedRequests(t *testing.T) {
 	nf := int(null.Fd())
 	// What would run were it accepted: a shim as nobody that execs echo.
 	ok := "-uid\x0065534\x00-gid\x0065534\x00--\x00/bin/echo\x00RAN\x00"
-	if code, stderr := rawRequest(t, request32(3, 0, 1, 2), []int{argv(ok), nf, -2, -2}, false); code != 0 || stderr != "RAN\n" {
+	if code, stderr := rawRequest(t, request32(3, 0, 1, 2), []int{nf, -2, -2, argv(ok)}, false); code != 0 || stderr != "RAN\n" {
 		t.Fatalf("a well-formed request: exit %d, stderr %q; want it to run echo (as a check of this test)", code, stderr)
 	}
 	for _, c := range []struct {
@@ -292,16 +293,16 @@ func TestLauncherRefusesMalformedRequests(t *testing.T) {
 		fds    []int
 		want   string
 	}{
-		{"count above the descriptors", request32(3, 0, 1, 2), []int{argv(ok), nf, nf}, "malformed"},
-		{"count below the descriptors", request32(1, 2), []int{argv(ok), nf, nf}, "malformed"},
-		{"short header", []byte{1, 0}, []int{argv(ok), nf}, "malformed"},
+		{"count above the descriptors", request32(3, 0, 1, 2), []int{nf, nf, argv(ok)}, "malformed"},
+		{"count below the descriptors", request32(1, 2), []int{nf, nf, argv(ok)}, "malformed"},
+		{"short header", []byte{1, 0}, []int{nf, argv(ok)}, "malformed"},
 		{"no descriptors", request32(0), []int{argv(ok)}, "malformed"},
-		{"targets out of order", request32(2, 2, 1), []int{argv(ok), nf, nf}, "out of order"},
-		{"target repeated", request32(2, 2, 2), []int{argv(ok), nf, nf}, "out of order"},
-		{"target too high", request32(1, 70000), []int{argv(ok), nf}, "out of order"},
-		{"negative target", request32(1, 0xffffffff), []int{argv(ok), nf}, "out of order"},
-		{"argv without its last NUL", request32(1, 2), []int{argv(strings.TrimSuffix(ok, "\x00")), nf}, "NUL-terminated"},
-		{"empty argv", request32(1, 2), []int{argv(""), nf}, "size"},
+		{"targets out of order", request32(2, 2, 1), []int{nf, nf, argv(ok)}, "out of order"},
+		{"target repeated", request32(2, 2, 2), []int{nf, nf, argv(ok)}, "out of order"},
+		{"target too high", request32(1, 70000), []int{nf, argv(ok)}, "out of order"},
+		{"negative target", request32(1, 0xffffffff), []int{nf, argv(ok)}, "out of order"},
+		{"argv without its last NUL", request32(1, 2), []int{nf, argv(strings.TrimSuffix(ok, "\x00"))}, "NUL-terminated"},
+		{"empty argv", request32(1, 2), []int{nf, argv("")}, "size"},
 		{"argv not a file", request32(1, 2), []int{nf, nf}, "argv"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -316,7 +317,7 @@ func TestLauncherRefusesMalformedRequests(t *testing.T) {
 	}
 	// Once the request names its report descriptor (3), a failure is
 	// reported there, as the shim's own are, for the plugin to tell Nomad.
-	code, _, info := rawRequestReport(t, request32(2, 2, 3), []int{argv(strings.TrimSuffix(ok, "\x00")), nf, -3}, false)
+	code, _, info := rawRequestReport(t, request32(2, 2, 3), []int{nf, -3, argv(strings.TrimSuffix(ok, "\x00"))}, false)
 	var msg map[string]string
 	if err := json.Unmarshal([]byte(info), &msg); code != 125 || err != nil || !strings.Contains(msg["shim-error"], "NUL-terminated") {
 		t.Errorf("exit %d, report %q; want 125 and the failure as JSON", code, info)
