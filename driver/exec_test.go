@@ -241,7 +241,9 @@ func TestHarnessExecTTYTaskCannotPlantATerminal(t *testing.T) {
 	}
 	s := startTTYExec(t, d, task.ID, 24, 80, "/bin/sh", "-c", `echo "tty=$(tty)"; echo ready; read x`)
 	s.waitFor(t, "ready\r\n", "")
-	res, err := h.ExecTask(task.ID, []string{"/bin/sh", "-c", `cat /local/tried /local/ptmx.err /local/pts.err; echo "pts=[$(ls -A /dev/pts)] devpts=$(grep -c devpts /proc/1/mountinfo) ptmx=$(readlink /dev/ptmx)"`}, 10*time.Second)
+	// The task's own attempts may still be under way (a slow guest): wait
+	// for their end.
+	res, err := h.ExecTask(task.ID, []string{"/bin/sh", "-c", `while [ ! -e /local/tried ]; do sleep 0.05; done; cat /local/tried /local/ptmx.err /local/pts.err; echo "pts=[$(ls -A /dev/pts)] devpts=$(grep -c devpts /proc/1/mountinfo) ptmx=$(readlink /dev/ptmx)"`}, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
