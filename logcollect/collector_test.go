@@ -216,6 +216,13 @@ func TestSubscriberThatDoesNotReadIsBounded(t *testing.T) {
 	if _, _, err := sub.call(request{Op: opSubscribe}, nil); err != nil {
 		t.Fatal(err)
 	}
+	// Held here: once it overflows, the collector lets it go from c.subs.
+	var subscribers []*subscriber
+	c.mu.Lock()
+	for s := range c.subs {
+		subscribers = append(subscribers, s)
+	}
+	c.mu.Unlock()
 	lim := Limits{MaxFiles: 1, FileSize: 1 << 20}
 	for i := 0; i < 1500; i++ {
 		tp := newTaskPipes(t, 1)
@@ -237,7 +244,7 @@ func TestSubscriberThatDoesNotReadIsBounded(t *testing.T) {
 	}
 	c.mu.Lock()
 	overflowed := false
-	for s := range c.subs {
+	for _, s := range subscribers {
 		overflowed = overflowed || s.overflowed
 	}
 	c.mu.Unlock()
