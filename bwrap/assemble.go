@@ -27,12 +27,12 @@ import (
 // Entry kinds of the assembled root only (after TreeData).
 const (
 	// rootPath binds the host path Source as bwrap's --ro-bind would,
-	// looked up as the task's UID (rootOptional: a missing one is left out).
+	// looked up as the task's UID (optional: a missing one is left out).
 	rootPath TreeEntryKind = iota + TreeData + 1
 	// rootDevPath is rootPath as --dev-bind: writable, device nodes allowed.
 	rootDevPath
 	// rootFD binds the source descriptor fd (Mount.Beneath), read-only
-	// unless rootWritable.
+	// unless writable.
 	rootFD
 	// rootTmpfs is a tmpfs of size bytes (0: the kernel's default) and
 	// mode perms, the task's.
@@ -58,10 +58,10 @@ type rootEntry struct {
 func assembleRoot(mounts []Mount, fdOf map[int]int, staged map[int]string, opened map[int]*os.File) ([]Mount, map[int]string, map[int]*os.File) {
 	root := Mount{Kind: Tree, Dest: "/", Devices: true, root: true}
 	var claims, deferred, trees []string
-	// below reports whether dest is, or lies below, one of ps.
-	within := func(dest string, ps []string, orEqual bool) bool {
+	// within reports whether dest is, or lies below, one of ps.
+	within := func(dest string, ps []string) bool {
 		for _, p := range ps {
-			if r, ok := below(dest, p); ok && (orEqual || r != "") {
+			if _, ok := below(dest, p); ok {
 				return true
 			}
 		}
@@ -90,7 +90,7 @@ func assembleRoot(mounts []Mount, fdOf map[int]int, staged map[int]string, opene
 		if m.Dest == "/" {
 			return m.Kind == RemountRO
 		}
-		if within(m.Dest, deferred, true) || within(m.Dest, claims, true) {
+		if within(m.Dest, deferred) || within(m.Dest, claims) {
 			return false
 		}
 		switch {
@@ -165,7 +165,7 @@ func assembleRoot(mounts []Mount, fdOf map[int]int, staged map[int]string, opene
 	var rest []int
 	stopped := false
 	for i, m := range mounts {
-		if !stopped && m.Kind == Procfs && path.IsAbs(m.Dest) && m.Dest != "/" && !within(m.Dest, claims, true) {
+		if !stopped && m.Kind == Procfs && path.IsAbs(m.Dest) && m.Dest != "/" && !within(m.Dest, claims) {
 			root.Entries = append(root.Entries, TreeEntry{Kind: rootDir, Path: rel(m.Dest)})
 			deferred = append(deferred, m.Dest)
 			rest = append(rest, i)
@@ -191,16 +191,4 @@ func assembleRoot(mounts []Mount, fdOf map[int]int, staged map[int]string, opene
 		out = append(out, mounts[i])
 	}
 	return out, outStaged, outOpened
-}
-
-// takenFDs lists the source descriptors the assembled root binds itself:
-// the launcher does not stage them.
-func takenFDs(m Mount) []int {
-	var fds []int
-	for _, e := range m.Entries {
-		if e.Kind == rootFD {
-			fds = append(fds, e.root.fd)
-		}
-	}
-	return fds
 }

@@ -311,3 +311,15 @@ grep -c -e ' /local/m ' -e ' /local/sub/m ' -e ' /opt/sys/m ' -e ' /opt/sys2/m '
 		t.Errorf("the host's later mounts reached the sandbox:\n%s", b)
 	}
 }
+
+// takenFDs lists the source descriptors the assembled root binds itself
+// (the launcher does not stage them).
+func takenFDs(m Mount) []int {
+	var fds []int
+	for _, e := range m.Entries {
+		if e.Kind == rootFD {
+			fds = append(fds, e.root.fd)
+		}
+	}
+	return fds
+}

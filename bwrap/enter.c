@@ -291,20 +291,8 @@ static int enter_devpts(long uid, long gid) {
 	struct mount_attr slave = {.propagation = MS_SLAVE};
 	if (syscall(SYS_mount_setattr, AT_FDCWD, "/", AT_RECURSIVE, &slave, sizeof slave) != 0)
 		shim_fail("enter: making the terminal's mounts slaves: %s", strerror(errno));
-	int fs = (int)syscall(SYS_fsopen, "devpts", FSOPEN_CLOEXEC);
-	if (fs < 0)
-		shim_fail("enter: devpts: %s", strerror(errno));
 	static const char *const opts[][2] = {{"ptmxmode", "0666"}, {"mode", "0620"}, {"max", ENTER_PTS_MAX}};
-	for (size_t i = 0; i < sizeof opts / sizeof *opts; i++) {
-		if (syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, opts[i][0], opts[i][1], 0) != 0)
-			shim_fail("enter: devpts %s=%s: %s", opts[i][0], opts[i][1], strerror(errno));
-	}
-	if (syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) != 0)
-		shim_fail("enter: creating a devpts instance: %s", strerror(errno));
-	int mnt = (int)syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC);
-	if (mnt < 0)
-		shim_fail("enter: mounting devpts: %s", strerror(errno));
-	close(fs);
+	int mnt = shim_fsmount("devpts", opts, sizeof opts / sizeof *opts, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, "enter: devpts");
 	int pts = enter_pts_dir(uid, gid);
 	if (syscall(SYS_move_mount, mnt, "", pts, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) != 0)
 		shim_fail("enter: mounting devpts on /dev/pts: %s", strerror(errno));

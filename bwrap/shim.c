@@ -301,31 +301,38 @@ static void attach_at(int parent, const char *name, const char *path, int mnt) {
 	close(mnt);
 }
 
+// shim_fsmount makes a detached mount of a new file system of type, with
+// the n string options opts and the mount flags attrs; what names it in
+// errors.
+int shim_fsmount(const char *type, const char *const (*opts)[2], size_t n, unsigned attrs, const char *what) {
+	int fs = (int)syscall(SYS_fsopen, type, FSOPEN_CLOEXEC);
+	if (fs < 0)
+		shim_fail("%s: %s", what, strerror(errno));
+	for (size_t k = 0; k < n; k++)
+		if (syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, opts[k][0], opts[k][1], 0) != 0)
+			shim_fail("%s %s=%s: %s", what, opts[k][0], opts[k][1], strerror(errno));
+	if (syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) != 0)
+		shim_fail("%s: creating it: %s", what, strerror(errno));
+	int mnt = (int)syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, attrs);
+	if (mnt < 0)
+		shim_fail("%s: mounting it: %s", what, strerror(errno));
+	close(fs);
+	return mnt;
+}
+
 // tree_tmpfs makes a root tree's tmpfs, detached: the task's, as bwrap's
 // --tmpfs in the task's user namespace would be.
 static int tree_tmpfs(const struct tree_op *op) {
-	int fs = (int)syscall(SYS_fsopen, "tmpfs", FSOPEN_CLOEXEC);
-	if (fs < 0)
-		shim_fail("shim: tree entry %s: tmpfs: %s", op->path, strerror(errno));
-	char size[32], mode[16], uid[32], gid[32];
+	char size[32], mode[16], uid[32], gid[32], what[PATH_MAX + 32];
 	snprintf(size, sizeof size, "%lld", op->size);
 	snprintf(mode, sizeof mode, "%o", (unsigned)op->mode);
 	snprintf(uid, sizeof uid, "%ld", tree_uid);
 	snprintf(gid, sizeof gid, "%ld", tree_gid);
+	snprintf(what, sizeof what, "shim: tree entry %s: tmpfs", op->path);
+	// The size last: without one, the kernel's default.
 	const char *opts[][2] = {{"source", "tmpfs"}, {"mode", mode}, {"uid", uid}, {"gid", gid}, {"size", size}};
-	for (size_t k = 0; k < sizeof opts / sizeof opts[0]; k++) {
-		if (strcmp(opts[k][0], "size") == 0 && op->size == 0)
-			continue;
-		if (syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, opts[k][0], opts[k][1], 0) != 0)
-			shim_fail("shim: tree entry %s: tmpfs %s=%s: %s", op->path, opts[k][0], opts[k][1], strerror(errno));
-	}
-	if (syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) != 0)
-		shim_fail("shim: tree entry %s: tmpfs: %s", op->path, strerror(errno));
-	int mnt = (int)syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
-	if (mnt < 0)
-		shim_fail("shim: tree entry %s: tmpfs: %s", op->path, strerror(errno));
-	close(fs);
-	return mnt;
+	size_t n = sizeof opts / sizeof opts[0] - (op->size == 0);
+	return shim_fsmount("tmpfs", (const char *const (*)[2])opts, n, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, what);
 }
 
 // tree_flags are the mount flags bwrap's bind of an entry's kind would set.

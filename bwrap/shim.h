@@ -27,6 +27,7 @@
 // Shared by shim.c and enter.c.
 extern int shim_report_fd;
 extern int shim_stderr_fd;
+int shim_fsmount(const char *type, const char *const (*opts)[2], size_t n, unsigned attrs, const char *what);
 extern int shim_fail_status;
 void shim_fail(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 long shim_id(const char *flag, const char *s);

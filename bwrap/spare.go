@@ -67,7 +67,8 @@ func shimCommand(shim []string, args ...string) *exec.Cmd {
 var errLauncherGone = errors.New("bwrap: the launcher had exited")
 
 // request hands the launcher its shim argv (what follows "_shim") and its
-// descriptors: files[k] becomes its descriptor k, nil leaves k closed. argv
+// descriptors: files[k] becomes its descriptor k; nil leaves k closed, but
+// for stdio, which gets the null device (as the shim would open it). argv
 // is at most maxRequestArgs bytes (startShim checks). The launcher's socket
 // is closed either way.
 func (ln *launcher) request(argv []string, files []*os.File) error {
