@@ -90,7 +90,7 @@ type env struct {
 }
 
 func newEnv(t *testing.T, rep *report) *env {
-	dir, err := os.MkdirTemp("", "bwrap-r-bench-")
+	dir, err := os.MkdirTemp("", benchDirPrefix)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -346,6 +346,8 @@ func (e *env) close() {
 			d.cancel()
 		}
 	}
+	// The link guards of tasks destroyed less than a reap ago.
+	unmountBelow(e.base)
 	_ = os.RemoveAll(e.base)
 }
 

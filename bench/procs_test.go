@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -219,12 +220,13 @@ type machine struct {
 	memTotal                                         uint64
 	loadStart                                        string
 	// mounts is the size of the host's mount table at the start, where the
-	// leftovers of killed test runs would show.
-	mounts int
+	// leftovers of killed test runs would show; leftMounts are those of
+	// them in the dirs of earlier bench runs.
+	mounts, leftMounts int
 }
 
 func readMachine() machine {
-	m := machine{cores: runtime.NumCPU(), memTotal: meminfo("MemTotal"), goVersion: runtime.Version(), loadStart: loadavg(), mounts: len(mountsUnder("/"))}
+	m := machine{cores: runtime.NumCPU(), memTotal: meminfo("MemTotal"), goVersion: runtime.Version(), loadStart: loadavg(), mounts: len(mountsUnder("/")), leftMounts: len(benchMounts(mountsUnder("/")))}
 	var u unix.Utsname
 	if err := unix.Uname(&u); err == nil {
 		m.kernel = unix.ByteSliceToString(u.Sysname[:]) + " " + unix.ByteSliceToString(u.Release[:]) + " " + unix.ByteSliceToString(u.Machine[:])
@@ -356,6 +358,37 @@ func mountsUnder(prefix string) []string {
 		}
 	}
 	return out
+}
+
+// benchDirPrefix starts the name of every bench run's own dir (newEnv).
+const benchDirPrefix = "bwrap-r-bench-"
+
+// benchMounts are the mount points among points that lie in a bench run's
+// own dir: the link guards bwrap-r mounts on a task's dirs stay there when
+// a run ends before the driver's reap (every 30 s) takes them off. Every
+// host path a launch clones makes the kernel walk the mounts below its own
+// mount, so a table swollen with them slows every start.
+func benchMounts(points []string) []string {
+	var out []string
+	for _, p := range points {
+		for _, part := range strings.Split(p, "/") {
+			if strings.HasPrefix(part, benchDirPrefix) {
+				out = append(out, p)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// unmountBelow takes off every mount in dir (deepest first), so that a run
+// leaves the host's mount table as it found it.
+func unmountBelow(dir string) {
+	points := mountsUnder(dir + "/")
+	sort.Sort(sort.Reverse(sort.StringSlice(points)))
+	for _, p := range points {
+		_ = unix.Unmount(p, unix.MNT_DETACH)
+	}
 }
 
 // quiesce waits (at most max) until the node is calm: for a second, no more

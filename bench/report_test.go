@@ -80,14 +80,18 @@ func quietLoad() float64 { return float64(runtime.NumCPU()) / 2 }
 var latencyWorkloads = []string{stepStart, stepTrue, stepR}
 
 // underLoad says why the run's latency figures are not those of a quiet
-// machine, or "" when they are: the load when the bench began, or a latency
-// workload that began before the node had calmed down.
+// machine, or "" when they are: the load when the bench began, mounts that
+// earlier bench runs left in the host's table, or a latency workload that
+// began before the node had calmed down.
 func (r *report) underLoad() string {
 	var why []string
 	if f := strings.Fields(r.machine.loadStart); len(f) > 0 {
 		if v, err := strconv.ParseFloat(f[0], 64); err == nil && v > quietLoad() {
 			why = append(why, fmt.Sprintf("the 1-minute load average was %s when the bench began (above %.1f, half the cores)", f[0], quietLoad()))
 		}
+	}
+	if n := r.machine.leftMounts; n > 0 {
+		why = append(why, fmt.Sprintf("the host's mount table held %d mounts left in the dirs of earlier bench runs (%s*), which every start's clones of host paths walk", n, benchDirPrefix))
 	}
 	for _, st := range r.steps {
 		if slices.Contains(latencyWorkloads, st.name) && !st.calm {
@@ -254,7 +258,11 @@ func (r *report) markdown() string {
 	w("| bubblewrap | %s |\n", m.bwrap)
 	w("| R | %s |\n", m.r)
 	w("| cgroups | %s |\n", m.cgroups)
-	w("| Host mount table at the start | %d mounts |\n", m.mounts)
+	if m.leftMounts > 0 {
+		w("| Host mount table at the start | %d mounts, %d of them left by earlier bench runs |\n", m.mounts, m.leftMounts)
+	} else {
+		w("| Host mount table at the start | %d mounts |\n", m.mounts)
+	}
 	w("| Go | %s |\n", m.goVersion)
 	w("| Load average (1, 5, 15 min) | %s at the start, %s at the end (the bench's own concurrency workload, last, raises it); highest 1-minute figure during the run %.2f |\n", m.loadStart, r.loadEnd, r.maxLoad)
 	w("| Run time | %v |\n\n", r.elapsed.Round(time.Second))
