@@ -226,7 +226,8 @@ type machine struct {
 }
 
 func readMachine() machine {
-	m := machine{cores: runtime.NumCPU(), memTotal: meminfo("MemTotal"), goVersion: runtime.Version(), loadStart: loadavg(), mounts: len(mountsUnder("/")), leftMounts: len(benchMounts(mountsUnder("/")))}
+	points := mountsUnder("/")
+	m := machine{cores: runtime.NumCPU(), memTotal: meminfo("MemTotal"), goVersion: runtime.Version(), loadStart: loadavg(), mounts: len(points), leftMounts: len(benchMounts(points))}
 	var u unix.Utsname
 	if err := unix.Uname(&u); err == nil {
 		m.kernel = unix.ByteSliceToString(u.Sysname[:]) + " " + unix.ByteSliceToString(u.Release[:]) + " " + unix.ByteSliceToString(u.Machine[:])

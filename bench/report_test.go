@@ -258,11 +258,11 @@ func (r *report) markdown() string {
 	w("| bubblewrap | %s |\n", m.bwrap)
 	w("| R | %s |\n", m.r)
 	w("| cgroups | %s |\n", m.cgroups)
+	left := ""
 	if m.leftMounts > 0 {
-		w("| Host mount table at the start | %d mounts, %d of them left by earlier bench runs |\n", m.mounts, m.leftMounts)
-	} else {
-		w("| Host mount table at the start | %d mounts |\n", m.mounts)
+		left = fmt.Sprintf(", %d of them left by earlier bench runs", m.leftMounts)
 	}
+	w("| Host mount table at the start | %d mounts%s |\n", m.mounts, left)
 	w("| Go | %s |\n", m.goVersion)
 	w("| Load average (1, 5, 15 min) | %s at the start, %s at the end (the bench's own concurrency workload, last, raises it); highest 1-minute figure during the run %.2f |\n", m.loadStart, r.loadEnd, r.maxLoad)
 	w("| Run time | %v |\n\n", r.elapsed.Round(time.Second))
