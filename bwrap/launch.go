@@ -119,8 +119,10 @@ func Start(l Launch) (*Sandbox, error) {
 	if l.Shim[len(l.Shim)-1] != ShimCommand {
 		return nil, fmt.Errorf("bwrap: launcher argv %q does not end with %s", l.Shim, ShimCommand)
 	}
-	// The next launch's spare, once this one is done with its own.
-	defer refillSpare(l.Shim)
+	// The next launch's spare, once this one is done with its own, with
+	// this launch's copies of host files made ahead for it.
+	var prebuild []string
+	defer func() { refillSpare(l.Shim, prebuild) }()
 	// The status file is made alongside the steps below: creating a file
 	// on the state dir's file system (ext4) took 0.26 ms of every start.
 	type made struct {
@@ -179,6 +181,7 @@ func Start(l Launch) (*Sandbox, error) {
 		}
 		spec.Mounts, staged, opened = assembleRoot(spec.Mounts, fdOf, staged, opened)
 		spec.Mounts, rootArgs, bwrapPath = launchRoot(spec.Mounts, l.Bwrap)
+		prebuild = rootBinds(spec.Mounts)
 		if templateFile, err = templateNS(l.Shim, l.StageDir); err != nil {
 			return nil, err
 		}

@@ -34,9 +34,25 @@ static void request_fail(const char *what) {
 	shim_fail("launcher request: %s: %s", what, strerror(errno));
 }
 
+// request_close_above closes every descriptor from first up but the spare's
+// prepared root (shim_prebuilt_fd).
+static void request_close_above(int first) {
+	int keep = shim_prebuilt_fd();
+	int ok = keep < first ? syscall(SYS_close_range, first, ~0U, 0) == 0
+	                      : (keep == first || syscall(SYS_close_range, first, keep - 1, 0) == 0) &&
+	                            syscall(SYS_close_range, keep + 1, ~0U, 0) == 0;
+	if (!ok)
+		request_fail("close_range");
+}
+
 // request_place moves each descriptor fds[k] to targets[k] and closes every
-// other descriptor, the socket included.
+// other descriptor, the socket included, but the spare's prepared root.
 static void request_place(const int *fds, const int32_t *targets, int n, int sock) {
+	// A target on the prepared root's number: it goes (the request is
+	// built as without it).
+	for (int k = 0; k < n; k++)
+		if (targets[k] == shim_prebuilt_fd())
+			shim_prebuilt_drop();
 	// The kernel gives received descriptors the lowest free numbers, in
 	// order, and the spare waits with none below its socket's open: a
 	// request whose targets run 0, 1, 2... without a gap arrives placed.
@@ -45,8 +61,7 @@ static void request_place(const int *fds, const int32_t *targets, int n, int soc
 		placed &= fds[k] == targets[k];
 	if (placed) {
 		close(sock);
-		if (syscall(SYS_close_range, targets[n - 1] + 1, ~0U, 0) != 0)
-			request_fail("close_range");
+		request_close_above(targets[n - 1] + 1);
 		return;
 	}
 	for (int k = 0; k < n; k++)
@@ -81,10 +96,10 @@ static void request_place(const int *fds, const int32_t *targets, int n, int soc
 			k++;
 			continue;
 		}
-		close(fd);
+		if (fd != shim_prebuilt_fd())
+			close(fd);
 	}
-	if (syscall(SYS_close_range, targets[n - 1] + 1, ~0U, 0) != 0)
-		request_fail("close_range");
+	request_close_above(targets[n - 1] + 1);
 }
 
 // request_args reads the argv memory file into a NULL-terminated vector
@@ -134,7 +149,7 @@ static char **request_args(int fd, char *argv0, int *argc) {
 	return argv;
 }
 
-void shim_request(char *argv0) {
+void shim_request(char *argv0, int npairs, char **pairs) {
 	// No report descriptor until the request names one.
 	shim_report_fd = -1;
 	// Nothing below the socket stays open (stdio is the spare's /dev/null,
@@ -146,6 +161,16 @@ void shim_request(char *argv0) {
 	shim_stderr_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, sock + 1);
 	for (int fd = 0; fd <= SHIM_REQUEST_FD; fd++)
 		close(fd);
+	// The root tree's tmpfs of the next launch, while nothing waits for it;
+	// kept above the socket, so that the request's descriptors still land
+	// on the lowest numbers.
+	shim_prebuild(npairs, pairs);
+	if (shim_prebuilt_fd() >= 0) {
+		int high = fcntl(shim_prebuilt_fd(), F_DUPFD_CLOEXEC, sock + 2);
+		shim_prebuilt_drop();
+		if (high >= 0)
+			shim_prebuilt_set(high);
+	}
 	// A request's bytes: n, then n targets.
 	int32_t header[1 + SHIM_REQUEST_MAX_FDS + 1];
 	union {

@@ -196,6 +196,10 @@ struct tree_op {
 	// TREE_TMPFS: its size in bytes (0: the kernel's default) and mode.
 	long long size;
 	mode_t mode;
+	// TREE_BIND of a root tree: the spare's copy (shim_prebuild) is there
+	// and current (prebuilt), or is there and is not (stale: removed before
+	// the entry is made as without one).
+	int prebuilt, stale;
 };
 
 // The task's IDs, for the owner of a root tree's tmpfs.
@@ -222,17 +226,26 @@ static int tree_openat(int dirfd, const char *name, int dir) {
 	return (int)syscall(SYS_openat2, dirfd, name, &how, sizeof how);
 }
 
-// tree_check_path refuses a path that is not a clean relative one.
-static void tree_check_path(const char *path) {
+// tree_clean_path reports whether path is a clean relative one.
+static int tree_clean_path(const char *path) {
 	if (path[0] == '\0' || path[0] == '/')
-		shim_fail("shim: tree entry %s: not a relative path", path);
+		return 0;
 	for (const char *p = path; *p;) {
 		const char *e = strchrnul(p, '/');
 		size_t n = (size_t)(e - p);
 		if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
-			shim_fail("shim: tree entry %s: not a clean relative path", path);
+			return 0;
 		p = *e ? e + 1 : e;
 	}
+	return 1;
+}
+
+// tree_check_path refuses a path that is not a clean relative one.
+static void tree_check_path(const char *path) {
+	if (path[0] == '\0' || path[0] == '/')
+		shim_fail("shim: tree entry %s: not a relative path", path);
+	if (!tree_clean_path(path))
+		shim_fail("shim: tree entry %s: not a clean relative path", path);
 }
 
 // tree_parent opens the directory that holds path's last component, making
@@ -457,6 +470,202 @@ static void tree_data(struct tree_op *op) {
 	op->copy_mode = 0644;
 }
 
+// A spare launcher's sandbox root, prepared while it waits (_shim -request
+// SOURCE PATH...): the root tree's tmpfs, detached, holding a copy of each
+// -tree-bind source of the launch before it that tree_copy would copy (the
+// host's small /etc files). Copying them took a quarter of the launcher's
+// time. A request whose root tree binds the very same sources at the same
+// paths, in the same order, takes it: each copy whose source still has the
+// status it had when it was read (the same file, size, mode, owner, mtime
+// and ctime) is kept, and any other is removed and made as without a
+// spare's. Anything else and it is dropped unused. A failure here is never
+// the launch's: the spare goes on without it.
+struct prebuilt_entry {
+	const char *source, *path;
+	struct stat st;
+	int have;
+};
+
+static struct {
+	int mnt, n;
+	struct prebuilt_entry *e;
+} prebuilt = {.mnt = -1};
+
+int shim_prebuilt_fd(void) { return prebuilt.mnt; }
+
+void shim_prebuilt_set(int fd) { prebuilt.mnt = fd; }
+
+void shim_prebuilt_drop(void) {
+	if (prebuilt.mnt >= 0)
+		close(prebuilt.mnt);
+	prebuilt.mnt = -1;
+}
+
+// tree_root_tmpfs makes a root tree's tmpfs, detached (-1: it failed).
+static int tree_root_tmpfs(void) {
+	int fs = (int)syscall(SYS_fsopen, "tmpfs", FSOPEN_CLOEXEC);
+	if (fs < 0)
+		return -1;
+	int mnt = -1;
+	if (syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "source", "bwrap-r-sandbox", 0) == 0 &&
+	    syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "mode", "0755", 0) == 0 &&
+	    syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "size", "16m", 0) == 0 &&
+	    syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) == 0)
+		mnt = (int)syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
+	close(fs);
+	return mnt;
+}
+
+// same_file reports whether b is the status of the file a was taken of, unchanged.
+static int same_file(const struct stat *a, const struct stat *b) {
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_mode == b->st_mode && a->st_uid == b->st_uid &&
+	       a->st_gid == b->st_gid && a->st_size == b->st_size && a->st_mtim.tv_sec == b->st_mtim.tv_sec &&
+	       a->st_mtim.tv_nsec == b->st_mtim.tv_nsec && a->st_ctim.tv_sec == b->st_ctim.tv_sec &&
+	       a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+// prebuild_entry copies e's source into the tmpfs at root as tree_copy and
+// tree_entry would: 1 done, 0 not a file tree_copy copies, -1 failed. The
+// status is taken before the read: a change while it reads shows at the
+// request.
+static int prebuild_entry(int root, struct prebuilt_entry *e) {
+	struct tree_op op = {.kind = TREE_BIND, .path = e->path, .source = e->source, .data_fd = -1, .mnt = -1};
+	int fd = open(e->source, O_PATH | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	int ok = fstat(fd, &e->st) == 0;
+	close(fd);
+	if (!ok || !tree_copy(&op))
+		return 0;
+	// tree_copy's file is the one stat'd unless it changed in between,
+	// which the request's check then sees.
+	char buf[PATH_MAX];
+	if (snprintf(buf, sizeof buf, "%s", e->path) >= (int)sizeof buf) {
+		free(op.copy);
+		return -1;
+	}
+	int dir = dup(root), made = -1;
+	char *comp = buf;
+	for (char *slash; dir >= 0 && (slash = strchr(comp, '/')) != NULL; comp = slash + 1) {
+		*slash = '\0';
+		int next = -1;
+		if (mkdirat(dir, comp, 0755) == 0 || errno == EEXIST)
+			next = tree_openat(dir, comp, 1);
+		close(dir);
+		dir = next;
+	}
+	if (dir >= 0) {
+		struct open_how how = tree_how;
+		how.flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
+		how.mode = op.copy_mode;
+		int f = (int)syscall(SYS_openat2, dir, comp, &how, sizeof how);
+		if (f >= 0 && fchmod(f, op.copy_mode) == 0 && write(f, op.copy, op.copy_len) == (ssize_t)op.copy_len)
+			made = 1;
+		if (f >= 0)
+			close(f);
+		close(dir);
+	}
+	free(op.copy);
+	return made;
+}
+
+void shim_prebuild(int n, char **pairs) {
+	if (n <= 0 || n > SHIM_MAX_TREE_OPS)
+		return;
+	// Each a clean path that no other is, or lies below: then no two copies
+	// touch, and none is hidden by another entry's mount.
+	for (int k = 0; k < n; k++) {
+		if (pairs[2 * k][0] != '/' || !tree_clean_path(pairs[2 * k + 1]))
+			return;
+		for (int j = 0; j < k; j++)
+			if (shim_under(pairs[2 * k + 1], pairs[2 * j + 1]) || shim_under(pairs[2 * j + 1], pairs[2 * k + 1]))
+				return;
+	}
+	struct prebuilt_entry *e = calloc((size_t)n, sizeof *e);
+	if (e == NULL)
+		return;
+	int mnt = tree_root_tmpfs();
+	if (mnt < 0) {
+		free(e);
+		return;
+	}
+	mode_t old = umask(0);
+	int ok = 1;
+	for (int k = 0; k < n && ok; k++) {
+		e[k].source = pairs[2 * k];
+		e[k].path = pairs[2 * k + 1];
+		int r = prebuild_entry(mnt, &e[k]);
+		e[k].have = r == 1;
+		ok = r >= 0;
+	}
+	umask(old);
+	if (!ok) {
+		close(mnt);
+		free(e);
+		return;
+	}
+	prebuilt.mnt = mnt;
+	prebuilt.n = n;
+	prebuilt.e = e;
+}
+
+// prebuilt_match marks the root tree's binds with what the spare prepared,
+// if it prepared this tree's; else it drops that.
+static void prebuilt_match(struct tree_op *ops, int nops) {
+	if (prebuilt.mnt < 0)
+		return;
+	int k = 0, in_root = 0, match = 1;
+	for (int i = 0; i < nops && match; i++) {
+		if (ops[i].kind == TREE_BEGIN)
+			in_root = ops[i].root;
+		if (!in_root || ops[i].kind != TREE_BIND || ops[i].data_fd >= 0)
+			continue;
+		match = k < prebuilt.n && strcmp(ops[i].source, prebuilt.e[k].source) == 0 && strcmp(ops[i].path, prebuilt.e[k].path) == 0;
+		k++;
+	}
+	if (!match || k != prebuilt.n) {
+		shim_prebuilt_drop();
+		return;
+	}
+	k = 0;
+	in_root = 0;
+	for (int i = 0; i < nops; i++) {
+		if (ops[i].kind == TREE_BEGIN)
+			in_root = ops[i].root;
+		if (!in_root || ops[i].kind != TREE_BIND || ops[i].data_fd >= 0)
+			continue;
+		const struct prebuilt_entry *e = &prebuilt.e[k++];
+		if (!e->have)
+			continue;
+		struct stat now;
+		int fd = open(e->source, O_PATH | O_CLOEXEC);
+		int same = fd >= 0 && fstat(fd, &now) == 0 && same_file(&e->st, &now);
+		if (fd >= 0)
+			close(fd);
+		if (same)
+			ops[i].prebuilt = 1;
+		else
+			ops[i].stale = 1;
+	}
+}
+
+// prebuilt_remove takes a stale copy out of the tree at root, with the
+// directories made for it that hold nothing else.
+static void prebuilt_remove(int root, const struct tree_op *op) {
+	char buf[PATH_MAX];
+	const char *name;
+	int parent = tree_parent(root, op->path, buf, sizeof buf, &name);
+	if (unlinkat(parent, name, 0) != 0)
+		shim_fail("shim: tree entry %s: removing the spare's copy: %s", op->path, strerror(errno));
+	close(parent);
+	snprintf(buf, sizeof buf, "%s", op->path);
+	for (char *slash; (slash = strrchr(buf, '/')) != NULL;) {
+		*slash = '\0';
+		if (unlinkat(root, buf, AT_REMOVEDIR) != 0)
+			break;
+	}
+}
+
 // shim_trees_open clones the mount of each bind's source, as the host has
 // it now: links followed (as bwrap's bind of the path would), with what is
 // mounted below it; a missing one is left out (bwrap's --ro-bind-try). A
@@ -485,9 +694,12 @@ static void shim_trees_open(struct tree_op *ops, int nops, long uid, long gid) {
 	}
 	if (as_task)
 		shim_as_root();
+	prebuilt_match(ops, nops);
 	for (int i = 0; i < nops; i++) {
 		ops[i].mnt = -1;
 		ops[i].copy = NULL;
+		if (ops[i].prebuilt)
+			continue;
 		if (ops[i].kind == TREE_BEGIN)
 			devices = ops[i].devices;
 		if (ops[i].kind == TREE_PATH || ops[i].kind == TREE_DEVPATH) {
@@ -586,7 +798,13 @@ static void shim_trees(const char *stage, const struct tree_op *ops, int nops, l
 			shim_fail("shim: tree %s: path too long", name);
 		if (mkdir(dir, 0755) != 0)
 			shim_fail("shim: tree %s: %s", dir, strerror(errno));
-		if (ops[i].root && mount("bwrap-r-sandbox", dir, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755,size=16m") != 0)
+		// The spare's tmpfs, if it prepared this one (prebuilt_match).
+		int spare = ops[i].root ? shim_prebuilt_fd() : -1;
+		if (spare >= 0) {
+			if (syscall(SYS_move_mount, spare, "", AT_FDCWD, dir, MOVE_MOUNT_F_EMPTY_PATH) != 0)
+				shim_fail("shim: tree %s: the spare's tmpfs: %s", dir, strerror(errno));
+			shim_prebuilt_drop();
+		} else if (ops[i].root && mount("bwrap-r-sandbox", dir, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755,size=16m") != 0)
 			shim_fail("shim: tree %s: its tmpfs: %s", dir, strerror(errno));
 		int root = open(dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (root < 0)
@@ -594,10 +812,14 @@ static void shim_trees(const char *stage, const struct tree_op *ops, int nops, l
 		int end = i + 1;
 		while (end < nops && ops[end].kind != TREE_BEGIN)
 			end++;
+		// Before anything else is made in it: nothing is a link or a mount yet.
+		for (int j = i + 1; j < end && spare >= 0; j++)
+			if (ops[j].stale)
+				prebuilt_remove(root, &ops[j]);
 		for (int pass = 0; pass < 3; pass++) {
 			for (int j = i + 1; j < end; j++) {
 				int p = ops[j].kind == TREE_LINK ? 1 : ops[j].kind == TREE_DIR || ops[j].kind == TREE_FILE ? 0 : 2;
-				if (p == pass)
+				if (p == pass && !ops[j].prebuilt)
 					tree_entry(root, &ops[j]);
 			}
 		}
@@ -905,6 +1127,7 @@ void shim_main(int argc, char **argv) {
 			op->root = op->optional = op->writable = 0;
 			op->size = 0;
 			op->mode = 0;
+			op->prebuilt = op->stale = 0;
 			if (strcmp(flag, "-tree") == 0 || strcmp(flag, "-devtree") == 0 || strcmp(flag, "-roottree") == 0) {
 				op->kind = TREE_BEGIN;
 				op->root = flag[1] == 'r';
@@ -1104,8 +1327,8 @@ __attribute__((constructor)) static void bwrap_r_shim(int argc, char **argv, cha
 	(void)envp;
 	if (argc == 4 && strcmp(argv[1], "_shim") == 0 && strcmp(argv[2], "-template") == 0)
 		shim_template(argv[3]);
-	if (argc == 3 && strcmp(argv[1], "_shim") == 0 && strcmp(argv[2], "-request") == 0)
-		shim_request(argv[0]);
+	if (argc >= 3 && (argc - 3) % 2 == 0 && strcmp(argv[1], "_shim") == 0 && strcmp(argv[2], "-request") == 0)
+		shim_request(argv[0], (argc - 3) / 2, argv + 3);
 	if (argc > 1 && strcmp(argv[1], "_shim") == 0)
 		shim_main(argc, argv);
 }

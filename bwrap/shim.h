@@ -36,4 +36,12 @@ void shim_join_cgroups(const char *const *cgroups, int n);
 // The launcher shim with argv as exec'd ("_shim" in argv[1]); it execs bwrap
 // or fails.
 void shim_main(int argc, char **argv) __attribute__((noreturn));
-void shim_request(char *argv0) __attribute__((noreturn));
+// A spare launcher; pairs are its n SOURCE PATH pairs to prepare
+// (shim_prebuild).
+void shim_request(char *argv0, int n, char **pairs) __attribute__((noreturn));
+// The spare's preparation of a root tree's tmpfs (shim.c): its descriptor
+// (-1: none), and letting it go.
+void shim_prebuild(int n, char **pairs);
+int shim_prebuilt_fd(void);
+void shim_prebuilt_set(int fd);
+void shim_prebuilt_drop(void);

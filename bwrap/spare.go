@@ -35,14 +35,16 @@ type launcher struct {
 }
 
 // startLauncher starts a launcher that waits for its request. shim is the
-// launch's Shim argv.
-func startLauncher(shim []string) (*launcher, error) {
+// launch's Shim argv; prebuild, SOURCE PATH pairs, the assembled root's
+// -tree-bind entries it copies ahead (shim_prebuild, shim.c) for a request
+// that has the same.
+func startLauncher(shim []string, prebuild []string) (*launcher, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("bwrap: launcher socket: %w", err)
 	}
 	theirs := os.NewFile(uintptr(fds[1]), "launcher-request")
-	cmd := shimCommand(shim, "-request")
+	cmd := shimCommand(shim, append([]string{"-request"}, prebuild...)...)
 	cmd.ExtraFiles = []*os.File{theirs}
 	err = cmd.Start()
 	theirs.Close()
@@ -137,10 +139,11 @@ func takeSpare(shim []string) *launcher {
 }
 
 // refillSpare starts, in the background, a spare launcher for shim unless
-// one is idle or on its way (so never more than one). Start calls it as it
-// returns, once bwrap has made the sandbox, so that the next spare's fork
-// and exec compete less with this launch's own work.
-func refillSpare(shim []string) {
+// one is idle or on its way (so never more than one), to copy prebuild's
+// files ahead (startLauncher). Start calls it as it returns, once bwrap has
+// made the sandbox, so that the next spare's fork and exec compete less
+// with this launch's own work.
+func refillSpare(shim []string, prebuild []string) {
 	key := spareKey(shim)
 	spares.Lock()
 	if spares.idle[key] != nil || spares.filling[key] {
@@ -154,7 +157,7 @@ func refillSpare(shim []string) {
 	spares.filling[key] = true
 	spares.Unlock()
 	go func() {
-		ln, err := startLauncher(shim)
+		ln, err := startLauncher(shim, prebuild)
 		spares.Lock()
 		defer spares.Unlock()
 		spares.filling[key] = false
@@ -187,7 +190,7 @@ func startShim(shim, args []string, files []*os.File) (*exec.Cmd, error) {
 		for try := 0; try < 2; try++ {
 			if ln == nil {
 				var err error
-				if ln, err = startLauncher(shim); err != nil {
+				if ln, err = startLauncher(shim, nil); err != nil {
 					return nil, err
 				}
 			}
@@ -213,4 +216,19 @@ func startShim(shim, args []string, files []*os.File) (*exec.Cmd, error) {
 		return nil, fmt.Errorf("bwrap: starting launcher: %w", err)
 	}
 	return cmd, nil
+}
+
+// rootBinds are the SOURCE PATH pairs of the assembled root's -tree-bind
+// entries (the host's /etc files), in the launcher's order.
+func rootBinds(mounts []Mount) []string {
+	if len(mounts) == 0 || !mounts[0].root {
+		return nil
+	}
+	var pairs []string
+	for _, e := range mounts[0].Entries {
+		if e.Kind == TreeBind {
+			pairs = append(pairs, e.Source, e.Path)
+		}
+	}
+	return pairs
 }

@@ -125,7 +125,7 @@ func checkDescribed(t *testing.T, out string) {
 // waitSpare waits until a spare launcher for shim is idle and returns its pid.
 func waitSpare(t *testing.T, shim []string) int {
 	t.Helper()
-	refillSpare(shim)
+	refillSpare(shim, nil)
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		spares.Lock()
