@@ -75,3 +75,22 @@ func TestParseTrace(t *testing.T) {
 		t.Errorf("a trace without bwrap's exec gave %v", phases)
 	}
 }
+
+// A spare launcher is told apart by its argv, with or without the files it
+// copies ahead.
+func TestIsSpare(t *testing.T) {
+	for _, c := range []struct {
+		argv []string
+		want bool
+	}{
+		{[]string{"/x/bwrap-r", "_shim", "-request"}, true},
+		{[]string{"/x/bwrap-r", "_shim", "-request", "/etc/hosts", "etc/hosts"}, true},
+		{[]string{"/x/bwrap-r", "_shim", "-request", "/etc/hosts"}, false},
+		{[]string{"/x/bwrap-r", "_shim", "-uid", "1"}, false},
+		{[]string{"/x/bwrap-r", "_shim", "-template", "/d"}, false},
+	} {
+		if got := isSpare(c.argv); got != c.want {
+			t.Errorf("isSpare(%q) = %v, want %v", c.argv, got, c.want)
+		}
+	}
+}

@@ -117,8 +117,9 @@ func (tr *tracer) follow() error {
 }
 
 // followSpares traces, too, the spare launchers waiting in this process
-// (children whose argv ends "_shim -request"): the launch to come takes one,
-// which a goroutine of the plugin started on some other thread.
+// (children whose argv has "_shim -request", then the files it copies
+// ahead): the launch to come takes one, which a goroutine of the plugin
+// started on some other thread.
 func (tr *tracer) followSpares() error {
 	// Children of every thread: the spare's parent is whichever thread forked it.
 	tids, err := os.ReadDir("/proc/self/task")
@@ -135,13 +136,19 @@ func (tr *tracer) followSpares() error {
 		}
 	}
 	for _, pid := range kids {
-		if argv := readArgv(pid); len(argv) >= 2 && argv[len(argv)-2] == "_shim" && argv[len(argv)-1] == "-request" {
+		if isSpare(readArgv(pid)) {
 			if err := appendFile(tracefsFile("set_event_pid"), strconv.Itoa(pid)); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// isSpare reports whether argv is a spare launcher's: "_shim -request"
+// after the binary, then SOURCE PATH pairs.
+func isSpare(argv []string) bool {
+	return len(argv) >= 3 && argv[1] == "_shim" && argv[2] == "-request" && len(argv)%2 == 1
 }
 
 func (tr *tracer) mark(s string) { _ = os.WriteFile(tracefsFile("trace_marker"), []byte(s), 0) }

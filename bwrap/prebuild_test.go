@@ -24,16 +24,48 @@ func etcWith(pairs ...string) []Mount {
 	return ms
 }
 
-// primeSpare launches once with mounts, so that the spare started after it
+// primeSpare launches with mounts, so that the spare started after it
 // copies that launch's /etc files ahead, and waits until it has: it then
-// waits for its request in recvmsg, with its prepared root open.
+// waits for its request in recvmsg, with its prepared root open. A spare
+// that an earlier launch had on its way, with that launch's files, is let
+// go, and it launches again.
 func primeSpare(t *testing.T, mounts []Mount) {
 	t.Helper()
 	uid, gid := nobody(t)
-	if st, out, err := runWith(t, uid, gid, mounts, "true"); err != nil || st.Code != 0 {
-		t.Fatalf("priming launch: %v %+v %s", err, st, out)
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if st, out, err := runWith(t, uid, gid, mounts, "true"); err != nil || st.Code != 0 {
+			t.Fatalf("priming launch: %v %+v %s", err, st, out)
+		}
+		ln := idleSpare(t, deadline)
+		b, _ := os.ReadFile("/proc/" + itoa(ln.cmd.Process.Pid) + "/cmdline")
+		if strings.Contains(string(b), "\x00"+strings.Join(expectedPairs(mounts), "\x00")+"\x00") {
+			return
+		}
+		if taken := takeSpare(testShim()); taken != nil {
+			unix.Close(taken.conn)
+			taken.cmd.Wait()
+		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	t.Fatal("no spare with a prepared root came")
+}
+
+// expectedPairs are the /etc pairs a spare copies after a launch with mounts.
+func expectedPairs(mounts []Mount) []string {
+	var pairs []string
+	for _, m := range mounts {
+		if m.Kind == Tree && m.Dest == "/etc" {
+			for _, e := range m.Entries {
+				pairs = append(pairs, e.Source, "etc/"+e.Path)
+			}
+		}
+	}
+	return pairs
+}
+
+// idleSpare waits for the idle spare to wait for its request.
+func idleSpare(t *testing.T, deadline time.Time) *launcher {
+	t.Helper()
 	for time.Now().Before(deadline) {
 		spares.Lock()
 		ln := spares.idle[spareKey(testShim())]
@@ -41,12 +73,13 @@ func primeSpare(t *testing.T, mounts []Mount) {
 		if ln != nil {
 			b, _ := os.ReadFile("/proc/" + itoa(ln.cmd.Process.Pid) + "/syscall")
 			if f := strings.Fields(string(b)); len(f) > 0 && f[0] == strconv.Itoa(unix.SYS_RECVMSG) {
-				return
+				return ln
 			}
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	t.Fatal("no spare with a prepared root came")
+	t.Fatal("no spare came")
+	return nil
 }
 
 // fileIn reports, from inside a sandbox with mounts, the content and mtime
