@@ -421,7 +421,13 @@ static void tree_entry(int root, const struct tree_op *op) {
 // TREE_COPY_MAX bytes that every user may read (links followed, as a bind
 // would), and reports whether it did; anything else is bound. The checks
 // and the read are of the one file opened.
-static int tree_copy(struct tree_op *op) {
+static int tree_read(struct tree_op *op, int soft);
+
+static int tree_copy(struct tree_op *op) { return tree_read(op, 0); }
+
+// tree_read is tree_copy; soft, a failure to read is not the launch's (a
+// spare's copy ahead): the file is left to the launch.
+static int tree_read(struct tree_op *op, int soft) {
 	// O_PATH first: a FIFO or a device is never opened for reading.
 	int fd = open(op->source, O_PATH | O_CLOEXEC);
 	if (fd < 0)
@@ -438,12 +444,22 @@ static int tree_copy(struct tree_op *op) {
 	if (f < 0)
 		return 0;
 	char *buf = malloc(st.st_size > 0 ? (size_t)st.st_size : 1);
+	if (buf == NULL && soft) {
+		close(f);
+		return 0;
+	}
 	if (buf == NULL)
 		shim_fail("shim: out of memory");
 	size_t n = 0;
-	for (ssize_t r; n < (size_t)st.st_size && (r = read(f, buf + n, (size_t)st.st_size - n)) != 0; n += (size_t)r)
+	for (ssize_t r; n < (size_t)st.st_size && (r = read(f, buf + n, (size_t)st.st_size - n)) != 0; n += (size_t)r) {
+		if (r < 0 && soft) {
+			free(buf);
+			close(f);
+			return 0;
+		}
 		if (r < 0)
 			shim_fail("shim: tree entry %s: reading %s: %s", op->path, op->source, strerror(errno));
+	}
 	close(f);
 	op->copy = buf;
 	op->copy_len = n;
@@ -535,7 +551,7 @@ static int prebuild_entry(int root, struct prebuilt_entry *e) {
 		return 0;
 	int ok = fstat(fd, &e->st) == 0;
 	close(fd);
-	if (!ok || !tree_copy(&op))
+	if (!ok || !tree_read(&op, 1))
 		return 0;
 	// tree_copy's file is the one stat'd unless it changed in between,
 	// which the request's check then sees.
