@@ -198,3 +198,25 @@ func TestSpareCopiesOfAnotherLaunchAreNotUsed(t *testing.T) {
 		t.Errorf("file %q: want it copied at the launch", lines[1])
 	}
 }
+
+// A file closed to other users after the spare copied it (chmod 0600, the
+// same content) is not shown from that copy: the sandbox gets the host's
+// file as it is now, which the task cannot read.
+func TestSpareCopyOfAFileClosedSinceIsNotShown(t *testing.T) {
+	needSandbox(t)
+	src := filepath.Join(t.TempDir(), "secret")
+	writeFile(t, src, "secret")
+	mounts := etcWith(src, "bwrap-r-test/secret")
+	primeSpare(t, mounts)
+	if err := os.Chmod(src, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	uid, gid := nobody(t)
+	st, out, err := runWith(t, uid, gid, mounts, "cat /etc/bwrap-r-test/secret; echo rc=$?")
+	if err != nil || st.Code != 0 {
+		t.Fatalf("launch: %v %+v %s", err, st, out)
+	}
+	if strings.HasPrefix(out, "secret") || !strings.Contains(out, "rc=1") {
+		t.Errorf("a file closed since the spare's copy: the task read %q, want a refusal", out)
+	}
+}
