@@ -307,7 +307,7 @@ func TestSandboxMountNamespacesHeldUntilItEnds(t *testing.T) {
 	sb, err := Start(Launch{
 		Bwrap: bw, Shim: []string{os.Args[0], ShimCommand},
 		Spec: &Spec{
-			Command: "/bin/sh", Args: []string{"-c", "read x"},
+			Command: "/bin/sleep", Args: []string{"30"},
 			Env:    map[string]string{"PATH": "/usr/bin:/bin"},
 			Mounts: SystemMounts(16 << 20),
 			UID:    uid, GID: gid,

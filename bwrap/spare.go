@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -120,12 +119,11 @@ func (ln *launcher) request(argv []string, files []*os.File) error {
 	return nil
 }
 
-// spares holds one idle launcher for each Shim argv launched with, and the
-// timer of a spare on its way.
+// spares holds one idle launcher for each Shim argv launched with.
 var spares struct {
 	sync.Mutex
 	idle    map[string]*launcher
-	filling map[string]*time.Timer
+	filling map[string]bool
 }
 
 func spareKey(shim []string) string { return strings.Join(shim, "\x00") }
@@ -140,49 +138,30 @@ func takeSpare(shim []string) *launcher {
 	return ln
 }
 
-// spareDelay is how long after a launch that took the spare the next one
-// is started: the spare's fork, exec and copies (about 1.5 ms of CPU)
-// otherwise ran while the sandbox's pid 1 made its mounts and started the
-// command, and on a node of two cores held that up (paired starts of
-// /bin/true, 100 pairs three times: start to exit 0.16 to 0.66 ms sooner
-// with it 30 ms later). A launch that finds no spare (launches close
-// together: a job's many allocations) asks for the next one at once: with
-// every spare 30 ms late, 500 allocations through an agent took 7.8 and
-// 7.3 s to run where they took 6.1 and 6.7 (so hurried, 6.9 and 7.4,
-// against 6.4 and 7.7: as far apart as runs of either are).
-const spareDelay = 30 * time.Millisecond
-
 // refillSpare starts, in the background, a spare launcher for shim unless
 // one is idle or on its way (so never more than one), to copy prebuild's
-// files ahead (startLauncher): spareDelay from now, or at once when now is
-// set (a spare on its way is then hurried). Start calls it as it returns.
-func refillSpare(shim []string, prebuild []string, now bool) {
+// files ahead (startLauncher). Start calls it as it returns, once bwrap has
+// made the sandbox. (Started 30 ms later instead, it held a /bin/true task
+// up less, but an R task did no better and a job's many allocations found
+// no spare ready: see BENCHMARKS.md.)
+func refillSpare(shim []string, prebuild []string) {
 	key := spareKey(shim)
 	spares.Lock()
-	defer spares.Unlock()
-	if spares.idle[key] != nil {
-		return
-	}
-	if t := spares.filling[key]; t != nil {
-		// Stopped before it fired: it fires once, now.
-		if now && t.Stop() {
-			t.Reset(0)
-		}
+	if spares.idle[key] != nil || spares.filling[key] {
+		spares.Unlock()
 		return
 	}
 	if spares.filling == nil {
-		spares.filling = map[string]*time.Timer{}
+		spares.filling = map[string]bool{}
 		spares.idle = map[string]*launcher{}
 	}
-	delay := spareDelay
-	if now {
-		delay = 0
-	}
-	spares.filling[key] = time.AfterFunc(delay, func() {
+	spares.filling[key] = true
+	spares.Unlock()
+	go func() {
 		ln, err := startLauncher(shim, prebuild)
 		spares.Lock()
 		defer spares.Unlock()
-		delete(spares.filling, key)
+		spares.filling[key] = false
 		if err != nil {
 			// The next launch starts its own, and reports the failure.
 			return
@@ -190,14 +169,14 @@ func refillSpare(shim []string, prebuild []string, now bool) {
 		// A spare that dies while idle (killed) stays a zombie until a
 		// launch takes it and finds it gone: there is at most one.
 		spares.idle[key] = ln
-	})
+	}()
 }
 
 // startShim starts the launcher shim with args (its flags and bwrap's argv,
 // after Shim's own) and files as its descriptors 0 to len(files)-1 (nil:
 // closed; for 0 to 2, /dev/null). It takes the spare launcher if there is
-// one, and says whether it did.
-func startShim(shim, args []string, files []*os.File) (cmd *exec.Cmd, spare bool, err error) {
+// one.
+func startShim(shim, args []string, files []*os.File) (*exec.Cmd, error) {
 	n, size := 0, 0
 	for _, f := range files {
 		if f != nil {
@@ -209,36 +188,35 @@ func startShim(shim, args []string, files []*os.File) (cmd *exec.Cmd, spare bool
 	}
 	if n <= maxRequestFDs && size <= maxRequestArgs {
 		ln := takeSpare(shim)
-		spare = ln != nil
 		for try := 0; try < 2; try++ {
 			if ln == nil {
 				var err error
 				if ln, err = startLauncher(shim, nil); err != nil {
-					return nil, spare, err
+					return nil, err
 				}
 			}
 			err := ln.request(args, files)
 			if err == nil {
-				return ln.cmd, spare, nil
+				return ln.cmd, nil
 			}
 			go ln.cmd.Wait()
 			if !errors.Is(err, errLauncherGone) {
-				return nil, spare, err
+				return nil, err
 			}
 			// A spare that died while it waited (killed, say): once more,
 			// with one of its own. One killed after the request was sent
 			// fails this start (Start reports that no sandbox came).
 			ln = nil
 		}
-		return nil, spare, errLauncherGone
+		return nil, errLauncherGone
 	}
-	cmd = shimCommand(shim, args...)
+	cmd := shimCommand(shim, args...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = files[0], files[1], files[2]
 	cmd.ExtraFiles = files[3:]
 	if err := cmd.Start(); err != nil {
-		return nil, false, fmt.Errorf("bwrap: starting launcher: %w", err)
+		return nil, fmt.Errorf("bwrap: starting launcher: %w", err)
 	}
-	return cmd, false, nil
+	return cmd, nil
 }
 
 // rootBinds are the SOURCE PATH pairs of the assembled root's -tree-bind

@@ -70,7 +70,7 @@ func launchDescribe(t *testing.T, extra int) (*exec.Cmd, string) {
 		files = append(files, f)
 	}
 	args := []string{"-uid", itoa(int(uid)), "-gid", itoa(int(gid)), "--", "/bin/sh", "-c", describeFDs}
-	cmd, _, err := startShim(testShim(), args, files)
+	cmd, err := startShim(testShim(), args, files)
 	outW.Close()
 	if err != nil {
 		t.Fatal(err)
@@ -125,7 +125,7 @@ func checkDescribed(t *testing.T, out string) {
 // waitSpare waits until a spare launcher for shim is idle and returns its pid.
 func waitSpare(t *testing.T, shim []string) int {
 	t.Helper()
-	refillSpare(shim, nil, true)
+	refillSpare(shim, nil)
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		spares.Lock()
@@ -328,45 +328,5 @@ func TestStartWantsTheShimCommandLast(t *testing.T) {
 	_, err := Start(Launch{Bwrap: "/usr/bin/bwrap", Shim: []string{os.Args[0], ShimCommand, "-cgroup", "/x"}, Spec: &Spec{}, StatusPath: "/nonexistent/status"})
 	if err == nil || !strings.Contains(err.Error(), "does not end with "+ShimCommand) {
 		t.Errorf("Start with a Shim of its own flags: %v", err)
-	}
-}
-
-// A spare on its way, hurried by a launch that found none, still comes
-// once: one idle spare, no other launcher left waiting.
-func TestHurriedSpareComesOnce(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("the shim starts as root")
-	}
-	shim := testShim()
-	if ln := takeSpare(shim); ln != nil {
-		unix.Close(ln.conn)
-		ln.cmd.Wait()
-	}
-	refillSpare(shim, nil, false)
-	refillSpare(shim, nil, true)
-	refillSpare(shim, nil, true)
-	pid := waitSpare(t, shim)
-	// Any second one would have been started by now (the delay is past).
-	time.Sleep(2 * spareDelay)
-	spares.Lock()
-	pending := spares.filling[spareKey(shim)]
-	spares.Unlock()
-	if pending != nil {
-		t.Errorf("a second spare is on its way")
-	}
-	var spareKids []int
-	tids, _ := os.ReadDir("/proc/self/task")
-	for _, tid := range tids {
-		kids, _ := os.ReadFile("/proc/self/task/" + tid.Name() + "/children")
-		for _, f := range strings.Fields(string(kids)) {
-			argv, _ := os.ReadFile("/proc/" + f + "/cmdline")
-			if strings.Contains(string(argv), "\x00_shim\x00-request") {
-				n, _ := strconv.Atoi(f)
-				spareKids = append(spareKids, n)
-			}
-		}
-	}
-	if len(spareKids) != 1 || spareKids[0] != pid {
-		t.Errorf("spare launchers running %v, want the one idle spare %d", spareKids, pid)
 	}
 }
