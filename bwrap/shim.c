@@ -250,27 +250,62 @@ static void tree_check_path(const char *path) {
 
 // tree_parent opens the directory that holds path's last component, making
 // the directories on the way (0755), and points *name at that component.
+static int tree_parent_or(int soft, int root, const char *path, char *buf, size_t len, const char **name);
+
 static int tree_parent(int root, const char *path, char *buf, size_t len, const char **name) {
-	tree_check_path(path);
-	if (snprintf(buf, len, "%s", path) >= (int)len)
+	return tree_parent_or(0, root, path, buf, len, name);
+}
+
+// tree_parent_or is tree_parent; soft, a failure returns -1 instead (a
+// spare's copy ahead, which is never the launch's failure).
+static int tree_parent_or(int soft, int root, const char *path, char *buf, size_t len, const char **name) {
+	if (!soft)
+		tree_check_path(path);
+	if (snprintf(buf, len, "%s", path) >= (int)len) {
+		if (soft)
+			return -1;
 		shim_fail("shim: tree entry %s: path too long", path);
+	}
 	int fd = dup(root);
-	if (fd < 0)
+	if (fd < 0) {
+		if (soft)
+			return -1;
 		shim_fail("shim: tree: %s", strerror(errno));
+	}
 	char *comp = buf;
 	for (char *slash; (slash = strchr(comp, '/')) != NULL; comp = slash + 1) {
 		*slash = '\0';
-		if (mkdirat(fd, comp, 0755) != 0 && errno != EEXIST)
+		int next = -1;
+		if (mkdirat(fd, comp, 0755) == 0 || errno == EEXIST)
+			next = tree_openat(fd, comp, 1);
+		else if (!soft)
 			shim_fail("shim: tree entry %s: making %s: %s", path, buf, strerror(errno));
-		int next = tree_openat(fd, comp, 1);
-		if (next < 0)
+		if (next < 0 && !soft)
 			shim_fail("shim: tree entry %s: opening %s: %s", path, buf, strerror(errno));
 		close(fd);
+		if (next < 0)
+			return -1;
 		fd = next;
 		*slash = '/';
 	}
 	*name = comp;
 	return fd;
+}
+
+// tree_write writes op's copy as name in parent (0, or -1 with errno set).
+// O_TRUNC without O_EXCL: the file may be a later mount's mount point made
+// in the first pass. Resolved as every entry is: never through a mount or a
+// link.
+static int tree_write(int parent, const char *name, const struct tree_op *op) {
+	struct open_how how = tree_how;
+	how.flags = O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC;
+	how.mode = op->copy_mode;
+	int f = (int)syscall(SYS_openat2, parent, name, &how, sizeof how);
+	if (f < 0)
+		return -1;
+	int ok = fchmod(f, op->copy_mode) == 0 && write(f, op->copy, op->copy_len) == (ssize_t)op->copy_len;
+	close(f);
+	return ok ? 0 : -1;
 }
 
 // tree_mkdir makes a directory, or accepts one that is there.
@@ -395,16 +430,8 @@ static void tree_entry(int root, const struct tree_op *op) {
 	case TREE_NODE:
 	case TREE_BIND: {
 		if (op->copy != NULL) {
-			// O_TRUNC without O_EXCL: the file may be a later mount's mount
-			// point made in the first pass.
-			// Resolved as every entry is: never through a mount or a link.
-			struct open_how how = tree_how;
-			how.flags = O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC;
-			how.mode = op->copy_mode;
-			int f = (int)syscall(SYS_openat2, parent, name, &how, sizeof how);
-			if (f < 0 || fchmod(f, op->copy_mode) != 0 || write(f, op->copy, op->copy_len) != (ssize_t)op->copy_len)
+			if (tree_write(parent, name, op) != 0)
 				shim_fail("shim: tree entry %s: copying %s: %s", op->path, op->source, strerror(errno));
-			close(f);
 			break;
 		}
 		if (op->mnt >= 0)
@@ -556,30 +583,11 @@ static int prebuild_entry(int root, struct prebuilt_entry *e) {
 	// tree_copy's file is the one stat'd unless it changed in between,
 	// which the request's check then sees.
 	char buf[PATH_MAX];
-	if (snprintf(buf, sizeof buf, "%s", e->path) >= (int)sizeof buf) {
-		free(op.copy);
-		return -1;
-	}
-	int dir = dup(root), made = -1;
-	char *comp = buf;
-	for (char *slash; dir >= 0 && (slash = strchr(comp, '/')) != NULL; comp = slash + 1) {
-		*slash = '\0';
-		int next = -1;
-		if (mkdirat(dir, comp, 0755) == 0 || errno == EEXIST)
-			next = tree_openat(dir, comp, 1);
-		close(dir);
-		dir = next;
-	}
-	if (dir >= 0) {
-		struct open_how how = tree_how;
-		how.flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
-		how.mode = op.copy_mode;
-		int f = (int)syscall(SYS_openat2, dir, comp, &how, sizeof how);
-		if (f >= 0 && fchmod(f, op.copy_mode) == 0 && write(f, op.copy, op.copy_len) == (ssize_t)op.copy_len)
-			made = 1;
-		if (f >= 0)
-			close(f);
-		close(dir);
+	const char *name;
+	int parent = tree_parent_or(1, root, e->path, buf, sizeof buf, &name), made = -1;
+	if (parent >= 0) {
+		made = tree_write(parent, name, &op) == 0 ? 1 : -1;
+		close(parent);
 	}
 	free(op.copy);
 	return made;
