@@ -109,7 +109,11 @@ func writeFile(t *testing.T, path, content string) {
 	}
 }
 
-// copiedBefore reports whether a fileIn line is content, copied before t0.
+// copiedBefore reports whether a fileIn line is content, copied well before
+// t0. A file's times come from the kernel's clock as of its last tick, up to
+// a tick (4 or 10 ms) behind time.Now: a copy made at the launch, just after
+// t0, can carry a time before t0. The copies made ahead are 50 ms older (the
+// tests wait that long before t0).
 func copiedBefore(t *testing.T, line, content string, t0 time.Time) bool {
 	t.Helper()
 	f := strings.Fields(line)
@@ -120,7 +124,7 @@ func copiedBefore(t *testing.T, line, content string, t0 time.Time) bool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return time.Unix(0, ns).Before(t0)
+	return time.Unix(0, ns).Before(t0.Add(-25 * time.Millisecond))
 }
 
 // The spare copies the /etc files of the launch before it ahead, and a

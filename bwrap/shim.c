@@ -250,7 +250,15 @@ static void tree_check_path(const char *path) {
 
 // tree_parent opens the directory that holds path's last component, making
 // the directories on the way (0755), and points *name at that component.
+// For a component directly in root it returns root itself, not a copy (a
+// dup and a close for every entry of a tree): tree_parent_close closes what
+// it returned.
 static int tree_parent_or(int soft, int root, const char *path, char *buf, size_t len, const char **name);
+
+static void tree_parent_close(int parent, int root) {
+	if (parent != root)
+		close(parent);
+}
 
 static int tree_parent(int root, const char *path, char *buf, size_t len, const char **name) {
 	return tree_parent_or(0, root, path, buf, len, name);
@@ -266,12 +274,7 @@ static int tree_parent_or(int soft, int root, const char *path, char *buf, size_
 			return -1;
 		shim_fail("shim: tree entry %s: path too long", path);
 	}
-	int fd = dup(root);
-	if (fd < 0) {
-		if (soft)
-			return -1;
-		shim_fail("shim: tree: %s", strerror(errno));
-	}
+	int fd = root;
 	char *comp = buf;
 	for (char *slash; (slash = strchr(comp, '/')) != NULL; comp = slash + 1) {
 		*slash = '\0';
@@ -282,7 +285,7 @@ static int tree_parent_or(int soft, int root, const char *path, char *buf, size_
 			shim_fail("shim: tree entry %s: making %s: %s", path, buf, strerror(errno));
 		if (next < 0 && !soft)
 			shim_fail("shim: tree entry %s: opening %s: %s", path, buf, strerror(errno));
-		close(fd);
+		tree_parent_close(fd, root);
 		if (next < 0)
 			return -1;
 		fd = next;
@@ -441,7 +444,7 @@ static void tree_entry(int root, const struct tree_op *op) {
 	case TREE_BEGIN:
 		break;
 	}
-	close(parent);
+	tree_parent_close(parent, root);
 }
 
 // tree_copy reads op's source when it is a regular file of at most
@@ -587,7 +590,7 @@ static int prebuild_entry(int root, struct prebuilt_entry *e) {
 	int parent = tree_parent_or(1, root, e->path, buf, sizeof buf, &name), made = -1;
 	if (parent >= 0) {
 		made = tree_write(parent, name, &op) == 0 ? 1 : -1;
-		close(parent);
+		tree_parent_close(parent, root);
 	}
 	free(op.copy);
 	return made;
@@ -661,11 +664,10 @@ static void prebuilt_match(struct tree_op *ops, int nops) {
 		const struct prebuilt_entry *e = &prebuilt.e[k++];
 		if (!e->have)
 			continue;
+		// The source by its path, links followed, as the launch would
+		// open it.
 		struct stat now;
-		int fd = open(e->source, O_PATH | O_CLOEXEC);
-		int same = fd >= 0 && fstat(fd, &now) == 0 && same_file(&e->st, &now);
-		if (fd >= 0)
-			close(fd);
+		int same = stat(e->source, &now) == 0 && same_file(&e->st, &now);
 		if (same)
 			ops[i].prebuilt = 1;
 		else
@@ -681,7 +683,7 @@ static void prebuilt_remove(int root, const struct tree_op *op) {
 	int parent = tree_parent(root, op->path, buf, sizeof buf, &name);
 	if (unlinkat(parent, name, 0) != 0)
 		shim_fail("shim: tree entry %s: removing the spare's copy: %s", op->path, strerror(errno));
-	close(parent);
+	tree_parent_close(parent, root);
 	snprintf(buf, sizeof buf, "%s", op->path);
 	for (char *slash; (slash = strrchr(buf, '/')) != NULL;) {
 		*slash = '\0';
@@ -958,7 +960,7 @@ static void root_mkdirs(int root, const char *rel) {
 	const char *name;
 	int parent = tree_parent(root, rel, buf, sizeof buf, &name);
 	tree_mkdir(parent, name, rel);
-	close(parent);
+	tree_parent_close(parent, root);
 }
 
 // root_attach moves the detached mount mnt to rel in the root (attach_at).
@@ -967,7 +969,7 @@ static void root_attach(int root, const char *rel, int mnt) {
 	const char *name;
 	int parent = tree_parent(root, rel, buf, sizeof buf, &name);
 	attach_at(parent, name, rel, mnt);
-	close(parent);
+	tree_parent_close(parent, root);
 }
 
 // shim_root_build mounts the launch's root on dir and fills it; the stage
@@ -989,7 +991,7 @@ static void shim_root_build(const char *dir, const struct root_op *ops, int nops
 			int parent = tree_parent(root, rel, buf, sizeof buf, &name);
 			if (symlinkat(ops[i].target, parent, name) != 0)
 				shim_fail("shim: root entry %s: symlink: %s", ops[i].path, strerror(errno));
-			close(parent);
+			tree_parent_close(parent, root);
 		} else if (ops[i].mnt >= 0)
 			root_attach(root, rel, ops[i].mnt);
 	}
