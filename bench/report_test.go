@@ -452,7 +452,8 @@ func (r *report) markdown() string {
 		}
 		w("| %s | %s | %s | %s | %s | %s |\n", k, fmtMs(r.get("r", k)), ratio(r.med("r", k), base), turns, ci, diff)
 	}
-	w("\nA turn runs each kind once, in an order that rotates; its ratio sets a sandbox run against the host run of the same turn, seconds apart, where the medians of the whole run also carry the drift of R's start-up over the minutes the workload takes.\n")
+	w("\nA turn runs each kind once, in an order that rotates, each run %v after the one before it ended (what that one left to the background, a raw_exec task's executor exiting or a sandbox's namespaces let go, is then over); its ratio sets a sandbox run against the host run of the same turn, seconds apart, where the medians of the whole run also carry the drift of R's start-up over the minutes the workload takes.\n", rSettle)
+	w("\nRuns of this workload differ by more than the interval above says. Four on this machine on 2026-12-03 (host R 198 to 201 ms) read 1.06 (1.03–1.08), 1.02 (1.00–1.05), 1.04 (1.01–1.06) and 1.04 (1.01–1.06) per turn, each turn's difference +11.7, +4.5, +8.3 and +7.2 ms. The first (before commit 011b3c3, whose launcher makes fewer system calls) and the third ran without the 100 ms pause before each run, the second and fourth with it: two back-to-back runs, one each way, read the same 1.04. On the earlier machine, with host R 143 ms, the last run read 1.06 (+8.9 ms). What bwrap-r adds to an R task is these few milliseconds, the same as to `/bin/true`, so 5%% is met or missed with how long R itself takes to start.\n")
 
 	w("\n## Where bwrap-r's start goes\n\n")
 	w("Each part timed on its own (median of %d, in turns, ms; timed between the tasks of the start workload), next to StartTask through the harness:\n\n", len(r.get("phase", phSpawn)))

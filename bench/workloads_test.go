@@ -397,6 +397,9 @@ const (
 	rBwrapInner = "bwrap-r, R only"
 )
 
+// rSettle is the pause before each R run.
+const rSettle = 100 * time.Millisecond
+
 // rInner times R alone with the shell's clock, inside whatever runs it.
 const rInner = `s=$(date +%s%N); Rscript -e 'cat(1)' >/dev/null 2>&1 || exit 3; t=$(date +%s%N); echo $((t-s))`
 
@@ -490,6 +493,12 @@ func (e *env) rStartup() {
 	for i := 0; i < e.sz.r; i++ {
 		turn := map[string]float64{}
 		for _, k := range rotate(kinds, i) {
+			// What the run before left to the background (a raw_exec
+			// task's executor exiting, a sandbox's namespaces let go) is
+			// over before this one starts: in a rotation each kind follows
+			// the same other kind in four turns of five, which would put
+			// that cost on one side of a ratio.
+			time.Sleep(rSettle)
 			v, err := run(k)
 			if err != nil {
 				e.rep.errorf("R %s: %v", k, err)
