@@ -248,24 +248,18 @@ static void tree_check_path(const char *path) {
 		shim_fail("shim: tree entry %s: not a clean relative path", path);
 }
 
-// tree_parent opens the directory that holds path's last component, making
-// the directories on the way (0755), and points *name at that component.
-// For a component directly in root it returns root itself, not a copy (a
-// dup and a close for every entry of a tree): tree_parent_close closes what
-// it returned.
-static int tree_parent_or(int soft, int root, const char *path, char *buf, size_t len, const char **name);
-
+// tree_parent_close closes what tree_parent returned.
 static void tree_parent_close(int parent, int root) {
 	if (parent != root)
 		close(parent);
 }
 
-static int tree_parent(int root, const char *path, char *buf, size_t len, const char **name) {
-	return tree_parent_or(0, root, path, buf, len, name);
-}
-
-// tree_parent_or is tree_parent; soft, a failure returns -1 instead (a
-// spare's copy ahead, which is never the launch's failure).
+// tree_parent_or opens the directory that holds path's last component,
+// making the directories on the way (0755), and points *name at that
+// component. For a component directly in root it returns root itself, not a
+// copy (a dup and a close for every entry of a tree). soft: a failure
+// returns -1 instead of ending the launcher (a spare's copy ahead, which is
+// never the launch's failure; its paths are checked before).
 static int tree_parent_or(int soft, int root, const char *path, char *buf, size_t len, const char **name) {
 	if (!soft)
 		tree_check_path(path);
@@ -293,6 +287,10 @@ static int tree_parent_or(int soft, int root, const char *path, char *buf, size_
 	}
 	*name = comp;
 	return fd;
+}
+
+static int tree_parent(int root, const char *path, char *buf, size_t len, const char **name) {
+	return tree_parent_or(0, root, path, buf, len, name);
 }
 
 // tree_write writes op's copy as name in parent (0, or -1 with errno set).
@@ -451,13 +449,14 @@ static void tree_entry(int root, const struct tree_op *op) {
 // TREE_COPY_MAX bytes that every user may read (links followed, as a bind
 // would), and reports whether it did; anything else is bound. The checks
 // and the read are of the one file opened.
-static int tree_read(struct tree_op *op, int soft);
+static int tree_read(struct tree_op *op, int soft, struct stat *read_st);
 
-static int tree_copy(struct tree_op *op) { return tree_read(op, 0); }
+static int tree_copy(struct tree_op *op) { return tree_read(op, 0, NULL); }
 
 // tree_read is tree_copy; soft, a failure to read is not the launch's (a
-// spare's copy ahead): the file is left to the launch.
-static int tree_read(struct tree_op *op, int soft) {
+// spare's copy ahead): the file is left to the launch. read_st, if not
+// NULL, gets the status of the file read, taken before the read.
+static int tree_read(struct tree_op *op, int soft, struct stat *read_st) {
 	// O_PATH first: a FIFO or a device is never opened for reading.
 	int fd = open(op->source, O_PATH | O_CLOEXEC);
 	if (fd < 0)
@@ -494,6 +493,8 @@ static int tree_read(struct tree_op *op, int soft) {
 	op->copy = buf;
 	op->copy_len = n;
 	op->copy_mode = st.st_mode & 0755;
+	if (read_st != NULL)
+		*read_st = st;
 	return 1;
 }
 
@@ -576,15 +577,9 @@ static int same_file(const struct stat *a, const struct stat *b) {
 // request.
 static int prebuild_entry(int root, struct prebuilt_entry *e) {
 	struct tree_op op = {.kind = TREE_BIND, .path = e->path, .source = e->source, .data_fd = -1, .mnt = -1};
-	int fd = open(e->source, O_PATH | O_CLOEXEC);
-	if (fd < 0)
+	// The status is the copied file's own, as it was before its read.
+	if (!tree_read(&op, 1, &e->st))
 		return 0;
-	int ok = fstat(fd, &e->st) == 0;
-	close(fd);
-	if (!ok || !tree_read(&op, 1))
-		return 0;
-	// tree_copy's file is the one stat'd unless it changed in between,
-	// which the request's check then sees.
 	char buf[PATH_MAX];
 	const char *name;
 	int parent = tree_parent_or(1, root, e->path, buf, sizeof buf, &name), made = -1;
