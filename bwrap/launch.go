@@ -324,8 +324,10 @@ func Start(l Launch) (*Sandbox, error) {
 	}
 	go s.watchCommand()
 	go func() {
-		werr := cmd.Wait()
-		s.finish(werr)
+		err := waitChild(cmd.Process.Pid)
+		// Reaped here, not by os/exec: its handle (a pidfd) is let go.
+		_ = cmd.Process.Release()
+		s.finish(err)
 	}()
 	return s, nil
 }
@@ -476,11 +478,9 @@ func (s *Sandbox) finish(waitErr error) {
 		if killed {
 			_ = s.Init.waitExit()
 		}
+		// waitErr is a failure to wait at all, never the monitor's exit.
 		if s.result.Err != nil && waitErr != nil {
-			var ee *exec.ExitError
-			if !errors.As(waitErr, &ee) {
-				s.result.Err = fmt.Errorf("%v (%v)", s.result.Err, waitErr)
-			}
+			s.result.Err = fmt.Errorf("%v (%v)", s.result.Err, waitErr)
 		}
 		close(s.done)
 		go func() {

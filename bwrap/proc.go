@@ -131,18 +131,88 @@ func (p Proc) waitExit() error {
 	if err != nil {
 		return err
 	}
-	defer unix.Close(fd)
-	for {
-		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		_, err := unix.Poll(fds, -1)
-		if errors.Is(err, syscall.EINTR) {
-			continue
+	return awaitExit(fd, false)
+}
+
+// waitChild reaps this process's child pid once it has exited, as
+// awaitExit does: os/exec's Wait would hold a thread blocked in waitid for
+// the child's whole life, and every running sandbox has one such waiter.
+// The child's own exit status is not wanted (bwrap's status file has the
+// task's), so a child that exited is no error.
+func waitChild(pid int) error {
+	// Unreaped, the child's pid cannot name another process.
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return err
+	}
+	return awaitExit(fd, true)
+}
+
+// awaitExit waits for the process behind pidfd to exit (a pidfd reads as
+// ready then) in Go's poller rather than in a blocked system call, so that
+// a waiter holds no OS thread; reap also collects the process (it must be a
+// child). It takes pidfd and closes it.
+func awaitExit(pidfd int, reap bool) error {
+	// done says whether the process has exited (and, with reap, been
+	// reaped) without waiting: neither call sleeps, so EINTR is retried.
+	done := func(fd int) (bool, error) {
+		for {
+			var err error
+			exited := false
+			if reap {
+				var info unix.Siginfo
+				err = unix.Waitid(unix.P_PIDFD, fd, &info, unix.WEXITED|unix.WNOHANG, nil)
+				// si_signo is 0 while the child runs, SIGCHLD once reaped.
+				exited = err == nil && info.Signo != 0
+			} else {
+				fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+				var n int
+				n, err = unix.Poll(fds, 0)
+				exited = err == nil && n > 0
+			}
+			switch {
+			case errors.Is(err, syscall.EINTR):
+				continue
+			case errors.Is(err, syscall.EAGAIN):
+				return false, nil
+			case err != nil:
+				return true, err
+			}
+			return exited, nil
 		}
-		if err != nil {
+	}
+	// Nonblocking, so that os.NewFile puts it in the poller.
+	_ = unix.SetNonblock(pidfd, true)
+	f := os.NewFile(uintptr(pidfd), "pidfd")
+	defer f.Close()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var waitErr error
+	err = rc.Read(func(fd uintptr) bool {
+		ok, err := done(int(fd))
+		waitErr = err
+		return ok
+	})
+	if err != nil {
+		// Not in the poller (it did not take the descriptor): block.
+		if cerr := rc.Control(func(fd uintptr) { waitErr = blockUntilExit(int(fd), done) }); cerr != nil {
+			return cerr
+		}
+	}
+	return waitErr
+}
+
+// blockUntilExit polls pidfd in a blocking call until done says so.
+func blockUntilExit(pidfd int, done func(int) (bool, error)) error {
+	for {
+		if ok, err := done(pidfd); ok {
 			return err
 		}
-		if fds[0].Revents != 0 {
-			return nil
+		fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+		if _, err := unix.Poll(fds, -1); err != nil && !errors.Is(err, syscall.EINTR) {
+			return err
 		}
 	}
 }
