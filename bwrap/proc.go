@@ -153,35 +153,8 @@ func waitChild(pid int) error {
 // a waiter holds no OS thread; reap also collects the process (it must be a
 // child). It takes pidfd and closes it.
 func awaitExit(pidfd int, reap bool) error {
-	// done says whether the process has exited (and, with reap, been
-	// reaped) without waiting: neither call sleeps, so EINTR is retried.
-	done := func(fd int) (bool, error) {
-		for {
-			var err error
-			exited := false
-			if reap {
-				var info unix.Siginfo
-				err = unix.Waitid(unix.P_PIDFD, fd, &info, unix.WEXITED|unix.WNOHANG, nil)
-				// si_signo is 0 while the child runs, SIGCHLD once reaped.
-				exited = err == nil && info.Signo != 0
-			} else {
-				fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-				var n int
-				n, err = unix.Poll(fds, 0)
-				exited = err == nil && n > 0
-			}
-			switch {
-			case errors.Is(err, syscall.EINTR):
-				continue
-			case errors.Is(err, syscall.EAGAIN):
-				return false, nil
-			case err != nil:
-				return true, err
-			}
-			return exited, nil
-		}
-	}
-	// Nonblocking, so that os.NewFile puts it in the poller.
+	// Nonblocking, so that os.NewFile puts it in the poller (which takes
+	// every pidfd: they are pollable since Linux 5.3, as old as pidfd_open).
 	_ = unix.SetNonblock(pidfd, true)
 	f := os.NewFile(uintptr(pidfd), "pidfd")
 	defer f.Close()
@@ -190,29 +163,40 @@ func awaitExit(pidfd int, reap bool) error {
 		return err
 	}
 	var waitErr error
-	err = rc.Read(func(fd uintptr) bool {
-		ok, err := done(int(fd))
+	if err := rc.Read(func(fd uintptr) bool {
+		exited, err := hasExited(int(fd), reap)
 		waitErr = err
-		return ok
-	})
-	if err != nil {
-		// Not in the poller (it did not take the descriptor): block.
-		if cerr := rc.Control(func(fd uintptr) { waitErr = blockUntilExit(int(fd), done) }); cerr != nil {
-			return cerr
-		}
+		return exited || err != nil
+	}); err != nil {
+		return err
 	}
 	return waitErr
 }
 
-// blockUntilExit polls pidfd in a blocking call until done says so.
-func blockUntilExit(pidfd int, done func(int) (bool, error)) error {
+// hasExited says, without waiting, whether the process behind pidfd has
+// exited; with reap it also reaps it. A signal for this thread (Go's
+// preemption, say) can interrupt even a poll that does not wait: retried.
+func hasExited(pidfd int, reap bool) (bool, error) {
 	for {
-		if ok, err := done(pidfd); ok {
-			return err
+		var exited bool
+		var err error
+		if reap {
+			var info unix.Siginfo
+			err = unix.Waitid(unix.P_PIDFD, pidfd, &info, unix.WEXITED|unix.WNOHANG, nil)
+			// si_signo is 0 while the child runs, SIGCHLD once reaped.
+			exited = info.Signo != 0
+		} else {
+			fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+			var n int
+			n, err = unix.Poll(fds, 0)
+			exited = n > 0
 		}
-		fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
-		if _, err := unix.Poll(fds, -1); err != nil && !errors.Is(err, syscall.EINTR) {
-			return err
+		switch {
+		case errors.Is(err, syscall.EINTR):
+			continue
+		case errors.Is(err, syscall.EAGAIN):
+			return false, nil
 		}
+		return exited && err == nil, err
 	}
 }
