@@ -13,8 +13,10 @@ import (
 // (pid 200) wakes from its request, builds the root, execs bwrap (the
 // monitor), which clones pid 1 (201), which reads the mount table and forks
 // the command (202). shimExec, when set, adds the exec of the shim's binary
-// by pid 200 at that time (a launch that went by exec).
-func syntheticTrace(shimExec string) string {
+// by pid 200 at that time (a launch that went by exec); preloaded has the
+// spare run bwrap already, whose main starts with its getuid there instead
+// of an exec.
+func syntheticTrace(shimExec string, preloaded bool) string {
 	ev := func(comm string, pid int, ts, event, rest string) string {
 		return fmt.Sprintf("%16s-%-7d [001] .....  %s: %s: %s\n", comm, pid, ts, event, rest)
 	}
@@ -29,7 +31,12 @@ func syntheticTrace(shimExec string) string {
 	b.WriteString(ev("bench.test", 200, "1000.001000", "sys_exit", "NR 47 = 32"))
 	b.WriteString(ev("bench.test", 200, "1000.001500", "sys_enter", "NR 1 (5, 7ffd0000, 1)"))
 	b.WriteString(ev("bench.test", 200, "1000.001800", "sys_exit", "NR 1 = 1"))
-	b.WriteString(ev("bwrap", 200, "1000.003000", "sched_process_exec", "filename=/usr/bin/bwrap pid=200 old_pid=200"))
+	if preloaded {
+		b.WriteString(ev("bwrap", 200, "1000.003000", "sys_enter", "NR 102 (0, 0, 0)"))
+		b.WriteString(ev("bwrap", 200, "1000.003010", "sys_exit", "NR 102 = 65534"))
+	} else {
+		b.WriteString(ev("bwrap", 200, "1000.003000", "sched_process_exec", "filename=/usr/bin/bwrap pid=200 old_pid=200"))
+	}
 	b.WriteString(ev("bwrap", 200, "1000.004000", "sched_process_fork", "comm=bwrap pid=200 child_comm=bwrap child_pid=201"))
 	b.WriteString(ev("bwrap", 201, "1000.004500", "sys_enter", "NR 0 (3, 7ffd0000, 400)"))
 	b.WriteString(ev("bwrap", 201, "1000.004600", "sys_exit", "NR 0 = 1024"))
@@ -49,15 +56,17 @@ func syntheticTrace(shimExec string) string {
 // for it.
 func TestParseTrace(t *testing.T) {
 	for _, c := range []struct {
-		name     string
-		shimExec string
-		shim     float64
+		name      string
+		shimExec  string
+		preloaded bool
+		shim      float64
 	}{
-		{"spare", "", 1.0},
-		{"exec'd", "1000.000800", 0.8},
+		{"spare", "", false, 1.0},
+		{"preloaded spare", "", true, 1.0},
+		{"exec'd", "1000.000800", false, 0.8},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			phases, err := parseTrace([]byte(syntheticTrace(c.shimExec)), "bench.test")
+			phases, err := parseTrace([]byte(syntheticTrace(c.shimExec, c.preloaded)), "bench.test")
 			if err != nil || len(phases) != 1 {
 				t.Fatalf("%v, %d launches", err, len(phases))
 			}
@@ -70,7 +79,7 @@ func TestParseTrace(t *testing.T) {
 		})
 	}
 	// A launch whose launcher never execs bwrap is left out, not guessed at.
-	broken := strings.ReplaceAll(syntheticTrace(""), "filename=/usr/bin/bwrap", "filename=/usr/bin/other")
+	broken := strings.ReplaceAll(syntheticTrace("", false), "filename=/usr/bin/bwrap", "filename=/usr/bin/other")
 	if phases, err := parseTrace([]byte(broken), "bench.test"); err == nil {
 		t.Errorf("a trace without bwrap's exec gave %v", phases)
 	}

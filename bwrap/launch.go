@@ -122,7 +122,7 @@ func Start(l Launch) (*Sandbox, error) {
 	// The next launch's spare, once this one is done with its own, with
 	// this launch's copies of host files made ahead for it.
 	var prebuild []string
-	defer func() { refillSpare(l.Shim, prebuild) }()
+	defer func() { refillSpare(l.Shim, l.Bwrap, prebuild) }()
 	// The status file is made alongside the steps below: creating a file
 	// on the state dir's file system (ext4) took 0.26 ms of every start.
 	type made struct {
@@ -286,7 +286,7 @@ func Start(l Launch) (*Sandbox, error) {
 			return nil, err
 		}
 	}
-	cmd, err := startShim(l.Shim, args, files)
+	cmd, err := startShim(l.Shim, l.Bwrap, args, files)
 	if err != nil {
 		infoW.Close()
 		os.Remove(l.StatusPath)

@@ -42,7 +42,7 @@ func primeSpare(t *testing.T, mounts []Mount) {
 		if strings.Contains(string(b), "\x00"+strings.Join(expectedPairs(mounts), "\x00")+"\x00") {
 			return
 		}
-		if taken := takeSpare(testShim()); taken != nil {
+		if taken := takeSpare(testShim(), needSandbox(t)); taken != nil {
 			unix.Close(taken.conn)
 			taken.cmd.Wait()
 		}
@@ -68,7 +68,7 @@ func idleSpare(t *testing.T, deadline time.Time) *launcher {
 	t.Helper()
 	for time.Now().Before(deadline) {
 		spares.Lock()
-		ln := spares.idle[spareKey(testShim())]
+		ln := spares.idle[spareKey(testShim(), needSandbox(t))]
 		spares.Unlock()
 		if ln != nil {
 			b, _ := os.ReadFile("/proc/" + itoa(ln.cmd.Process.Pid) + "/syscall")

@@ -46,6 +46,7 @@
 #include <sys/stat.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 #include <linux/openat2.h>
 
@@ -1012,6 +1013,7 @@ static void shim_pivot(const char *dir) {
 		shim_fail("shim: chdir /: %s", strerror(errno));
 }
 
+#ifndef SHIM_PRELOAD
 // shim_template (_shim -template DIR) makes the template mount namespace:
 // one tmpfs, root's and closed to everyone else, holding the empty
 // directory each launch mounts its root on. It says "ready" on stdout once
@@ -1038,6 +1040,7 @@ static void shim_template(const char *dir) {
 		;
 	_exit(0);
 }
+#endif
 
 // shim_stdio opens /dev/null on any of descriptors 0-2 that is closed:
 // otherwise the next file opened (by the shim or bwrap) would take its
@@ -1110,6 +1113,33 @@ void shim_join_cgroups(const char *const *cgroups, int n) {
 		if (write(fd, pid, len) != len)
 			shim_fail("joining cgroup: write %s: %s", path, strerror(errno));
 		close(fd);
+	}
+}
+
+int (*shim_bwrap_main)(int, char **, char **);
+
+// shim_running reports whether an exec of path would start what this
+// process already runs, with nothing more: path is the file this process
+// runs, the task may execute it (the shim is the task's now), and the exec
+// would give it no privilege (no set-user-ID or set-group-ID bit, no file
+// capabilities). Then bwrap's main is called rather than exec'd (preload.c).
+static int shim_running(const char *path) {
+	struct stat want, self;
+	return stat(path, &want) == 0 && stat("/proc/self/exe", &self) == 0 && want.st_dev == self.st_dev &&
+	       want.st_ino == self.st_ino && S_ISREG(want.st_mode) && (want.st_mode & (S_ISUID | S_ISGID)) == 0 &&
+	       access(path, X_OK) == 0 && getxattr(path, "security.capability", NULL, 0) < 0 &&
+	       (errno == ENODATA || errno == ENOTSUP);
+}
+
+// shim_close_on_exec closes what an exec would: every descriptor marked
+// close-on-exec. Above bwrap's the shim marked them all (close_range).
+static void shim_close_on_exec(void) {
+	if (syscall(SYS_close_range, SHIM_LAST_FD + 1, ~0U, 0) != 0)
+		shim_fail("shim: close_range: %s", strerror(errno));
+	for (int fd = 0; fd <= SHIM_LAST_FD; fd++) {
+		int flags = fcntl(fd, F_GETFD);
+		if (flags >= 0 && (flags & FD_CLOEXEC))
+			close(fd);
 	}
 }
 
@@ -1338,11 +1368,20 @@ void shim_main(int argc, char **argv) {
 	// reads it to its end, and bwrap must not hand it on.
 	if (fcntl(SHIM_INFO_FD, F_GETFD) >= 0 && fcntl(SHIM_INFO_FD, F_SETFD, FD_CLOEXEC) != 0)
 		shim_fail("shim: descriptor %d: %s", SHIM_INFO_FD, strerror(errno));
-	char *empty_env[] = {NULL};
+	static char *empty_env[] = {NULL};
+	if (shim_bwrap_main != NULL && shim_running(argv[i])) {
+		// What the exec would do, here: no descriptor marked close-on-exec
+		// survives it (the report descriptor among them: the launcher sees
+		// its end), and bwrap starts with an empty environment.
+		shim_close_on_exec();
+		environ = empty_env;
+		exit(shim_bwrap_main(argc - i, &argv[i], empty_env));
+	}
 	execve(argv[i], &argv[i], empty_env);
 	shim_fail("shim: exec %s: %s", argv[i], strerror(errno));
 }
 
+#ifndef SHIM_PRELOAD
 // glibc passes argc, argv and envp to constructors.
 __attribute__((constructor)) static void bwrap_r_shim(int argc, char **argv, char **envp) {
 	(void)envp;
@@ -1353,3 +1392,4 @@ __attribute__((constructor)) static void bwrap_r_shim(int argc, char **argv, cha
 	if (argc > 1 && strcmp(argv[1], "_shim") == 0)
 		shim_main(argc, argv);
 }
+#endif

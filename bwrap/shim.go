@@ -24,6 +24,8 @@ var (
 	_ [C.SHIM_REQUEST_MAX_FDS - maxRequestFDs]struct{}
 	_ [maxRequestArgs - C.SHIM_REQUEST_MAX_ARGS_BYTES]struct{}
 	_ [C.SHIM_REQUEST_MAX_ARGS_BYTES - maxRequestArgs]struct{}
+	_ [preloadFD - C.SHIM_PRELOAD_FD]struct{}
+	_ [C.SHIM_PRELOAD_FD - preloadFD]struct{}
 	_ [infoFD - C.SHIM_REQUEST_FD]struct{}
 	_ [C.SHIM_REQUEST_FD - infoFD]struct{}
 )

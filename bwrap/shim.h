@@ -15,6 +15,9 @@
 // And at most this many bytes of argv (above the kernel's own bound on an
 // exec's, 2 MiB with the usual 8 MiB stack limit).
 #define SHIM_REQUEST_MAX_ARGS_BYTES (4 << 20)
+// A spare started as bwrap with the launcher preloaded (preload.c) has the
+// object's memory file here, above the request socket's number.
+#define SHIM_PRELOAD_FD 4
 
 // Descriptors enter.go hands to the enter launcher (enter.c): the task's
 // environment (NUL-separated KEY=VALUE entries) and the compiled seccomp
@@ -33,6 +36,9 @@ void shim_fail(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 
 long shim_id(const char *flag, const char *s);
 void shim_stdio(void);
 void shim_join_cgroups(const char *const *cgroups, int n);
+// bwrap's own main, in a spare that bwrap runs with the launcher preloaded
+// (preload.c): the shim calls it where it would exec bwrap. NULL otherwise.
+extern int (*shim_bwrap_main)(int, char **, char **);
 // The launcher shim with argv as exec'd ("_shim" in argv[1]); it execs bwrap
 // or fails.
 void shim_main(int argc, char **argv) __attribute__((noreturn));

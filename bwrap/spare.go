@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -35,17 +38,30 @@ type launcher struct {
 }
 
 // startLauncher starts a launcher that waits for its request. shim is the
-// launch's Shim argv; prebuild, SOURCE PATH pairs, the assembled root's
-// -tree-bind entries it copies ahead (shim_prebuild, shim.c) for a request
-// that has the same.
-func startLauncher(shim []string, prebuild []string) (*launcher, error) {
+// launch's Shim argv, and bwrap the launch's bwrap (Launch.Bwrap), or ""
+// for a launch that runs no bwrap; prebuild, SOURCE PATH pairs, the
+// assembled root's -tree-bind entries it copies ahead (shim_prebuild,
+// shim.c) for a request that has the same.
+//
+// With the preloaded launcher (preload.c) the spare is bwrap itself, started
+// with the launcher preloaded: a request then pays for no exec, no glibc
+// start-up and no loading of bwrap's libraries.
+func startLauncher(shim []string, bwrap string, prebuild []string) (*launcher, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("bwrap: launcher socket: %w", err)
 	}
 	theirs := os.NewFile(uintptr(fds[1]), "launcher-request")
-	cmd := shimCommand(shim, append([]string{"-request"}, prebuild...)...)
-	cmd.ExtraFiles = []*os.File{theirs}
+	request := append([]string{"-request"}, prebuild...)
+	var cmd *exec.Cmd
+	if object := preloadFor(shim, bwrap); object != nil {
+		cmd = shimCommand([]string{bwrap, ShimCommand}, request...)
+		cmd.Env = []string{"LD_PRELOAD=/proc/self/fd/" + strconv.Itoa(preloadFD)}
+		cmd.ExtraFiles = []*os.File{theirs, object}
+	} else {
+		cmd = shimCommand(shim, request...)
+		cmd.ExtraFiles = []*os.File{theirs}
+	}
 	err = cmd.Start()
 	theirs.Close()
 	if err != nil {
@@ -126,13 +142,15 @@ var spares struct {
 	filling map[string]bool
 }
 
-func spareKey(shim []string) string { return strings.Join(shim, "\x00") }
+func spareKey(shim []string, bwrap string) string {
+	return strings.Join(shim, "\x00") + "\x00\x00" + bwrap
+}
 
-// takeSpare returns the idle launcher for shim, if there is one.
-func takeSpare(shim []string) *launcher {
+// takeSpare returns the idle launcher for shim and bwrap, if there is one.
+func takeSpare(shim []string, bwrap string) *launcher {
 	spares.Lock()
 	defer spares.Unlock()
-	key := spareKey(shim)
+	key := spareKey(shim, bwrap)
 	ln := spares.idle[key]
 	delete(spares.idle, key)
 	return ln
@@ -144,8 +162,8 @@ func takeSpare(shim []string) *launcher {
 // made the sandbox. (Started 30 ms later instead, it held a /bin/true task
 // up less, but an R task did no better and a job's many allocations found
 // no spare ready: see BENCHMARKS.md.)
-func refillSpare(shim []string, prebuild []string) {
-	key := spareKey(shim)
+func refillSpare(shim []string, bwrap string, prebuild []string) {
+	key := spareKey(shim, bwrap)
 	spares.Lock()
 	if spares.idle[key] != nil || spares.filling[key] {
 		spares.Unlock()
@@ -158,7 +176,7 @@ func refillSpare(shim []string, prebuild []string) {
 	spares.filling[key] = true
 	spares.Unlock()
 	go func() {
-		ln, err := startLauncher(shim, prebuild)
+		ln, err := startLauncher(shim, bwrap, prebuild)
 		spares.Lock()
 		defer spares.Unlock()
 		spares.filling[key] = false
@@ -174,9 +192,9 @@ func refillSpare(shim []string, prebuild []string) {
 
 // startShim starts the launcher shim with args (its flags and bwrap's argv,
 // after Shim's own) and files as its descriptors 0 to len(files)-1 (nil:
-// closed; for 0 to 2, /dev/null). It takes the spare launcher if there is
-// one.
-func startShim(shim, args []string, files []*os.File) (*exec.Cmd, error) {
+// closed; for 0 to 2, /dev/null). It takes the spare launcher for shim and
+// bwrap (startLauncher) if there is one.
+func startShim(shim []string, bwrap string, args []string, files []*os.File) (*exec.Cmd, error) {
 	n, size := 0, 0
 	for _, f := range files {
 		if f != nil {
@@ -187,11 +205,11 @@ func startShim(shim, args []string, files []*os.File) (*exec.Cmd, error) {
 		size += len(a) + 1
 	}
 	if n <= maxRequestFDs && size <= maxRequestArgs {
-		ln := takeSpare(shim)
+		ln := takeSpare(shim, bwrap)
 		for try := 0; try < 2; try++ {
 			if ln == nil {
 				var err error
-				if ln, err = startLauncher(shim, nil); err != nil {
+				if ln, err = startLauncher(shim, bwrap, nil); err != nil {
 					return nil, err
 				}
 			}
@@ -232,4 +250,64 @@ func rootBinds(mounts []Mount) []string {
 		}
 	}
 	return pairs
+}
+
+// preloadFD is where a preloaded spare has the launcher object
+// (SHIM_PRELOAD_FD; shim.go checks they agree).
+const preloadFD = 4
+
+// preloaded is the launcher object (preload.c) in a sealed memory file,
+// made once: what every preloaded spare maps. nil in a build without it.
+var preloaded = sync.OnceValue(func() *os.File {
+	if len(preloadObject) == 0 {
+		return nil
+	}
+	fd, err := unix.MemfdCreate("bwrap-r-launcher", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err != nil {
+		return nil
+	}
+	f := os.NewFile(uintptr(fd), "bwrap-r-launcher")
+	if _, err := f.Write(preloadObject); err != nil {
+		f.Close()
+		return nil
+	}
+	// Sealed: no one holding it (this process included) changes what root
+	// maps and runs in every spare.
+	seals := unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
+	if _, err := unix.FcntlInt(f.Fd(), unix.F_ADD_SEALS, seals); err != nil {
+		f.Close()
+		return nil
+	}
+	return f
+})
+
+// preloadOff keeps spares started from now on to this binary, exec'd.
+var preloadOff atomic.Bool
+
+// DisablePreload, with off, has the spares started from now on be this
+// binary exec'd, as in a build without the preloaded launcher (for
+// comparisons, and the tests of that path); an idle spare stays as it is.
+func DisablePreload(off bool) { preloadOff.Store(off) }
+
+// Preloaded reports whether spares started now run bwrap with the launcher
+// preloaded (preload.c) rather than exec it.
+func Preloaded() bool { return preloaded() != nil && !preloadOff.Load() }
+
+// preloadFor returns the launcher object for a spare of shim and bwrap, or
+// nil when the spare is to be shim exec'd: the object is this binary's own
+// shim, so only a launch whose Shim is this binary and the shim command
+// alone (what the driver passes) may have it, and only one that runs bwrap.
+func preloadFor(shim []string, bwrap string) *os.File {
+	object := preloaded()
+	if object == nil || preloadOff.Load() || bwrap == "" || !filepath.IsAbs(bwrap) || len(shim) != 2 || shim[1] != ShimCommand {
+		return nil
+	}
+	if shim[0] != "/proc/self/exe" {
+		self, err1 := os.Stat("/proc/self/exe")
+		named, err2 := os.Stat(shim[0])
+		if err1 != nil || err2 != nil || !os.SameFile(self, named) {
+			return nil
+		}
+	}
+	return object
 }

@@ -32,7 +32,9 @@ echo five $(cat <&5)`
 // launchDescribe starts, through startShim, the shim with describeFDs in
 // bwrap's place and files 0, 1 (a pipe, read here), 2, 4, 5 (holding
 // "argv-five") and 7 to extra+6; it returns the launcher and the output.
-func launchDescribe(t *testing.T, extra int) (*exec.Cmd, string) {
+// bwrap is the launch's (Launch.Bwrap), for its spare: "" has the spare be
+// this binary exec'd; bwrap's path, bwrap with the launcher preloaded.
+func launchDescribe(t *testing.T, extra int, bwrap string) (*exec.Cmd, string) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("the shim starts as root")
@@ -70,7 +72,7 @@ func launchDescribe(t *testing.T, extra int) (*exec.Cmd, string) {
 		files = append(files, f)
 	}
 	args := []string{"-uid", itoa(int(uid)), "-gid", itoa(int(gid)), "--", "/bin/sh", "-c", describeFDs}
-	cmd, err := startShim(testShim(), args, files)
+	cmd, err := startShim(testShim(), bwrap, args, files)
 	outW.Close()
 	if err != nil {
 		t.Fatal(err)
@@ -125,11 +127,17 @@ func checkDescribed(t *testing.T, out string) {
 // waitSpare waits until a spare launcher for shim is idle and returns its pid.
 func waitSpare(t *testing.T, shim []string) int {
 	t.Helper()
-	refillSpare(shim, nil)
+	return waitSpareOf(t, shim, "")
+}
+
+// waitSpareOf is waitSpare for a launch's spare of shim and bwrap.
+func waitSpareOf(t *testing.T, shim []string, bwrap string) int {
+	t.Helper()
+	refillSpare(shim, bwrap, nil)
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		spares.Lock()
-		ln := spares.idle[spareKey(shim)]
+		ln := spares.idle[spareKey(shim, bwrap)]
 		spares.Unlock()
 		if ln != nil {
 			return ln.cmd.Process.Pid
@@ -148,7 +156,7 @@ func TestLaunchTakesTheSpare(t *testing.T) {
 		t.Skip("the shim starts as root")
 	}
 	spare := waitSpare(t, testShim())
-	cmd, out := launchDescribe(t, 0)
+	cmd, out := launchDescribe(t, 0, "")
 	if cmd.Process.Pid != spare {
 		t.Errorf("launched as pid %d, want the spare, %d", cmd.Process.Pid, spare)
 	}
@@ -159,6 +167,23 @@ func TestLaunchTakesTheSpare(t *testing.T) {
 	}
 }
 
+// A spare that runs bwrap with the launcher preloaded, given a request whose
+// "bwrap" is another binary, execs that binary as an exec'd spare would:
+// the command gets the same descriptors, IDs, session and signals.
+func TestPreloadedSpareExecsAnotherBinary(t *testing.T) {
+	needPreload(t)
+	bw := needSandbox(t)
+	spare := waitSpareOf(t, testShim(), bw)
+	if b, _ := os.ReadFile("/proc/" + itoa(spare) + "/maps"); !strings.Contains(string(b), "memfd:bwrap-r-launcher") {
+		t.Fatalf("the spare %d does not map the launcher object", spare)
+	}
+	cmd, out := launchDescribe(t, 0, bw)
+	if cmd.Process.Pid != spare {
+		t.Errorf("launched as pid %d, want the spare, %d", cmd.Process.Pid, spare)
+	}
+	checkDescribed(t, out)
+}
+
 // A launch with more descriptors than a request carries goes by exec, and
 // its command gets the same.
 func TestLaunchWithManyDescriptorsExecs(t *testing.T) {
@@ -166,7 +191,7 @@ func TestLaunchWithManyDescriptorsExecs(t *testing.T) {
 		t.Skip("the shim starts as root")
 	}
 	spare := waitSpare(t, testShim())
-	cmd, out := launchDescribe(t, maxRequestFDs)
+	cmd, out := launchDescribe(t, maxRequestFDs, "")
 	if cmd.Process.Pid == spare {
 		t.Errorf("the spare took a request of %d descriptors", maxRequestFDs+5)
 	}
@@ -190,7 +215,7 @@ func TestLaunchAfterTheSpareDied(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	cmd, out := launchDescribe(t, 0)
+	cmd, out := launchDescribe(t, 0, "")
 	if cmd.Process.Pid == spare {
 		t.Fatal("launched as the dead spare")
 	}

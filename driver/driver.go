@@ -258,6 +258,10 @@ func (d *Driver) buildFingerprint() *drivers.Fingerprint {
 	attrs["driver.bwrap-r.version"] = pstructs.NewStringAttribute(PluginVersion)
 	attrs["driver.bwrap-r.bwrap.version"] = pstructs.NewStringAttribute(version)
 	attrs["driver.bwrap-r.bwrap.path"] = pstructs.NewStringAttribute(bwrapPath)
+	// Whether spare launchers are bwrap with the launcher preloaded (a
+	// make build) or this binary exec'd (a plain go build): 1.1 to 1.4 ms
+	// a start.
+	attrs["driver.bwrap-r.launcher.preloaded"] = pstructs.NewBoolAttribute(bwrap.Preloaded())
 	fp := &drivers.Fingerprint{
 		Attributes:        attrs,
 		Health:            drivers.HealthStateHealthy,

@@ -107,6 +107,7 @@ func shinyAnswers(t *testing.T, a *agent) {
 		t.Fatalf("no process of uid %d while the task runs", uid)
 	}
 	t.Logf("task processes (uid %d): %s", uid, strings.Join(procs, "; "))
+	wantPreloadedLaunch(t, a, procs)
 
 	a.mustNomad(t, "job", "stop", "-detach", "shiny")
 	al = a.waitAlloc(t, "shiny", time.Minute, "terminal", terminal)
@@ -119,6 +120,35 @@ func shinyAnswers(t *testing.T, a *agent) {
 	}) {
 		t.Fatalf("15s after the stop, processes of uid %d remain: %s", uid, strings.Join(procs, "; "))
 	}
+}
+
+// wantPreloadedLaunch checks, for a plugin built with the preloaded
+// launcher (make build; make test sets BWRAP_R_WANT_PRELOAD), that the node
+// says so and that the task's bwrap monitor (among procs, "PID NAME") came
+// from a preloaded spare: it maps the launcher object.
+func wantPreloadedLaunch(t *testing.T, a *agent, procs []string) {
+	t.Helper()
+	if os.Getenv("BWRAP_R_WANT_PRELOAD") == "" {
+		return
+	}
+	d, err := a.driver()
+	if err != nil || d == nil {
+		t.Fatalf("the node's bwrap-r driver: %v", err)
+	}
+	if v := d.Attributes["driver.bwrap-r.launcher.preloaded"]; v != "true" {
+		t.Errorf("driver.bwrap-r.launcher.preloaded = %q, want true", v)
+	}
+	for _, p := range procs {
+		pid, name, _ := strings.Cut(p, " ")
+		if name != "bwrap" {
+			continue
+		}
+		maps, err := os.ReadFile("/proc/" + pid + "/maps")
+		if err == nil && strings.Contains(string(maps), "memfd:bwrap-r-launcher") {
+			return
+		}
+	}
+	t.Errorf("no bwrap of the task maps the preloaded launcher: %s", strings.Join(procs, "; "))
 }
 
 // TestStandardClient runs the examples on a client set up as Nomad sets one

@@ -28,6 +28,8 @@ run=$cache/run
 e2e_default='^(TestBatchJobLogs|TestOOMKilled|TestStatsOfBusyTask|TestStatsAgainstRawExec|TestCgroupLimits|TestCgroupStop|TestRecovery|TestExec|TestPreflightEgressRules)$'
 suites=${V2_SUITES:-bwrap driver preflight e2e}
 e2e_run=${V2_E2E_RUN:-$e2e_default}
+# Go build tags (make test-v2: preload, with bwrap/preload.so built).
+tags=${GO_TAGS:-}
 nomad_bin=${NOMAD_BIN:-$top/.cache/nomad/nomad}
 consul_bin=${CONSUL_BIN:-$top/.cache/consul/consul}
 lock=${BWRAP_R_NODE_LOCK-/tmp/bwrap-r-node.lock}
@@ -145,10 +147,10 @@ binaries() {
 	local s
 	for s in $suites; do
 		case $s in
-		bwrap | driver | preflight) go test -c -o "$run/bin/$s.test" "./$s/" ;;
+		bwrap | driver | preflight) go test -tags "$tags" -c -o "$run/bin/$s.test" "./$s/" ;;
 		e2e)
-			go test -c -o "$run/bin/e2e.test" ./e2e/
-			go build -o "$run/bin/bwrap-r" ./cmd/bwrap-r
+			go test -tags "$tags" -c -o "$run/bin/e2e.test" ./e2e/
+			go build -tags "$tags" -o "$run/bin/bwrap-r" ./cmd/bwrap-r
 			[ -x "$nomad_bin" ] || { say "no Nomad agent at $nomad_bin (make nomad)"; exit 1; }
 			;;
 		*) say "unknown suite $s"; exit 1 ;;
@@ -157,7 +159,7 @@ binaries() {
 	install -m 0755 scripts/v2-guest-run.sh "$run/run.sh"
 	{
 		printf 'REPO=%q\nKVER=%q\nMODDIR=%q\n' "$top" "$kver" "$moddir"
-		printf 'SUITES=%q\nE2E_RUN=%q\n' "$suites" "$e2e_run"
+		printf 'SUITES=%q\nE2E_RUN=%q\nGO_TAGS=%q\n' "$suites" "$e2e_run" "$tags"
 		printf 'NOMAD_BIN=%q\nCONSUL_BIN=%q\n' "$nomad_bin" "$consul_bin"
 	} >"$run/guest.env"
 }
