@@ -26,8 +26,13 @@ deps:
 build: $(PRELOAD)
 	$(GO) build -tags $(TAGS) -o $(PLUGIN) ./cmd/bwrap-r
 
-$(PRELOAD): bwrap/preload.c bwrap/shim.c bwrap/request.c bwrap/shim.h
-	$(CC) -shared -fPIC -O2 -Wall -fvisibility=hidden -DSHIM_PRELOAD -o $@ bwrap/preload.c bwrap/shim.c bwrap/request.c
+# The object carries the hash of its sources: the plugin refuses one built
+# from other sources than its own (bwrap/preload_embed.go).
+LAUNCHER_SOURCES := bwrap/preload.c bwrap/shim.c bwrap/request.c bwrap/shim.h
+$(PRELOAD): $(LAUNCHER_SOURCES)
+	$(CC) -shared -fPIC -O2 -Wall -fvisibility=hidden -DSHIM_PRELOAD \
+		-DSHIM_SOURCES_SHA256='"'"$$(cat $(LAUNCHER_SOURCES) | sha256sum | cut -d' ' -f1)"'"' \
+		-o $@ bwrap/preload.c bwrap/shim.c bwrap/request.c
 
 nomad:
 	scripts/build-nomad.sh

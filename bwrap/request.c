@@ -27,6 +27,8 @@
 
 #include "shim.h"
 
+char *shim_request_buf;
+
 // request_fail reports a failure of the request: on its report descriptor
 // (the one bound for 3) once the request has named it, else only on stderr
 // (the /dev/null the spare was started with), and ends the launcher.
@@ -126,6 +128,7 @@ static char **request_args(int fd, char *argv0, int *argc) {
 		got += (size_t)r;
 	}
 	close(fd);
+	shim_request_buf = buf;
 	// Every argument ends with a NUL, the last one too.
 	if (buf[size - 1] != '\0') {
 		errno = EINVAL;

@@ -46,7 +46,6 @@
 #include <sys/stat.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
-#include <sys/xattr.h>
 #include <unistd.h>
 #include <linux/openat2.h>
 
@@ -1116,30 +1115,18 @@ void shim_join_cgroups(const char *const *cgroups, int n) {
 	}
 }
 
-int (*shim_bwrap_main)(int, char **, char **);
+void (*shim_handover)(int, char **);
 
-// shim_running reports whether an exec of path would start what this
-// process already runs, with nothing more: path is the file this process
-// runs, the task may execute it (the shim is the task's now), and the exec
-// would give it no privilege (no set-user-ID or set-group-ID bit, no file
-// capabilities). Then bwrap's main is called rather than exec'd (preload.c).
-static int shim_running(const char *path) {
-	struct stat want, self;
-	return stat(path, &want) == 0 && stat("/proc/self/exe", &self) == 0 && want.st_dev == self.st_dev &&
-	       want.st_ino == self.st_ino && S_ISREG(want.st_mode) && (want.st_mode & (S_ISUID | S_ISGID)) == 0 &&
-	       access(path, X_OK) == 0 && getxattr(path, "security.capability", NULL, 0) < 0 &&
-	       (errno == ENODATA || errno == ENOTSUP);
-}
-
-// shim_close_on_exec closes what an exec would: every descriptor marked
-// close-on-exec. Above bwrap's the shim marked them all (close_range).
-static void shim_close_on_exec(void) {
-	if (syscall(SYS_close_range, SHIM_LAST_FD + 1, ~0U, 0) != 0)
-		shim_fail("shim: close_range: %s", strerror(errno));
-	for (int fd = 0; fd <= SHIM_LAST_FD; fd++) {
-		int flags = fcntl(fd, F_GETFD);
-		if (flags >= 0 && (flags & FD_CLOEXEC))
-			close(fd);
+// shim_trees_free clears and frees the file copies the trees were built
+// with: no exec may follow to take them (preload.c), and bwrap's processes
+// would keep them for the task's life.
+static void shim_trees_free(struct tree_op *ops, int nops) {
+	for (int i = 0; i < nops; i++) {
+		if (ops[i].copy != NULL) {
+			memset(ops[i].copy, 0, ops[i].copy_len);
+			free(ops[i].copy);
+			ops[i].copy = NULL;
+		}
 	}
 }
 
@@ -1335,8 +1322,10 @@ void shim_main(int argc, char **argv) {
 		}
 		shim_root_build(dir, roots, nroots, proc, stage, staged, sizeof staged);
 		shim_stage(staged, last_fd, trees, ntrees);
-		if (ntrees > 0)
+		if (ntrees > 0) {
 			shim_trees(staged, trees, ntrees, uid, gid);
+			shim_trees_free(trees, ntrees);
+		}
 		shim_pivot(dir);
 	}
 	if (setgroups(0, NULL) != 0)
@@ -1368,15 +1357,11 @@ void shim_main(int argc, char **argv) {
 	// reads it to its end, and bwrap must not hand it on.
 	if (fcntl(SHIM_INFO_FD, F_GETFD) >= 0 && fcntl(SHIM_INFO_FD, F_SETFD, FD_CLOEXEC) != 0)
 		shim_fail("shim: descriptor %d: %s", SHIM_INFO_FD, strerror(errno));
-	static char *empty_env[] = {NULL};
-	if (shim_bwrap_main != NULL && shim_running(argv[i])) {
-		// What the exec would do, here: no descriptor marked close-on-exec
-		// survives it (the report descriptor among them: the launcher sees
-		// its end), and bwrap starts with an empty environment.
-		shim_close_on_exec();
-		environ = empty_env;
-		exit(shim_bwrap_main(argc - i, &argv[i], empty_env));
-	}
+	// In a spare that runs bwrap already, bwrap's main, unless an exec
+	// would start something else (preload.c).
+	if (shim_handover != NULL)
+		shim_handover(argc - i, &argv[i]);
+	char *empty_env[] = {NULL};
 	execve(argv[i], &argv[i], empty_env);
 	shim_fail("shim: exec %s: %s", argv[i], strerror(errno));
 }

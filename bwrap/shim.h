@@ -36,9 +36,14 @@ void shim_fail(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 
 long shim_id(const char *flag, const char *s);
 void shim_stdio(void);
 void shim_join_cgroups(const char *const *cgroups, int n);
-// bwrap's own main, in a spare that bwrap runs with the launcher preloaded
-// (preload.c): the shim calls it where it would exec bwrap. NULL otherwise.
-extern int (*shim_bwrap_main)(int, char **, char **);
+// In a spare that bwrap runs with the launcher preloaded (preload.c): what
+// the shim calls where it would exec bwrap's argv (argc, argv). It runs
+// bwrap's main in place of the exec and never returns, or returns having
+// done nothing when an exec would start something else. NULL otherwise.
+extern void (*shim_handover)(int, char **);
+// The request's argv buffer (request.c), for the handover to clear the
+// shim's part of it; NULL for a launcher exec'd with its argv.
+extern char *shim_request_buf;
 // The launcher shim with argv as exec'd ("_shim" in argv[1]); it execs bwrap
 // or fails.
 void shim_main(int argc, char **argv) __attribute__((noreturn));

@@ -1,9 +1,11 @@
 package bwrap
 
 import (
+	"debug/elf"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -221,10 +223,12 @@ func startShim(shim []string, bwrap string, args []string, files []*os.File) (*e
 			if !errors.Is(err, errLauncherGone) {
 				return nil, err
 			}
-			// A spare that died while it waited (killed, say): once more,
-			// with one of its own. One killed after the request was sent
-			// fails this start (Start reports that no sandbox came).
+			// A spare that died while it waited (killed, say, or a
+			// preloaded one that could not run): once more, with one of
+			// its own, exec'd. One killed after the request was sent fails
+			// this start (Start reports that no sandbox came).
 			ln = nil
+			bwrap = ""
 		}
 		return nil, errLauncherGone
 	}
@@ -281,6 +285,10 @@ var preloaded = sync.OnceValue(func() *os.File {
 	return f
 })
 
+// preloadStale: the build embedded a launcher object of other sources than
+// its own (preload_embed.go), and uses none.
+var preloadStale bool
+
 // preloadOff keeps spares started from now on to this binary, exec'd.
 var preloadOff atomic.Bool
 
@@ -289,9 +297,11 @@ var preloadOff atomic.Bool
 // comparisons, and the tests of that path); an idle spare stays as it is.
 func DisablePreload(off bool) { preloadOff.Store(off) }
 
-// Preloaded reports whether spares started now run bwrap with the launcher
-// preloaded (preload.c) rather than exec it.
-func Preloaded() bool { return preloaded() != nil && !preloadOff.Load() }
+// Preloaded reports whether spares started now for bwrap (a path) run it
+// with the launcher preloaded (preload.c) rather than exec it.
+func Preloaded(bwrap string) bool {
+	return preloadFor([]string{"/proc/self/exe", ShimCommand}, bwrap) != nil
+}
 
 // preloadFor returns the launcher object for a spare of shim and bwrap, or
 // nil when the spare is to be shim exec'd: the object is this binary's own
@@ -299,7 +309,8 @@ func Preloaded() bool { return preloaded() != nil && !preloadOff.Load() }
 // alone (what the driver passes) may have it, and only one that runs bwrap.
 func preloadFor(shim []string, bwrap string) *os.File {
 	object := preloaded()
-	if object == nil || preloadOff.Load() || bwrap == "" || !filepath.IsAbs(bwrap) || len(shim) != 2 || shim[1] != ShimCommand {
+	if object == nil || preloadOff.Load() || bwrap == "" || !filepath.IsAbs(bwrap) || len(shim) != 2 || shim[1] != ShimCommand ||
+		!loadsLikeThis(bwrap) {
 		return nil
 	}
 	if shim[0] != "/proc/self/exe" {
@@ -310,4 +321,51 @@ func preloadFor(shim []string, bwrap string) *os.File {
 		}
 	}
 	return object
+}
+
+// loadsLikeThis reports whether the file at path is a dynamically linked
+// program of this binary's loader, which honours LD_PRELOAD with an object
+// of this binary's C library: anything else (a script, a static or musl
+// bwrap) would run without the launcher, as root, and is exec'd instead.
+// Remembered by the file's identity.
+func loadsLikeThis(path string) bool {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return false
+	}
+	key := fmt.Sprintf("%s\x00%d:%d:%d", path, st.Dev, st.Ino, st.Ctim.Nano())
+	if v, ok := loaderOf.Load(key); ok {
+		return v.(bool)
+	}
+	own, err1 := interpreter("/proc/self/exe")
+	theirs, err2 := interpreter(path)
+	same := err1 == nil && err2 == nil && own != "" && own == theirs
+	loaderOf.Store(key, same)
+	return same
+}
+
+var loaderOf sync.Map
+
+// interpreter is the ELF program interpreter (the dynamic loader) path
+// names, "" for none.
+func interpreter(path string) (string, error) {
+	f, err := elf.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			b, err := io.ReadAll(p.Open())
+			if err != nil {
+				return "", err
+			}
+			return strings.TrimRight(string(b), "\x00"), nil
+		}
+	}
+	return "", nil
 }

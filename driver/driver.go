@@ -153,6 +153,8 @@ func (d *Driver) SetConfig(cfg *base.Config) error {
 		}
 	}
 	bwrapPath, bwrapErr := findBwrap(c.BwrapPath)
+	// One plugin a process: its spares are made as its config says.
+	bwrap.DisablePreload(c.PreloadLauncher != nil && !*c.PreloadLauncher)
 	d.mu.Lock()
 	d.mhzPerCore = mhz
 	d.config, d.bwrapPath, d.bwrapErr = c, bwrapPath, bwrapErr
@@ -261,7 +263,7 @@ func (d *Driver) buildFingerprint() *drivers.Fingerprint {
 	// Whether spare launchers are bwrap with the launcher preloaded (a
 	// make build) or this binary exec'd (a plain go build): 1.1 to 1.4 ms
 	// a start.
-	attrs["driver.bwrap-r.launcher.preloaded"] = pstructs.NewBoolAttribute(bwrap.Preloaded())
+	attrs["driver.bwrap-r.launcher.preloaded"] = pstructs.NewBoolAttribute(bwrap.Preloaded(bwrapPath))
 	fp := &drivers.Fingerprint{
 		Attributes:        attrs,
 		Health:            drivers.HealthStateHealthy,

@@ -82,6 +82,12 @@ var configSpec = hclspec.NewObject(map[string]*hclspec.Spec{
 		hclspec.NewAttr("task_uid_range", "string", false),
 		hclspec.NewLiteral(`"80000-89999"`),
 	),
+	// Spares that run bwrap with the launcher preloaded (README: How it
+	// works), in a build that has it.
+	"preload_launcher": hclspec.NewDefault(
+		hclspec.NewAttr("preload_launcher", "bool", false),
+		hclspec.NewLiteral("true"),
+	),
 	"preflight_interval": hclspec.NewDefault(
 		hclspec.NewAttr("preflight_interval", "string", false),
 		hclspec.NewLiteral(`"5m"`),
@@ -201,7 +207,9 @@ type Config struct {
 	MountRoots         []string `codec:"mount_roots"`
 	MountRootsWritable []string `codec:"mount_roots_writable"`
 
-	TaskUIDRange      string        `codec:"task_uid_range"`
+	TaskUIDRange string `codec:"task_uid_range"`
+	// PreloadLauncher: unset (a config made in Go) is the default, true.
+	PreloadLauncher   *bool         `codec:"preload_launcher"`
 	PreflightInterval string        `codec:"preflight_interval"`
 	Egress            *EgressConfig `codec:"egress"`
 	// TaskAPI is auto, allow or deny (see hidesTaskAPI).

@@ -102,7 +102,7 @@ func doSetup() error {
 		// where a build would take minutes.
 		return copyPlugin(prebuilt, filepath.Join(pluginDir, "bwrap-r"))
 	}
-	build := exec.Command("go", "build", "-o", filepath.Join(pluginDir, "bwrap-r"), "./cmd/bwrap-r")
+	build := exec.Command("go", "build", "-tags", pluginTags, "-o", filepath.Join(pluginDir, "bwrap-r"), "./cmd/bwrap-r")
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
 		return fmt.Errorf("building the plugin: %v\n%s", err, out)

@@ -1,0 +1,7 @@
+//go:build preload
+
+package e2e
+
+// pluginTags are the build tags of the plugin the agents run: those of this
+// test binary (make test builds both with the preloaded launcher).
+const pluginTags = "preload"
