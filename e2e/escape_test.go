@@ -618,6 +618,7 @@ func TestEscapeBattery(t *testing.T) {
 		{name: "see-processes"},
 		{name: "kill-host-pid"},
 		{name: "ptrace"},
+		{name: "launcher-leftovers"},
 		{name: "mount"},
 		{name: "userns"},
 		{name: "setns-chroot"},
