@@ -343,7 +343,9 @@ func TestPreloadedSpareExecsAnUpgradedBwrap(t *testing.T) {
 	}
 	ours := filepath.Join(dir, "bwrap")
 	copyTo(ours)
-	spare := waitSpareOf(t, testShim(), ours)
+	waitSpareOf(t, testShim(), ours)
+	// Waiting for its request: its loader has mapped the object by then.
+	spare := waitIdle(t, testShim(), ours)
 	if maps, _ := os.ReadFile("/proc/" + itoa(spare) + "/maps"); !strings.Contains(string(maps), "memfd:bwrap-r-launcher") {
 		t.Fatal("the spare for the copy does not map the launcher object")
 	}

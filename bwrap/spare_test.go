@@ -173,7 +173,9 @@ func TestLaunchTakesTheSpare(t *testing.T) {
 func TestPreloadedSpareExecsAnotherBinary(t *testing.T) {
 	needPreload(t)
 	bw := needSandbox(t)
-	spare := waitSpareOf(t, testShim(), bw)
+	waitSpareOf(t, testShim(), bw)
+	// Waiting for its request: its loader has mapped the object by then.
+	spare := waitIdle(t, testShim(), bw)
 	if b, _ := os.ReadFile("/proc/" + itoa(spare) + "/maps"); !strings.Contains(string(b), "memfd:bwrap-r-launcher") {
 		t.Fatalf("the spare %d does not map the launcher object", spare)
 	}
