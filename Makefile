@@ -32,7 +32,7 @@ LAUNCHER_SOURCES := bwrap/preload.c bwrap/shim.c bwrap/request.c bwrap/shim.h
 $(PRELOAD): $(LAUNCHER_SOURCES)
 	$(CC) -shared -fPIC -O2 -Wall -fvisibility=hidden -DSHIM_PRELOAD \
 		-DSHIM_SOURCES_SHA256='"'"$$(cat $(LAUNCHER_SOURCES) | sha256sum | cut -d' ' -f1)"'"' \
-		-o $@ bwrap/preload.c bwrap/shim.c bwrap/request.c
+		-o $@ $(filter %.c,$(LAUNCHER_SOURCES))
 
 nomad:
 	scripts/build-nomad.sh

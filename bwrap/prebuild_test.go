@@ -37,7 +37,7 @@ func primeSpare(t *testing.T, mounts []Mount) {
 		if st, out, err := runWith(t, uid, gid, mounts, "true"); err != nil || st.Code != 0 {
 			t.Fatalf("priming launch: %v %+v %s", err, st, out)
 		}
-		ln := idleSpare(t, deadline)
+		ln := readySpare(t, testShim(), needSandbox(t))
 		b, _ := os.ReadFile("/proc/" + itoa(ln.cmd.Process.Pid) + "/cmdline")
 		if strings.Contains(string(b), "\x00"+strings.Join(expectedPairs(mounts), "\x00")+"\x00") {
 			return
@@ -61,25 +61,6 @@ func expectedPairs(mounts []Mount) []string {
 		}
 	}
 	return pairs
-}
-
-// idleSpare waits for the idle spare to wait for its request.
-func idleSpare(t *testing.T, deadline time.Time) *launcher {
-	t.Helper()
-	for time.Now().Before(deadline) {
-		spares.Lock()
-		ln := spares.idle[spareKey(testShim(), needSandbox(t))]
-		spares.Unlock()
-		if ln != nil {
-			b, _ := os.ReadFile("/proc/" + itoa(ln.cmd.Process.Pid) + "/syscall")
-			if f := strings.Fields(string(b)); len(f) > 0 && f[0] == strconv.Itoa(unix.SYS_RECVMSG) {
-				return ln
-			}
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	t.Fatal("no spare came")
-	return nil
 }
 
 // fileIn reports, from inside a sandbox with mounts, the content and mtime

@@ -39,7 +39,7 @@
 
 // The hash of the C sources this object was built from (the Makefile's
 // -DSHIM_SOURCES_SHA256): the plugin refuses an object that is not of its
-// own sources (preloadObject, spare.go).
+// own sources (preloadObject, preload_embed.go).
 #ifndef SHIM_SOURCES_SHA256
 #error "SHIM_SOURCES_SHA256 is the sha256 of the launcher's sources (Makefile)"
 #endif
@@ -50,9 +50,9 @@ typedef int (*start_main_fn)(main_fn, int, char **, void (*)(void), void (*)(voi
 
 static main_fn bwrap_main;
 
-// The files this process runs, as the spare found them at its start: bwrap
-// (/proc/self/exe) and every library loaded, by device and inode. An exec
-// now would load whatever is at those paths now.
+// The files this process runs, as the spare found them at its start, by
+// device and inode: bwrap (self) and every library loaded. An exec now
+// would load whatever is at those paths now.
 #define SPARE_MAX_FILES 32
 static struct {
 	char *path;
@@ -60,6 +60,7 @@ static struct {
 	ino_t ino;
 } loaded[SPARE_MAX_FILES];
 static int nloaded, loaded_complete = 1;
+static struct stat self;
 
 static int record_library(struct dl_phdr_info *info, size_t size, void *data) {
 	(void)size;
@@ -102,8 +103,8 @@ static int libraries_current(void) {
 // through the UID change, as SECBIT_NO_SETUID_FIXUP would) has a privilege
 // the exec would have given or taken.
 static int exec_would_run_this(const char *path) {
-	struct stat want, self;
-	if (stat(path, &want) != 0 || stat("/proc/self/exe", &self) != 0 || want.st_dev != self.st_dev ||
+	struct stat want;
+	if (stat(path, &want) != 0 || want.st_dev != self.st_dev ||
 	    want.st_ino != self.st_ino || !S_ISREG(want.st_mode) || (want.st_mode & (S_ISUID | S_ISGID)) != 0 ||
 	    access(path, X_OK) != 0)
 		return 0;
@@ -209,6 +210,8 @@ static int spare_main(int argc, char **argv, char **envp) {
 	// The object's memory file: mapped, so no longer needed, and nothing
 	// below the request socket may stay open (request.c).
 	close(SHIM_PRELOAD_FD);
+	if (stat("/proc/self/exe", &self) != 0)
+		loaded_complete = 0;
 	dl_iterate_phdr(record_library, NULL);
 	// LD_PRELOAD goes: nothing of the spare's environment reaches bwrap,
 	// and its strings (which clearenv leaves) are zeroed; show_argv makes

@@ -141,7 +141,7 @@ func viewLaunch(t *testing.T, preload bool) launchView {
 	if b := startBox(t, uid, gid, NetworkNone, "/bin/true"); !b.Wait(30*time.Second) || b.Status().Code != 0 {
 		t.Fatalf("the launch before: %+v", b.Status())
 	}
-	ln := waitIdle(t, shim, bw)
+	ln := readySpare(t, shim, bw).cmd.Process.Pid
 	maps, _ := os.ReadFile("/proc/" + strconv.Itoa(ln) + "/maps")
 	if got := strings.Contains(string(maps), "memfd:bwrap-r-launcher"); got != preload {
 		t.Fatalf("the spare maps the launcher object: %v, want %v", got, preload)
@@ -170,27 +170,6 @@ exec sleep 60`
 	}
 	v.maps = string(mapped)
 	return v
-}
-
-// waitIdle waits for the idle spare of shim and bwrap to wait for its
-// request, and returns its pid.
-func waitIdle(t *testing.T, shim []string, bwrap string) int {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		spares.Lock()
-		ln := spares.idle[spareKey(shim, bwrap)]
-		spares.Unlock()
-		if ln != nil {
-			b, _ := os.ReadFile("/proc/" + itoa(ln.cmd.Process.Pid) + "/syscall")
-			if f := strings.Fields(string(b)); len(f) > 0 && f[0] == strconv.Itoa(syscall.SYS_RECVMSG) {
-				return ln.cmd.Process.Pid
-			}
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	t.Fatal("no idle spare came")
-	return 0
 }
 
 // A sandbox launched by a preloaded spare is given exactly what one whose
@@ -285,7 +264,6 @@ func TestLauncherObjectActsOnlyAsASpare(t *testing.T) {
 func TestPreloadedHandoverClosesWhatExecWould(t *testing.T) {
 	needPreload(t)
 	bw := needSandbox(t)
-	uid, gid := nobody(t)
 	for _, spareBwrap := range []string{"", bw} {
 		t.Run("spare for "+strconv.Quote(spareBwrap), func(t *testing.T) {
 			extra, err := os.Open("/dev/null")
@@ -293,23 +271,8 @@ func TestPreloadedHandoverClosesWhatExecWould(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer extra.Close()
-			infoR, infoW, err := os.Pipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer infoR.Close()
-			files := []*os.File{nil, nil, nil, infoW, nil, nil, nil, nil, nil, extra}
-			args := []string{"-uid", itoa(int(uid)), "-gid", itoa(int(gid)), "--", bw, "--ro-bind", "/", "/", "--", "/bin/sleep", "30"}
 			waitSpareOf(t, testShim(), spareBwrap)
-			cmd, err := startShim(testShim(), spareBwrap, args, files)
-			infoW.Close()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer func() { cmd.Process.Kill(); cmd.Wait() }()
-			if err := readShimError(infoR); err != nil {
-				t.Fatal(err)
-			}
+			cmd := launchSleep(t, spareBwrap, bw, nil, nil, nil, nil, nil, extra)
 			maps, _ := os.ReadFile("/proc/" + itoa(cmd.Process.Pid) + "/maps")
 			if got := strings.Contains(string(maps), "memfd:bwrap-r-launcher"); got != (spareBwrap != "") {
 				t.Fatalf("bwrap maps the launcher object: %v", got)
@@ -327,7 +290,6 @@ func TestPreloadedHandoverClosesWhatExecWould(t *testing.T) {
 func TestPreloadedSpareExecsAnUpgradedBwrap(t *testing.T) {
 	needPreload(t)
 	bw := needSandbox(t)
-	uid, gid := nobody(t)
 	dir := stageDir(t)
 	copyTo := func(path string) {
 		b, err := os.ReadFile(bw)
@@ -343,9 +305,7 @@ func TestPreloadedSpareExecsAnUpgradedBwrap(t *testing.T) {
 	}
 	ours := filepath.Join(dir, "bwrap")
 	copyTo(ours)
-	waitSpareOf(t, testShim(), ours)
-	// Waiting for its request: its loader has mapped the object by then.
-	spare := waitIdle(t, testShim(), ours)
+	spare := waitSpareOf(t, testShim(), ours)
 	if maps, _ := os.ReadFile("/proc/" + itoa(spare) + "/maps"); !strings.Contains(string(maps), "memfd:bwrap-r-launcher") {
 		t.Fatal("the spare for the copy does not map the launcher object")
 	}
@@ -354,21 +314,7 @@ func TestPreloadedSpareExecsAnUpgradedBwrap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	infoR, infoW, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer infoR.Close()
-	args := []string{"-uid", itoa(int(uid)), "-gid", itoa(int(gid)), "--", ours, "--ro-bind", "/", "/", "--", "/bin/sleep", "30"}
-	cmd, err := startShim(testShim(), ours, args, []*os.File{nil, nil, nil, infoW})
-	infoW.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	if err := readShimError(infoR); err != nil {
-		t.Fatal(err)
-	}
+	cmd := launchSleep(t, ours, ours)
 	if cmd.Process.Pid != spare {
 		t.Fatalf("launched as pid %d, want the spare %d", cmd.Process.Pid, spare)
 	}
@@ -380,4 +326,29 @@ func TestPreloadedSpareExecsAnUpgradedBwrap(t *testing.T) {
 	if err != nil || !os.SameFile(running, upgraded) {
 		t.Errorf("the launch runs %v (%v), want the upgraded file", running, err)
 	}
+}
+
+// launchSleep starts, through startShim and the spare of spareBwrap, the
+// shim as nobody running bwrap (at bwrapPath) over the host's root with
+// sleep as its command; extra are its descriptors from 4 on. It returns
+// once the shim handed over to bwrap, and kills it at the test's end.
+func launchSleep(t *testing.T, spareBwrap, bwrapPath string, extra ...*os.File) *osexec.Cmd {
+	t.Helper()
+	uid, gid := nobody(t)
+	infoR, infoW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer infoR.Close()
+	args := []string{"-uid", itoa(int(uid)), "-gid", itoa(int(gid)), "--", bwrapPath, "--ro-bind", "/", "/", "--", "/bin/sleep", "30"}
+	cmd, err := startShim(testShim(), spareBwrap, args, append([]*os.File{nil, nil, nil, infoW}, extra...))
+	infoW.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	if err := readShimError(infoR); err != nil {
+		t.Fatal(err)
+	}
+	return cmd
 }

@@ -1118,10 +1118,10 @@ void shim_join_cgroups(const char *const *cgroups, int n) {
 void (*shim_handover)(int, char **);
 
 // shim_trees_free clears and frees the file copies the trees were built
-// with: no exec may follow to take them (preload.c), and bwrap's processes
-// would keep them for the task's life.
+// with, in a spare that may hand over without an exec (preload.c): bwrap's
+// processes would keep them for the task's life. An exec discards them.
 static void shim_trees_free(struct tree_op *ops, int nops) {
-	for (int i = 0; i < nops; i++) {
+	for (int i = 0; shim_handover != NULL && i < nops; i++) {
 		if (ops[i].copy != NULL) {
 			memset(ops[i].copy, 0, ops[i].copy_len);
 			free(ops[i].copy);

@@ -341,14 +341,20 @@ func loadsLikeThis(path string) bool {
 	if v, ok := loaderOf.Load(key); ok {
 		return v.(bool)
 	}
-	own, err1 := interpreter("/proc/self/exe")
-	theirs, err2 := interpreter(path)
-	same := err1 == nil && err2 == nil && own != "" && own == theirs
+	theirs, err := interpreter(path)
+	own := ownInterpreter()
+	same := err == nil && own != "" && own == theirs
 	loaderOf.Store(key, same)
 	return same
 }
 
 var loaderOf sync.Map
+
+// ownInterpreter is this binary's ELF interpreter, "" if unknown.
+var ownInterpreter = sync.OnceValue(func() string {
+	own, _ := interpreter("/proc/self/exe")
+	return own
+})
 
 // interpreter is the ELF program interpreter (the dynamic loader) path
 // names, "" for none.

@@ -134,18 +134,30 @@ func waitSpare(t *testing.T, shim []string) int {
 func waitSpareOf(t *testing.T, shim []string, bwrap string) int {
 	t.Helper()
 	refillSpare(shim, bwrap, nil)
+	return readySpare(t, shim, bwrap).cmd.Process.Pid
+}
+
+// readySpare waits until the idle spare of shim and bwrap (one on its way
+// already) waits for its request: its loader is done by then (a preloaded
+// spare has mapped the launcher object, which it does after the exec's
+// return), and so are its copies ahead.
+func readySpare(t *testing.T, shim []string, bwrap string) *launcher {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		spares.Lock()
 		ln := spares.idle[spareKey(shim, bwrap)]
 		spares.Unlock()
 		if ln != nil {
-			return ln.cmd.Process.Pid
+			b, _ := os.ReadFile("/proc/" + itoa(ln.cmd.Process.Pid) + "/syscall")
+			if f := strings.Fields(string(b)); len(f) > 0 && f[0] == strconv.Itoa(unix.SYS_RECVMSG) {
+				return ln
+			}
 		}
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(2 * time.Millisecond)
 	}
 	t.Fatal("no spare launcher came")
-	return 0
+	return nil
 }
 
 // A launch takes the spare started after the one before, and the command gets
@@ -173,9 +185,7 @@ func TestLaunchTakesTheSpare(t *testing.T) {
 func TestPreloadedSpareExecsAnotherBinary(t *testing.T) {
 	needPreload(t)
 	bw := needSandbox(t)
-	waitSpareOf(t, testShim(), bw)
-	// Waiting for its request: its loader has mapped the object by then.
-	spare := waitIdle(t, testShim(), bw)
+	spare := waitSpareOf(t, testShim(), bw)
 	if b, _ := os.ReadFile("/proc/" + itoa(spare) + "/maps"); !strings.Contains(string(b), "memfd:bwrap-r-launcher") {
 		t.Fatalf("the spare %d does not map the launcher object", spare)
 	}

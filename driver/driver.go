@@ -261,8 +261,8 @@ func (d *Driver) buildFingerprint() *drivers.Fingerprint {
 	attrs["driver.bwrap-r.bwrap.version"] = pstructs.NewStringAttribute(version)
 	attrs["driver.bwrap-r.bwrap.path"] = pstructs.NewStringAttribute(bwrapPath)
 	// Whether spare launchers are bwrap with the launcher preloaded (a
-	// make build) or this binary exec'd (a plain go build): 1.1 to 1.4 ms
-	// a start.
+	// make build) or this binary exec'd (a plain go build, or
+	// preload_launcher = false): 1.1 to 1.4 ms a start.
 	attrs["driver.bwrap-r.launcher.preloaded"] = pstructs.NewBoolAttribute(bwrap.Preloaded(bwrapPath))
 	fp := &drivers.Fingerprint{
 		Attributes:        attrs,
